@@ -1,0 +1,91 @@
+// Command hil is the OneNET hardware-in-the-loop harness: it runs a OneNET
+// stand-in broker, drives a MicroPython board (real or virtual) over its
+// serial port and checks the board's LED against a model.
+//
+// Each subcommand lives in its own file and registers itself in init(), so
+// the parts of the harness can grow without touching this file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one `hil <name>` subcommand.
+type command struct {
+	name    string
+	summary string
+	// run parses args itself (with its own flag.FlagSet) and returns an
+	// error; an exitError carries a specific exit code.
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{}
+
+func register(c command) {
+	if _, dup := commands[c.name]; dup {
+		panic("hil: command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// exitError lets a command choose its exit code (for example "some
+// scenarios failed") without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: hil <command> [flags]")
+	fmt.Fprintln(w, "")
+	fmt.Fprintln(w, "commands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "")
+	fmt.Fprintln(w, "Run 'hil <command> -h' for the flags of one command.")
+}
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "hil: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := c.run(ctx, args[1:], stdout, stderr)
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintf(stderr, "hil %s: %v\n", c.name, err)
+		return 1
+	}
+}
