@@ -1,0 +1,452 @@
+// Package bench measures a broker under a simulated fleet of OneNET LED
+// boards: logins per second, the command round trip (command sent ->
+// device reply received), sustained commands per second, memory per
+// connected device and CPU, for the embedded OneNET stand-in and for a
+// private Mosquitto started with the same credentials and topic rights.
+// Every command is accounted for: replied, or lost with a reason.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/onenet-hil/hil/harness/fleet"
+)
+
+// Path is how commands reach the devices and replies come back.
+type Path string
+
+// Command paths.
+const (
+	// PathTopic: a custom topic per device (cmd/{id}) and a reply topic
+	// (rsp/{id}); the same on every broker.
+	PathTopic Path = "topic"
+	// PathCreq: OneNET's $creq/{uuid} push and the device's $crsp/{uuid}
+	// reply (embedded broker only).
+	PathCreq Path = "creq"
+	// PathHTTP: OneNET's HTTP API POST /cmds, then $creq/$crsp
+	// (embedded broker only).
+	PathHTTP Path = "http"
+)
+
+// Topic prefixes of the custom-topic path.
+const (
+	CommandPrefix = "cmd/"
+	ReplyPrefix   = "rsp/"
+)
+
+// Options describe one measurement.
+type Options struct {
+	Devices  int
+	Rate     float64       // commands per second offered
+	Duration time.Duration // length of the load phase
+	Path     Path
+	// Timeout: a command with no reply after this long is lost
+	// ("timeout"). Default 5 s.
+	Timeout time.Duration
+	// FleetWorker, when set, runs the fleet in that child process (a
+	// program that calls fleet.Serve) so its memory and CPU are not
+	// charged to an in-process broker. Empty: the fleet runs in this
+	// process.
+	FleetWorker []string
+	// LoginConcurrency: logins in flight at once (default 64).
+	LoginConcurrency int
+	// Progress, when set, is called about four times a second.
+	Progress func(Progress)
+	// AfterLogin, when set, is called once the fleet is in, before the
+	// load (tests use it to inject faults).
+	AfterLogin func(FleetControl)
+}
+
+// FleetControl lets a caller act on the running fleet.
+type FleetControl interface {
+	Drop(deviceID string) error
+	Inject(deviceID string, f fleet.Fault) error
+	DeviceIDs() []string
+}
+
+// Progress is a running total during one measurement.
+type Progress struct {
+	Broker   string
+	Phase    string // "login", "load", "drain"
+	Elapsed  time.Duration
+	Duration time.Duration
+	Commands int64
+	Replied  int64
+	Lost     int64
+}
+
+// Result is one broker's figures.
+type Result struct {
+	Broker    string  `json:"broker"`
+	Path      Path    `json:"path"`
+	Devices   int     `json:"devices"`
+	Connected int     `json:"connected"`
+	LoginFail int     `json:"login_failed"`
+	LoginsPS  float64 `json:"logins_per_s"`
+	Rate      float64 `json:"rate"`
+	DurationS float64 `json:"duration_s"`
+
+	Commands   int64            `json:"commands"`
+	Replied    int64            `json:"replied"`
+	Lost       int64            `json:"lost"`
+	LostBy     map[string]int64 `json:"lost_reasons"`
+	LostSample []LostCommand    `json:"lost_examples,omitempty"`
+	Wrong      int64            `json:"wrong_state"`
+	Late       int64            `json:"late_replies"`
+	Unknown    int64            `json:"unmatched_replies"`
+
+	ThroughputCPS float64 `json:"throughput_cps"`
+	P50ms         float64 `json:"p50_ms"`
+	P90ms         float64 `json:"p90_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	MaxMs         float64 `json:"max_ms"`
+
+	MemPerDeviceKB     float64 `json:"mem_per_device_kb"`
+	HeapPerDeviceKB    float64 `json:"heap_per_device_kb,omitempty"`
+	PeakRSSPerDeviceKB float64 `json:"peak_rss_per_device_kb,omitempty"`
+	MemMethod          string  `json:"mem_method"`
+
+	BrokerCPUPercent float64 `json:"broker_cpu_percent"`
+	BenchCPUPercent  float64 `json:"bench_cpu_percent,omitempty"`
+	FleetCPUPercent  float64 `json:"fleet_cpu_percent,omitempty"`
+	FleetRSSPerDevKB float64 `json:"fleet_rss_per_device_kb,omitempty"`
+	CPUMethod        string  `json:"cpu_method"`
+
+	Notes []string `json:"notes,omitempty"`
+}
+
+// target is one broker under test.
+type target interface {
+	name() string
+	addr() string
+	devices(n int) []fleet.Device
+	// connect opens the command sender and reply collector.
+	connect(ctx context.Context, path Path, l *ledger) (sender, error)
+	// memory returns the broker's resident KiB and, when it can be told
+	// apart, its live Go heap and stacks in KiB (-1 otherwise).
+	memory() (rssKB, heapKB int64)
+	cpu() time.Duration
+	inProcess() bool
+	close() error
+}
+
+// sender issues commands. send returns the reply key.
+type sender interface {
+	send(deviceID string, payload []byte) (key string, err error)
+	workers() int // how many sends may run at once
+	byDevice() bool
+	close()
+}
+
+// fleetHandle is an in-process or child-process fleet.
+type fleetHandle interface {
+	Logins() fleet.LoginStats
+	Drop(id string) error
+	Inject(id string, f fleet.Fault) error
+	Close() error
+}
+
+type control struct {
+	f   fleetHandle
+	ids []string
+}
+
+func (c control) Drop(id string) error                  { return c.f.Drop(id) }
+func (c control) Inject(id string, f fleet.Fault) error { return c.f.Inject(id, f) }
+func (c control) DeviceIDs() []string                   { return c.ids }
+
+func (o *Options) check() error {
+	if o.Devices <= 0 {
+		return errors.New("devices must be positive")
+	}
+	if o.Rate <= 0 {
+		return errors.New("rate must be positive")
+	}
+	if o.Duration <= 0 {
+		return errors.New("duration must be positive")
+	}
+	switch o.Path {
+	case "":
+		o.Path = PathTopic
+	case PathTopic, PathCreq, PathHTTP:
+	default:
+		return fmt.Errorf("unknown path %q (topic, creq or http)", o.Path)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.LoginConcurrency <= 0 {
+		o.LoginConcurrency = 64
+	}
+	return nil
+}
+
+// run measures one target.
+func run(ctx context.Context, t target, o Options) (*Result, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	devs := t.devices(o.Devices)
+	ids := make([]string, len(devs))
+	for i, d := range devs {
+		ids[i] = d.ID
+	}
+	l := newLedger(ids)
+	res := &Result{Broker: t.name(), Path: o.Path, Devices: o.Devices, Rate: o.Rate, DurationS: o.Duration.Seconds()}
+	progress := func(phase string, el time.Duration) {
+		if o.Progress != nil {
+			c, r, lost := l.snapshot()
+			o.Progress(Progress{Broker: t.name(), Phase: phase, Elapsed: el, Duration: o.Duration, Commands: c, Replied: r, Lost: lost})
+		}
+	}
+
+	snd, err := t.connect(ctx, o.Path, l)
+	if err != nil {
+		return nil, err
+	}
+	defer snd.close()
+
+	rss0, heap0 := t.memory()
+	progress("login", 0)
+	fopts := fleet.Options{
+		Addr: t.addr(), Devices: devs, Concurrency: o.LoginConcurrency, KeepAlive: 120 * time.Second,
+		OnEvent: func(e fleet.Event) {
+			if e.Kind == fleet.Dropped {
+				l.dropped(e.Device, e.Reason)
+			}
+		},
+	}
+	if o.Path == PathTopic {
+		fopts.CommandPrefix, fopts.ReplyPrefix = CommandPrefix, ReplyPrefix
+	}
+	var fl fleetHandle
+	var remote *fleet.Remote
+	if len(o.FleetWorker) > 0 {
+		remote, err = fleet.StartRemote(ctx, o.FleetWorker, fopts)
+		fl = remote
+	} else {
+		var f *fleet.Fleet
+		f, err = fleet.Start(ctx, fopts)
+		fl = f
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	closeFleet := sync.OnceValue(fl.Close)
+	defer closeFleet()
+	lg := fl.Logins()
+	res.Connected, res.LoginFail, res.LoginsPS = lg.Connected, len(lg.Failed), lg.PerSecond()
+	for _, f := range lg.Failed {
+		l.dropped(f.Device, "login failed: "+f.Reason) // never sent a command
+		if len(res.Notes) < 5 {
+			res.Notes = append(res.Notes, fmt.Sprintf("device %s did not log in: %s", f.Device, f.Reason))
+		}
+	}
+	if lg.Connected == 0 {
+		return res, errors.New("no device could log in")
+	}
+
+	rss1, heap1 := t.memory()
+	n := float64(lg.Connected)
+	res.MemPerDeviceKB = float64(rss1-rss0) / n
+	if heap0 >= 0 && heap1 >= 0 {
+		res.HeapPerDeviceKB = float64(heap1-heap0) / n
+	}
+	if o.AfterLogin != nil {
+		o.AfterLogin(control{f: fl, ids: ids})
+	}
+
+	// Load phase.
+	var fleetCPU0 time.Duration
+	var fleetRSS int64
+	if remote != nil {
+		if u, _, err := remote.Usage(10 * time.Second); err == nil {
+			fleetCPU0, fleetRSS = u.CPU, u.RSSKB
+		}
+	}
+	brokerCPU0, selfCPU0 := t.cpu(), fleet.SelfUsage().CPU
+	peakRSS := rss1
+	start := time.Now()
+	jobs := make(chan job, 4096)
+	var wg sync.WaitGroup
+	for range snd.workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if !l.sending(j.dev, time.Now()) {
+					continue
+				}
+				key, err := snd.send(ids[j.dev], []byte(j.cmd))
+				if err != nil {
+					l.refused(j.dev, LostRefused, err.Error())
+					continue
+				}
+				l.sent(j.dev, key)
+			}
+		}()
+	}
+	stopSweep := make(chan struct{})
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stopSweep:
+				return
+			case now := <-tk.C:
+				l.expire(now, o.Timeout, false)
+			}
+		}
+	}()
+
+	var stalls int64
+	nextProgress := start
+	issued := int64(0)
+	interrupted := false
+pace:
+	for {
+		el := time.Since(start)
+		if el >= o.Duration {
+			break
+		}
+		due := int64(o.Rate*el.Seconds()) + 1
+		for ; issued < due; issued++ {
+			dev, cmd, ok := l.pick()
+			if !ok {
+				stalls++
+				issued = due // skip: every device is busy or gone
+				break
+			}
+			jobs <- job{dev: dev, cmd: cmd}
+		}
+		if now := time.Now(); now.After(nextProgress) {
+			progress("load", el)
+			if t.inProcess() {
+				// RSS only; a GC here would disturb the load
+				if r := fleet.ProcRSSKB(osPid()); r > peakRSS {
+					peakRSS = r
+				}
+			} else if r, _ := t.memory(); r > peakRSS {
+				peakRSS = r
+			}
+			nextProgress = now.Add(250 * time.Millisecond)
+		}
+		// Sleep until the next command is due (at least ~0.2 ms).
+		wait := time.Duration(float64(issued)/o.Rate*float64(time.Second)) - time.Since(start)
+		select {
+		case <-ctx.Done():
+			interrupted = true
+			break pace
+		case <-time.After(max(wait, 200*time.Microsecond)):
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	loadEnd := time.Now()
+
+	// Drain: wait for the replies still on their way, at most Timeout.
+	drainStart := time.Now()
+	for {
+		_, _, _ = l.snapshot()
+		l.mu.Lock()
+		inflight := l.inflight
+		l.mu.Unlock()
+		if inflight == 0 || time.Since(drainStart) > o.Timeout+200*time.Millisecond || interrupted {
+			break
+		}
+		progress("drain", o.Duration)
+		select {
+		case <-l.drained:
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	close(stopSweep)
+	<-sweepDone
+	l.expire(time.Now(), o.Timeout, true)
+	wall := loadEnd.Sub(start).Seconds()
+	res.BrokerCPUPercent = 100 * (t.cpu() - brokerCPU0).Seconds() / wall
+	if !t.inProcess() {
+		res.BenchCPUPercent = 100 * (fleet.SelfUsage().CPU - selfCPU0).Seconds() / wall
+	}
+	if remote != nil {
+		if u, _, err := remote.Usage(10 * time.Second); err == nil {
+			res.FleetCPUPercent = 100 * (u.CPU - fleetCPU0).Seconds() / wall
+			res.FleetRSSPerDevKB = float64(fleetRSS) / n
+		}
+	}
+	res.PeakRSSPerDeviceKB = float64(peakRSS-rss0) / n
+	progress("done", o.Duration)
+
+	l.mu.Lock()
+	res.Commands, res.Replied, res.Wrong, res.Late, res.Unknown = l.commands, l.replied, l.wrong, l.late, l.unknown
+	res.LostBy = map[string]int64{}
+	for k, v := range l.lost {
+		res.LostBy[k] = v
+		res.Lost += v
+	}
+	res.LostSample = append(res.LostSample, l.examples...)
+	lat := percentiles(l.samples)
+	if l.replied > 0 && l.last.After(l.first) {
+		res.ThroughputCPS = float64(l.replied) / l.last.Sub(l.first).Seconds()
+	}
+	l.mu.Unlock()
+	res.P50ms, res.P90ms, res.P99ms, res.MaxMs = lat.P50, lat.P90, lat.P99, lat.Max
+	if stalls > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("the generator found every device busy %d times: the offered rate was not reached", stalls))
+	}
+	if interrupted {
+		res.Notes = append(res.Notes, "interrupted before the end of the load phase")
+	}
+	if len(o.FleetWorker) == 0 && t.inProcess() {
+		res.MemMethod += "; the fleet runs in the same process, so this includes its cost"
+	}
+	if err := closeFleet(); err != nil {
+		res.Notes = append(res.Notes, "fleet: "+err.Error())
+	}
+	return res, nil
+}
+
+type job struct {
+	dev int
+	cmd string
+}
+
+// Ratio divides each figure of a by b's.
+func Ratio(a, b *Result) map[string]float64 {
+	div := func(x, y float64) float64 {
+		if y == 0 {
+			return 0
+		}
+		return x / y
+	}
+	return map[string]float64{
+		"logins_per_s":      div(a.LoginsPS, b.LoginsPS),
+		"throughput_cps":    div(a.ThroughputCPS, b.ThroughputCPS),
+		"p50_ms":            div(a.P50ms, b.P50ms),
+		"p90_ms":            div(a.P90ms, b.P90ms),
+		"p99_ms":            div(a.P99ms, b.P99ms),
+		"max_ms":            div(a.MaxMs, b.MaxMs),
+		"mem_per_device_kb": div(a.MemPerDeviceKB, b.MemPerDeviceKB),
+		"cpu_percent":       div(a.BrokerCPUPercent, b.BrokerCPUPercent),
+	}
+}
+
+func sortedKeys(m map[string]int64) []string {
+	k := make([]string, 0, len(m))
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	return k
+}
+
+var _ = runtime.GC
