@@ -1,0 +1,178 @@
+// Package report holds the results of a scenario run and writes them: a
+// live console line per scenario and a summary table, JUnit XML, JSON and a
+// self-contained HTML page. Every writer masks the secrets it is given.
+package report
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Status is the outcome of a scenario or a step.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	Skip Status = "skip"
+	// NotRun marks the steps after a scenario's first failure.
+	NotRun Status = "not run"
+)
+
+// Unknown is the value of an LED level nobody observed.
+const Unknown = -1
+
+// Line is one serial line with the time it was read.
+type Line struct {
+	At   time.Time `json:"at"`
+	Text string    `json:"text"`
+}
+
+// Step is the result of one concrete step.
+type Step struct {
+	Index  int    `json:"index"` // 0-based position in the expanded list
+	Kind   string `json:"kind"`  // send, expect, fault, wait, sync
+	Line   int    `json:"line"`  // line in the scenario file
+	Desc   string `json:"desc"`  // e.g. "send toggle via creq"
+	Status Status `json:"status"`
+	// Expected is the model's LED state after the step; Echo and Pin are
+	// what the board's echo and the GPIO pin said (Unknown if not seen).
+	Expected int           `json:"expected"`
+	Echo     int           `json:"echo"`
+	Pin      int           `json:"pin"`
+	Latency  time.Duration `json:"latency_ns,omitempty"` // send to echo, sends only
+	Message  string        `json:"message,omitempty"`    // why it failed, or a note
+}
+
+// Scenario is the result of one scenario.
+type Scenario struct {
+	Name     string        `json:"name"`
+	File     string        `json:"file"`
+	Status   Status        `json:"status"`
+	Reason   string        `json:"reason,omitempty"` // why it failed or was skipped
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	Steps    []Step        `json:"steps"`
+	Serial   []Line        `json:"serial"`
+}
+
+// Latencies returns the latencies of the scenario's confirmed sends.
+func (s Scenario) Latencies() []time.Duration {
+	var out []time.Duration
+	for _, st := range s.Steps {
+		if st.Latency > 0 {
+			out = append(out, st.Latency)
+		}
+	}
+	return out
+}
+
+// Run is one run of many scenarios.
+type Run struct {
+	Target    string        `json:"target"` // e.g. "virtual board" or "/dev/ttyUSB0"
+	Started   time.Time     `json:"started"`
+	Duration  time.Duration `json:"duration_ns"`
+	Scenarios []Scenario    `json:"scenarios"`
+}
+
+// Totals counts scenarios by status.
+type Totals struct {
+	Passed  int `json:"passed"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+	Total   int `json:"total"`
+}
+
+// Totals counts the run's scenarios.
+func (r Run) Totals() Totals {
+	var t Totals
+	for _, s := range r.Scenarios {
+		switch s.Status {
+		case Pass:
+			t.Passed++
+		case Fail:
+			t.Failed++
+		case Skip:
+			t.Skipped++
+		}
+	}
+	t.Total = len(r.Scenarios)
+	return t
+}
+
+// OK reports whether nothing failed.
+func (r Run) OK() bool { return r.Totals().Failed == 0 }
+
+// Percentile returns the p-th percentile (0..100) of ds by the nearest-rank
+// method, or 0 for no data.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := int(math.Ceil(p / 100 * float64(len(s))))
+	rank = max(1, min(rank, len(s)))
+	return s[rank-1]
+}
+
+// ms renders a duration as fractional milliseconds.
+func ms(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Millisecond)*1000) / 1000
+}
+
+// Sink receives results while a run goes on (the console progress line).
+type Sink interface {
+	ScenarioStarted(name string, steps int)
+	StepDone(name string, st Step)
+	ScenarioDone(s Scenario)
+}
+
+// Masker replaces secrets with "****".
+type Masker struct{ r *strings.Replacer }
+
+// NewMasker masks every non-empty secret; longer secrets are matched first
+// so that one secret containing another is masked whole.
+func NewMasker(secrets ...string) *Masker {
+	s := slices.DeleteFunc(slices.Clone(secrets), func(x string) bool { return x == "" })
+	slices.SortFunc(s, func(a, b string) int { return len(b) - len(a) })
+	var pairs []string
+	for _, x := range s {
+		pairs = append(pairs, x, "****")
+	}
+	return &Masker{r: strings.NewReplacer(pairs...)}
+}
+
+// Mask returns s with every secret replaced. A nil Masker masks nothing.
+func (m *Masker) Mask(s string) string {
+	if m == nil {
+		return s
+	}
+	return m.r.Replace(s)
+}
+
+// Masked returns a deep copy of r with every string masked.
+func (m *Masker) Masked(r Run) Run {
+	out := r
+	out.Target = m.Mask(r.Target)
+	out.Scenarios = make([]Scenario, len(r.Scenarios))
+	for i, s := range r.Scenarios {
+		s.Name, s.File, s.Reason = m.Mask(s.Name), m.Mask(s.File), m.Mask(s.Reason)
+		steps := make([]Step, len(s.Steps))
+		for j, st := range s.Steps {
+			st.Desc, st.Message = m.Mask(st.Desc), m.Mask(st.Message)
+			steps[j] = st
+		}
+		s.Steps = steps
+		lines := make([]Line, len(s.Serial))
+		for j, l := range s.Serial {
+			l.Text = m.Mask(l.Text)
+			lines[j] = l
+		}
+		s.Serial = lines
+		out.Scenarios[i] = s
+	}
+	return out
+}
