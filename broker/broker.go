@@ -1,0 +1,467 @@
+// Package broker is the OneNET stand-in: an embedded Mochi MQTT broker with
+// hooks that reproduce OneNET's legacy MQTT service (login and CONNACK codes,
+// one connection per device, ACL, $creq/$crsp commands, $dp data points,
+// product-scoped custom topics), OneNET's legacy HTTP API and a typed event
+// feed that tests wait on.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Default addresses of `hil broker`: OneNET's MQTT port, loopback only.
+const (
+	DefaultMQTTAddr = "127.0.0.1:6002"
+	DefaultHTTPAddr = "127.0.0.1:8080"
+)
+
+// Options configure a Broker. Empty addresses take the defaults; tests pass
+// "127.0.0.1:0".
+type Options struct {
+	Registry *Registry // nil = DemoRegistry()
+	MQTTAddr string
+	HTTPAddr string
+	Logger   *slog.Logger // every event is logged here; nil = discard
+}
+
+// Broker is a running (or ready to run) OneNET stand-in.
+type Broker struct {
+	reg  *Registry
+	log  *slog.Logger
+	srv  *mqtt.Server
+	feed *Feed
+
+	mu       sync.Mutex
+	conns    map[string]*conn       // device id -> its current connection
+	byClient map[*mqtt.Client]*conn // every live connection
+	cmds     map[string]*command
+	pending  map[string][]*command // device id -> commands kept for its next login
+	dps      map[string]map[string][]Datapoint
+
+	mqttAddr   string
+	httpAddr   string
+	listenerID string
+	listenerN  int
+	httpSrv    *http.Server
+	state      int // 0 new, 1 started, 2 closed
+}
+
+type conn struct {
+	cl        *mqtt.Client
+	deviceID  string
+	productID string
+	ready     bool          // CONNACK sent: PUBLISHes may go out
+	reason    string        // why the server closed it, if it did
+	kicked    bool          // replaced by a newer login: its end is not "offline"
+	done      chan struct{} // closed once Mochi reported its disconnect
+}
+
+// Errors returned by the device operations.
+var (
+	ErrUnknownDevice = errors.New("unknown device")
+	ErrOffline       = errors.New("device not online")
+	ErrClosed        = errors.New("broker closed")
+)
+
+// New builds a broker; Start brings its listeners up.
+func New(opts Options) (*Broker, error) {
+	if opts.Registry == nil {
+		opts.Registry = DemoRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.MQTTAddr == "" {
+		opts.MQTTAddr = DefaultMQTTAddr
+	}
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = DefaultHTTPAddr
+	}
+	b := &Broker{
+		reg:      opts.Registry,
+		log:      opts.Logger,
+		feed:     newFeed(),
+		conns:    map[string]*conn{},
+		byClient: map[*mqtt.Client]*conn{},
+		cmds:     map[string]*command{},
+		pending:  map[string][]*command{},
+		dps:      map[string]map[string][]Datapoint{},
+		mqttAddr: opts.MQTTAddr,
+		httpAddr: opts.HTTPAddr,
+	}
+	b.srv = mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		// Mochi's own log is about its internals; the event feed says what a
+		// OneNET user needs, so Mochi only reports errors.
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := b.srv.AddHook(&onenetHook{b: b}, nil); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Registry returns the broker's registry (add devices to it at run time).
+func (b *Broker) Registry() *Registry { return b.reg }
+
+// Events returns the event feed.
+func (b *Broker) Events() *Feed { return b.feed }
+
+// Start binds the MQTT and HTTP listeners; they accept connections when it
+// returns.
+func (b *Broker) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != 0 {
+		return errors.New("broker: Start called twice")
+	}
+	if err := b.listenMQTTLocked(); err != nil {
+		return err
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: mqtt: %w", err)
+	}
+	ln, err := net.Listen("tcp", b.httpAddr)
+	if err != nil {
+		_ = b.srv.Close()
+		return fmt.Errorf("broker: http listen %s: %w", b.httpAddr, err)
+	}
+	b.httpAddr = ln.Addr().String()
+	b.httpSrv = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = b.httpSrv.Serve(ln) }()
+	b.state = 1
+	b.log.Info("broker started", "mqtt", b.mqttAddr, "http", b.httpAddr)
+	return nil
+}
+
+// listenMQTTLocked binds a fresh Mochi TCP listener on b.mqttAddr.
+func (b *Broker) listenMQTTLocked() error {
+	b.listenerN++
+	id := fmt.Sprintf("mqtt-%d", b.listenerN)
+	l := listeners.NewTCP(listeners.Config{ID: id, Address: b.mqttAddr})
+	if err := b.srv.AddListener(l); err != nil {
+		return fmt.Errorf("broker: mqtt listen %s: %w", b.mqttAddr, err)
+	}
+	b.listenerID = id
+	b.mqttAddr = l.Address()
+	return nil
+}
+
+// MQTTAddr is the bound MQTT address (host:port).
+func (b *Broker) MQTTAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mqttAddr
+}
+
+// HTTPAddr is the bound HTTP API address (host:port).
+func (b *Broker) HTTPAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.httpAddr
+}
+
+// Close drops every connection and stops both listeners.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.state != 1 {
+		b.state = 2
+		b.mu.Unlock()
+		return nil
+	}
+	b.state = 2
+	b.mu.Unlock()
+	waits := b.stopAll("broker closed")
+	_ = b.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := b.httpSrv.Shutdown(ctx)
+	waitAll(ctx, waits)
+	b.log.Info("broker stopped")
+	return err
+}
+
+// stopAll closes every device connection (plain TCP close) and returns
+// channels closed when Mochi has reported each disconnect.
+func (b *Broker) stopAll(reason string) []chan struct{} {
+	b.mu.Lock()
+	var cls []*mqtt.Client
+	var waits []chan struct{}
+	for cl, c := range b.byClient {
+		if c.reason == "" {
+			c.reason = reason
+		}
+		cls = append(cls, cl)
+		waits = append(waits, c.done)
+	}
+	b.mu.Unlock()
+	for _, cl := range cls {
+		cl.Stop(errors.New(reason))
+	}
+	return waits
+}
+
+func waitAll(ctx context.Context, waits []chan struct{}) error {
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Restart simulates OneNET's service restarting: every connection drops,
+// the MQTT listener closes and serves again on the same address. Registry,
+// kept commands and data points survive.
+func (b *Broker) Restart(ctx context.Context) error {
+	b.mu.Lock()
+	if b.state != 1 {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	id := b.listenerID
+	b.mu.Unlock()
+	var waits []chan struct{}
+	b.srv.Listeners.Close(id, func(string) { waits = b.stopAll("broker restart") })
+	b.srv.Listeners.Delete(id)
+	if err := waitAll(ctx, waits); err != nil {
+		return fmt.Errorf("broker: restart: connections did not close: %w", err)
+	}
+	b.log.Info("broker restarting", "mqtt", b.MQTTAddr())
+	for {
+		b.mu.Lock()
+		err := b.listenMQTTLocked()
+		id := b.listenerID
+		b.mu.Unlock()
+		if err == nil {
+			b.srv.Listeners.Serve(id, b.srv.EstablishConnection)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", err, ctx.Err())
+		case <-time.After(20 * time.Millisecond): // pacing: the port may still be held
+		}
+	}
+}
+
+// Kick closes a device's connection from the server side, as a duplicate
+// login does (plain TCP close, no DISCONNECT packet).
+func (b *Broker) Kick(deviceID string) error {
+	c, err := b.closeConn(deviceID, "kicked by server")
+	if err != nil {
+		return err
+	}
+	b.emit(Event{Kind: Kicked, DeviceID: deviceID, ProductID: c.productID, Reason: "kicked by server"})
+	c.cl.Stop(errors.New("kicked by server"))
+	return nil
+}
+
+// DropConnection closes the device's TCP connection abruptly, as a network
+// fault would.
+func (b *Broker) DropConnection(deviceID string) error {
+	c, err := b.closeConn(deviceID, "connection dropped")
+	if err != nil {
+		return err
+	}
+	c.cl.Stop(errors.New("connection dropped"))
+	return nil
+}
+
+func (b *Broker) closeConn(deviceID, reason string) (*conn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.conns[deviceID]
+	if c == nil {
+		return nil, fmt.Errorf("%w: %s", ErrOffline, deviceID)
+	}
+	c.reason = reason
+	return c, nil
+}
+
+// Online reports whether the device has a connection right now.
+func (b *Broker) Online(deviceID string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conns[deviceID] != nil
+}
+
+func (b *Broker) productOf(cl *mqtt.Client) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c := b.byClient[cl]; c != nil {
+		return c.productID
+	}
+	return ""
+}
+
+func (b *Broker) sessionEstablish(cl *mqtt.Client) {
+	_, pid, _ := b.reg.Device(cl.ID)
+	c := &conn{cl: cl, deviceID: cl.ID, productID: pid, done: make(chan struct{})}
+	b.mu.Lock()
+	old := b.conns[cl.ID]
+	b.conns[cl.ID] = c
+	b.byClient[cl] = c
+	if old != nil {
+		old.kicked = true
+		old.reason = "duplicate login from " + cl.Net.Remote
+	}
+	b.mu.Unlock()
+	if old != nil {
+		b.emit(Event{Kind: Kicked, DeviceID: cl.ID, ProductID: pid, Reason: old.reason})
+		old.cl.Stop(errors.New(old.reason))
+	}
+}
+
+func (b *Broker) sessionEstablished(cl *mqtt.Client) {
+	b.mu.Lock()
+	c := b.byClient[cl]
+	if c == nil {
+		b.mu.Unlock()
+		return
+	}
+	c.ready = true
+	kept := b.pending[cl.ID]
+	delete(b.pending, cl.ID)
+	b.mu.Unlock()
+	b.emit(Event{Kind: Connected, DeviceID: cl.ID, ProductID: c.productID, Reason: "from " + cl.Net.Remote})
+	for _, cmd := range kept {
+		b.deliverKept(c, cmd)
+	}
+}
+
+func (b *Broker) disconnected(cl *mqtt.Client, err error) {
+	b.mu.Lock()
+	c := b.byClient[cl]
+	if c == nil {
+		b.mu.Unlock()
+		return
+	}
+	delete(b.byClient, cl)
+	offline := b.conns[c.deviceID] == c
+	if offline {
+		delete(b.conns, c.deviceID)
+	}
+	reason := c.reason
+	b.mu.Unlock()
+	defer close(c.done) // after the event, so waiters see it logged
+	if !offline {
+		return // kicked by a newer login: the device stays online
+	}
+	if reason == "" {
+		switch {
+		case err == nil || errors.Is(err, io.EOF) && cl.StopCause() == nil:
+			reason = "connection closed by device"
+		default:
+			reason = err.Error()
+		}
+		if cause := cl.StopCause(); cause != nil {
+			reason = cause.Error()
+		}
+	}
+	b.emit(Event{Kind: Disconnected, DeviceID: c.deviceID, ProductID: c.productID, Reason: reason})
+}
+
+func (b *Broker) emit(e Event) {
+	e = b.feed.emit(e)
+	attrs := []any{"kind", e.Kind.String(), "seq", e.Seq}
+	if e.DeviceID != "" {
+		attrs = append(attrs, "device", e.DeviceID)
+	}
+	if e.ProductID != "" {
+		attrs = append(attrs, "product", e.ProductID)
+	}
+	if e.Topic != "" {
+		attrs = append(attrs, "topic", e.Topic)
+	}
+	if e.CmdUUID != "" {
+		attrs = append(attrs, "cmd", e.CmdUUID)
+	}
+	if e.Kind == Refused || e.Kind == Subscribed {
+		attrs = append(attrs, "code", fmt.Sprintf("0x%02x", e.Code))
+	}
+	if e.Payload != nil {
+		attrs = append(attrs, "payload", shorten(e.Payload, 128))
+	}
+	if e.Reason != "" {
+		attrs = append(attrs, "reason", e.Reason)
+	}
+	lvl := slog.LevelInfo
+	if e.Kind == Refused || e.Kind == DatapointRejected {
+		lvl = slog.LevelWarn
+	}
+	b.log.Log(context.Background(), lvl, "event", attrs...)
+}
+
+// PublishCustom publishes payload on a custom topic through Mochi's inline
+// client; only subscribers among the product's devices receive it (QoS 0).
+func (b *Broker) PublishCustom(productID, topic string, payload []byte) error {
+	if _, ok := b.reg.Product(productID); !ok {
+		return fmt.Errorf("publish: unknown product %s", productID)
+	}
+	if !validTopic(topic) {
+		return fmt.Errorf("publish: topic %q: only letters, digits and '/' are allowed", topic)
+	}
+	if len(payload) >= maxPayload {
+		return fmt.Errorf("publish: payload of %d bytes, limit is %d", len(payload), maxPayload-1)
+	}
+	b.emit(Event{Kind: Published, ProductID: productID, Topic: topic, Payload: clone(payload)})
+	return b.srv.Publish(productTopic(productID, topic), payload, false, 0)
+}
+
+const maxPayload = 64 * 1024
+
+const maxPointsPerStream = 10000
+
+func (b *Broker) storeDatapoints(deviceID, productID string, payload []byte) {
+	recs, err := ParseDP(payload)
+	if err != nil {
+		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: productID, Topic: "$dp", Payload: clone(payload), Reason: err.Error()})
+		return
+	}
+	now := time.Now()
+	b.mu.Lock()
+	m := b.dps[deviceID]
+	if m == nil {
+		m = map[string][]Datapoint{}
+		b.dps[deviceID] = m
+	}
+	for i, r := range recs {
+		if r.At.IsZero() {
+			recs[i].At = now
+		}
+		pts := append(m[r.Stream], Datapoint{At: recs[i].At, Value: r.Value})
+		if len(pts) > maxPointsPerStream {
+			pts = pts[len(pts)-maxPointsPerStream:]
+		}
+		m[r.Stream] = pts
+	}
+	b.mu.Unlock()
+	for _, r := range recs {
+		b.emit(Event{Kind: DatapointReceived, DeviceID: deviceID, ProductID: productID, Topic: r.Stream, Payload: []byte(fmt.Sprint(r.Value)), Time: now})
+	}
+}
+
+// Datapoints returns a copy of every datastream of a device.
+func (b *Broker) Datapoints(deviceID string) map[string][]Datapoint {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string][]Datapoint{}
+	for k, v := range b.dps[deviceID] {
+		out[k] = append([]Datapoint(nil), v...)
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EventKind says what happened.
+type EventKind int
+
+const (
+	Connected         EventKind = iota + 1 // CONNACK 0 sent
+	Refused                                // login refused: Code is the CONNACK code, 0xFF = closed without CONNACK
+	Disconnected                           // a device's current connection ended (device offline)
+	Kicked                                 // a connection was closed by the server (duplicate login or Kick)
+	Subscribed                             // one filter of a SUBSCRIBE: Code 0x00 granted, 0x80 refused
+	Published                              // a message on a custom topic (from a device, or from the harness when DeviceID is "")
+	CommandSent                            // $creq pushed to the device
+	CommandReplied                         // $crsp received
+	DatapointReceived                      // one data point stored from $dp (the type Datapoint holds it)
+	DatapointRejected                      // a malformed $dp payload (Reason says why)
+	CommandExpired                         // a kept command's timeout passed before delivery
+)
+
+var kindNames = map[EventKind]string{
+	Connected: "connected", Refused: "refused", Disconnected: "disconnected", Kicked: "kicked",
+	Subscribed: "subscribed", Published: "published", CommandSent: "command-sent",
+	CommandReplied: "command-replied", DatapointReceived: "datapoint", DatapointRejected: "datapoint-rejected",
+	CommandExpired: "command-expired",
+}
+
+func (k EventKind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// NoConnack is the Event.Code of a login closed without any CONNACK.
+const NoConnack byte = 0xFF
+
+// Event is one thing the broker saw. Seq orders events (see Feed.Mark).
+type Event struct {
+	Seq       uint64
+	Time      time.Time
+	Kind      EventKind
+	DeviceID  string
+	ProductID string
+	Topic     string
+	Payload   []byte
+	Code      byte
+	Reason    string
+	CmdUUID   string
+}
+
+func (e Event) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s #%d %s", e.Time.Format("15:04:05.000"), e.Seq, e.Kind)
+	if e.DeviceID != "" {
+		fmt.Fprintf(&b, " device=%s", e.DeviceID)
+	}
+	if e.ProductID != "" {
+		fmt.Fprintf(&b, " product=%s", e.ProductID)
+	}
+	if e.Topic != "" {
+		fmt.Fprintf(&b, " topic=%s", e.Topic)
+	}
+	if e.CmdUUID != "" {
+		fmt.Fprintf(&b, " cmd=%s", e.CmdUUID)
+	}
+	if e.Kind == Refused || e.Kind == Subscribed {
+		fmt.Fprintf(&b, " code=0x%02x", e.Code)
+	}
+	if e.Payload != nil {
+		fmt.Fprintf(&b, " payload=%q", shorten(e.Payload, 64))
+	}
+	if e.Reason != "" {
+		fmt.Fprintf(&b, " reason=%q", e.Reason)
+	}
+	return b.String()
+}
+
+func shorten(p []byte, n int) string {
+	if len(p) > n {
+		return string(p[:n]) + "..."
+	}
+	return string(p)
+}
+
+// Feed keeps the recent events and lets Go code wait for one.
+type Feed struct {
+	mu      sync.Mutex
+	ring    []Event // the last cap(ring) events, oldest first once full
+	next    int
+	full    bool
+	seq     uint64
+	changed chan struct{} // closed and replaced on every event
+	subs    map[int]chan Event
+	subID   int
+}
+
+const feedKeep = 4096
+
+func newFeed() *Feed {
+	return &Feed{ring: make([]Event, feedKeep), changed: make(chan struct{}), subs: map[int]chan Event{}}
+}
+
+func (f *Feed) emit(e Event) Event {
+	f.mu.Lock()
+	f.seq++
+	e.Seq = f.seq
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	f.ring[f.next] = e
+	f.next = (f.next + 1) % len(f.ring)
+	if f.next == 0 {
+		f.full = true
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	for _, ch := range f.subs {
+		select {
+		case ch <- e:
+		default: // a slow subscriber loses events rather than stalling the broker
+		}
+	}
+	f.mu.Unlock()
+	return e
+}
+
+// Subscribe returns a channel of every later event (buffered; a reader that
+// falls more than 1024 events behind misses some) and a cancel func.
+func (f *Feed) Subscribe() (<-chan Event, func()) {
+	ch := make(chan Event, 1024)
+	f.mu.Lock()
+	f.subID++
+	id := f.subID
+	f.subs[id] = ch
+	f.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			delete(f.subs, id)
+			f.mu.Unlock()
+		})
+	}
+}
+
+// Mark is a point in the feed: WaitAfter considers only events after it.
+type Mark uint64
+
+// Mark returns the current point of the feed. Take it BEFORE the action
+// whose effect you then wait for, so nothing can slip in between.
+func (f *Feed) Mark() Mark {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Mark(f.seq)
+}
+
+// Last returns up to n of the most recent events, oldest first.
+func (f *Feed) Last(n int) []Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastLocked(n)
+}
+
+func (f *Feed) lastLocked(n int) []Event {
+	size := f.next
+	if f.full {
+		size = len(f.ring)
+	}
+	if n > size {
+		n = size
+	}
+	out := make([]Event, 0, n)
+	for i := size - n; i < size; i++ {
+		idx := i
+		if f.full {
+			idx = (f.next + i) % len(f.ring)
+		}
+		out = append(out, f.ring[idx])
+	}
+	return out
+}
+
+// since returns kept events with Seq > m, oldest first.
+func (f *Feed) sinceLocked(m Mark) []Event {
+	n := int(f.seq - uint64(m))
+	return f.lastLocked(n)
+}
+
+// WaitAfter returns the first event after mark that matches, waiting until
+// ctx ends. The error lists the last events seen.
+func (f *Feed) WaitAfter(ctx context.Context, mark Mark, match func(Event) bool) (Event, error) {
+	seen := mark
+	for {
+		f.mu.Lock()
+		evs := f.sinceLocked(seen)
+		ch := f.changed
+		f.mu.Unlock()
+		for _, e := range evs {
+			seen = Mark(e.Seq)
+			if match(e) {
+				return e, nil
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Event{}, f.waitError(ctx.Err())
+		}
+	}
+}
+
+// WaitFor is WaitAfter from the moment of the call: only for events caused
+// after it. To wait for the effect of an action, take f.Mark() before the
+// action and use WaitAfter.
+func (f *Feed) WaitFor(ctx context.Context, match func(Event) bool) (Event, error) {
+	return f.WaitAfter(ctx, f.Mark(), match)
+}
+
+func (f *Feed) waitError(cause error) error {
+	var b strings.Builder
+	last := f.Last(20)
+	if len(last) == 0 {
+		b.WriteString(" (none)")
+	}
+	for _, e := range last {
+		b.WriteString("\n  ")
+		b.WriteString(e.String())
+	}
+	return fmt.Errorf("broker: waiting for event: %w; last events:%s", cause, b.String())
+}
+
+// Matchers for WaitFor/WaitAfter.
+
+// Is matches events of kind k for device id ("" = any device).
+func Is(k EventKind, deviceID string) func(Event) bool {
+	return func(e Event) bool { return e.Kind == k && (deviceID == "" || e.DeviceID == deviceID) }
+}
+
+// ForCommand matches events of kind k about command uuid.
+func ForCommand(k EventKind, uuid string) func(Event) bool {
+	return func(e Event) bool { return e.Kind == k && e.CmdUUID == uuid }
+}

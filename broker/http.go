@@ -1,0 +1,348 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// OneNET legacy API errno values.
+const (
+	ErrnoOK          = 0
+	ErrnoNoAPIKey    = 2
+	ErrnoAuthFailed  = 3
+	ErrnoInvalid     = 6
+	ErrnoRequired    = 7
+	ErrnoNotFound    = 8
+	ErrnoNotOnline   = 10
+	apiTimeParseForm = "2006-01-02T15:04:05"
+)
+
+type envelope struct {
+	Errno int    `json:"errno"`
+	Error string `json:"error"`
+	Data  any    `json:"data,omitempty"`
+}
+
+// apiError is an errno with its message.
+type apiError struct {
+	errno int
+	msg   string
+}
+
+func (e apiError) Error() string { return e.msg }
+
+func fail(errno int, format string, a ...any) error {
+	return apiError{errno, fmt.Sprintf(format, a...)}
+}
+
+func (b *Broker) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /cmds", b.api(b.postCmd))
+	mux.HandleFunc("GET /cmds/{uuid}", b.api(b.getCmd))
+	mux.HandleFunc("GET /cmds/{uuid}/resp", b.getCmdResp)
+	mux.HandleFunc("GET /devices/status", b.api(b.getStatus))
+	mux.HandleFunc("GET /devices/{id}", b.api(b.getDevice))
+	mux.HandleFunc("GET /devices/{id}/datapoints", b.api(b.getDatapoints))
+	mux.HandleFunc("POST /mqtt", b.api(b.postMQTT))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeEnvelope(w, envelope{Errno: ErrnoNotFound, Error: "not found: " + r.Method + " " + r.URL.Path})
+	})
+	return mux
+}
+
+// OneNET answers HTTP 200 with the outcome in errno; so do we.
+func writeEnvelope(w http.ResponseWriter, e envelope) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+// api wraps a handler: api-key check, envelope, errno.
+func (b *Broker) api(h func(r *http.Request, p Product) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := b.authKey(r)
+		var data any
+		if err == nil {
+			data, err = h(r, p)
+		}
+		var ae apiError
+		switch {
+		case err == nil:
+			writeEnvelope(w, envelope{Errno: ErrnoOK, Error: "succ", Data: data})
+		case errors.As(err, &ae):
+			writeEnvelope(w, envelope{Errno: ae.errno, Error: ae.msg})
+		default:
+			writeEnvelope(w, envelope{Errno: ErrnoInvalid, Error: err.Error()})
+		}
+	}
+}
+
+func (b *Broker) authKey(r *http.Request) (Product, error) {
+	key := r.Header.Get("api-key")
+	if key == "" {
+		return Product{}, fail(ErrnoNoAPIKey, "api-key required")
+	}
+	p, ok := b.reg.productByKey(key)
+	if !ok {
+		return Product{}, fail(ErrnoAuthFailed, "auth failed")
+	}
+	return p, nil
+}
+
+// deviceOf finds a device of the key's product; another product's device
+// is "auth failed", as OneNET answers a key without access.
+func (b *Broker) deviceOf(p Product, id string) (Device, error) {
+	if id == "" {
+		return Device{}, fail(ErrnoRequired, "device_id required")
+	}
+	d, pid, ok := b.reg.Device(id)
+	if !ok {
+		return Device{}, fail(ErrnoNotFound, "device not found: %s", id)
+	}
+	if pid != p.ID {
+		return Device{}, fail(ErrnoAuthFailed, "auth failed")
+	}
+	return d, nil
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload))
+	if err != nil {
+		return nil, fail(ErrnoInvalid, "reading body: %v", err)
+	}
+	if len(body) >= maxPayload {
+		return nil, fail(ErrnoInvalid, "body too large: limit is %d bytes", maxPayload-1)
+	}
+	return body, nil
+}
+
+func (b *Broker) postCmd(r *http.Request, p Product) (any, error) {
+	q := r.URL.Query()
+	d, err := b.deviceOf(p, q.Get("device_id"))
+	if err != nil {
+		return nil, err
+	}
+	opts := CommandOptions{}
+	if s := q.Get("qos"); s != "" {
+		if s != "0" && s != "1" {
+			return nil, fail(ErrnoInvalid, "invalid parameter qos: %q (0 or 1)", s)
+		}
+		opts.QoS = int(s[0] - '0')
+	}
+	if s := q.Get("timeout"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 2678400 {
+			return nil, fail(ErrnoInvalid, "invalid parameter timeout: %q (0..2678400 seconds)", s)
+		}
+		opts.Timeout = time.Duration(n) * time.Second
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, fail(ErrnoRequired, "command body required")
+	}
+	id, err := b.SendCommand(d.ID, body, opts)
+	if errors.Is(err, ErrOffline) {
+		return nil, fail(ErrnoNotOnline, "device not online: %s", d.ID)
+	}
+	if err != nil {
+		return nil, fail(ErrnoInvalid, "%v", err)
+	}
+	return map[string]string{"cmd_uuid": id}, nil
+}
+
+func (b *Broker) cmdOf(p Product, id string) (CommandInfo, error) {
+	info, ok := b.Command(id)
+	if !ok {
+		return info, fail(ErrnoNotFound, "cmd not found: %s", id)
+	}
+	if info.ProductID != p.ID {
+		return info, fail(ErrnoAuthFailed, "auth failed")
+	}
+	return info, nil
+}
+
+func (b *Broker) getCmd(r *http.Request, p Product) (any, error) {
+	info, err := b.cmdOf(p, r.PathValue("uuid"))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"status": info.Status, "desc": info.Desc}, nil
+}
+
+// getCmdResp answers the raw reply (not an envelope), like OneNET.
+func (b *Broker) getCmdResp(w http.ResponseWriter, r *http.Request) {
+	p, err := b.authKey(r)
+	var info CommandInfo
+	if err == nil {
+		info, err = b.cmdOf(p, r.PathValue("uuid"))
+	}
+	if err == nil && info.Status != CmdReplied {
+		err = fail(ErrnoNotFound, "cmd response not found: status %d (%s)", info.Status, info.Desc)
+	}
+	if err != nil {
+		ae := err.(apiError)
+		writeEnvelope(w, envelope{Errno: ae.errno, Error: ae.msg})
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(info.Response)
+}
+
+type datastreamJSON struct {
+	ID       string `json:"id"`
+	Value    any    `json:"value,omitempty"`
+	UpdateAt string `json:"update_at,omitempty"`
+}
+
+func apiValue(v any) any {
+	if p, ok := v.([]byte); ok {
+		return map[string]any{"binary_length": len(p)}
+	}
+	return v
+}
+
+func (b *Broker) getDevice(r *http.Request, p Product) (any, error) {
+	d, err := b.deviceOf(p, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	streams := []datastreamJSON{}
+	dps := b.Datapoints(d.ID)
+	for _, id := range sortedKeys(dps) {
+		last := dps[id][len(dps[id])-1]
+		streams = append(streams, datastreamJSON{ID: id, Value: apiValue(last.Value), UpdateAt: last.At.In(cst).Format(dpTimeLayout)})
+	}
+	return map[string]any{
+		"id": d.ID, "title": d.Title, "protocol": "MQTT", "online": b.Online(d.ID),
+		"auth_info": d.AuthInfo, "private": true, "disabled": d.Disabled,
+		"create_time": d.CreateTime.In(cst).Format(dpTimeLayout), "datastreams": streams,
+	}, nil
+}
+
+func sortedKeys(m map[string][]Datapoint) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (b *Broker) getStatus(r *http.Request, p Product) (any, error) {
+	ids := r.URL.Query().Get("devIds")
+	if ids == "" {
+		return nil, fail(ErrnoRequired, "devIds required")
+	}
+	devs := []map[string]any{}
+	for _, id := range strings.Split(ids, ",") {
+		d, pid, ok := b.reg.Device(strings.TrimSpace(id))
+		if !ok || pid != p.ID {
+			continue // another product's devices are invisible to this key
+		}
+		devs = append(devs, map[string]any{"id": d.ID, "title": d.Title, "online": b.Online(d.ID)})
+	}
+	return map[string]any{"devices": devs, "total_count": len(devs)}, nil
+}
+
+type pointJSON struct {
+	At    string `json:"at"`
+	Value any    `json:"value"`
+}
+
+// getDatapoints: with no start/end/limit, the newest point of each stream
+// (as OneNET); otherwise points in [start, end], oldest first, at most limit
+// (default 100, at most 6000) in total.
+func (b *Broker) getDatapoints(r *http.Request, p Product) (any, error) {
+	d, err := b.deviceOf(p, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var start, end time.Time
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"start", &start}, {"end", &end}} {
+		if s := q.Get(f.name); s != "" {
+			t, err := time.ParseInLocation(apiTimeParseForm, s, cst)
+			if err != nil {
+				return nil, fail(ErrnoInvalid, "invalid parameter %s: %q (want 2006-01-02T15:04:05)", f.name, s)
+			}
+			*f.t = t
+		}
+	}
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 6000 {
+			return nil, fail(ErrnoInvalid, "invalid parameter limit: %q (1..6000)", s)
+		}
+		limit = n
+	}
+	latestOnly := q.Get("start") == "" && q.Get("end") == "" && q.Get("limit") == ""
+	want := map[string]bool{}
+	if s := q.Get("datastream_id"); s != "" {
+		for _, id := range strings.Split(s, ",") {
+			want[id] = true
+		}
+	}
+	dps := b.Datapoints(d.ID)
+	type dsJSON struct {
+		ID         string      `json:"id"`
+		Datapoints []pointJSON `json:"datapoints"`
+	}
+	out := []dsJSON{}
+	count := 0
+	for _, id := range sortedKeys(dps) {
+		if len(want) > 0 && !want[id] {
+			continue
+		}
+		pts := dps[id]
+		if latestOnly {
+			pts = pts[len(pts)-1:]
+		}
+		sort.SliceStable(pts, func(i, j int) bool { return pts[i].At.Before(pts[j].At) })
+		ds := dsJSON{ID: id, Datapoints: []pointJSON{}}
+		for _, pt := range pts {
+			if !start.IsZero() && pt.At.Before(start) || !end.IsZero() && pt.At.After(end) {
+				continue
+			}
+			if !latestOnly && count >= limit {
+				break
+			}
+			ds.Datapoints = append(ds.Datapoints, pointJSON{At: pt.At.In(cst).Format(apiTimeLayout), Value: apiValue(pt.Value)})
+			count++
+		}
+		if len(ds.Datapoints) > 0 {
+			out = append(out, ds)
+		}
+	}
+	return map[string]any{"count": count, "datastreams": out}, nil
+}
+
+func (b *Broker) postMQTT(r *http.Request, p Product) (any, error) {
+	topic := r.URL.Query().Get("topic")
+	if topic == "" {
+		return nil, fail(ErrnoRequired, "topic required")
+	}
+	if !validTopic(topic) {
+		return nil, fail(ErrnoInvalid, "invalid parameter topic: %q (letters, digits and '/' only)", topic)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.PublishCustom(p.ID, topic, body); err != nil {
+		return nil, fail(ErrnoInvalid, "%v", err)
+	}
+	return nil, nil
+}

@@ -1,0 +1,313 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Product is a OneNET product (产品): its devices log in with user name = ID.
+type Product struct {
+	ID        string   `yaml:"id"`
+	Name      string   `yaml:"name"`
+	MasterKey string   `yaml:"master_key"` // the product's APIKey: MQTT password and HTTP api-key
+	Devices   []Device `yaml:"devices"`
+}
+
+// Device is a OneNET device (设备): its ID is the MQTT client id.
+type Device struct {
+	ID         string    `yaml:"id"`
+	Title      string    `yaml:"title"`
+	AuthInfo   string    `yaml:"auth_info"` // 鉴权信息, the device's own MQTT password
+	Disabled   bool      `yaml:"disabled"`
+	CreateTime time.Time `yaml:"-"`
+}
+
+// Registry holds products and devices; it is safe for concurrent use and
+// may grow while the broker runs.
+type Registry struct {
+	mu       sync.RWMutex
+	products map[string]*Product // devices live in byDevice, not in Product.Devices
+	order    []string
+	devices  map[string]*deviceEntry
+}
+
+type deviceEntry struct {
+	Device
+	productID string
+}
+
+// Demo credentials: the tutorial's product and device ids.
+const (
+	DemoProductID = "386427"
+	DemoMasterKey = "demo-master-key-386427"
+	DemoDeviceID  = "503367129"
+	DemoAuthInfo  = "tpy-001"
+)
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{products: map[string]*Product{}, devices: map[string]*deviceEntry{}}
+}
+
+// DemoRegistry is the registry used when none is given: the tutorial's
+// product 386427 (TurnipRobot) with device 503367129 (led-board).
+func DemoRegistry() *Registry {
+	r := NewRegistry()
+	must(r.AddProduct(Product{ID: DemoProductID, Name: "TurnipRobot", MasterKey: DemoMasterKey}))
+	must(r.AddDevice(DemoProductID, Device{ID: DemoDeviceID, Title: "led-board", AuthInfo: DemoAuthInfo}))
+	return r
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+// idPattern: OneNET ids are numeric, but test registries use names too; a
+// '$' or '@' would collide with the broker's internal topic and client names.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// AddProduct adds a product and the devices listed in it.
+func (r *Registry) AddProduct(p Product) error {
+	if !idPattern.MatchString(p.ID) {
+		return fmt.Errorf("product id %q: must be non-empty letters, digits, '_', '.' or '-'", p.ID)
+	}
+	r.mu.Lock()
+	if _, dup := r.products[p.ID]; dup {
+		r.mu.Unlock()
+		return fmt.Errorf("product %s: already registered", p.ID)
+	}
+	devs := p.Devices
+	p.Devices = nil
+	r.products[p.ID] = &p
+	r.order = append(r.order, p.ID)
+	r.mu.Unlock()
+	for _, d := range devs {
+		if err := r.AddDevice(p.ID, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddDevice adds a device to an existing product. Device ids are unique
+// across products, as the MQTT client id is.
+func (r *Registry) AddDevice(productID string, d Device) error {
+	if !idPattern.MatchString(d.ID) {
+		return fmt.Errorf("device id %q: must be non-empty letters, digits, '_', '.' or '-'", d.ID)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.products[productID]; !ok {
+		return fmt.Errorf("device %s: product %s not registered", d.ID, productID)
+	}
+	if _, dup := r.devices[d.ID]; dup {
+		return fmt.Errorf("device %s: already registered", d.ID)
+	}
+	if d.CreateTime.IsZero() {
+		d.CreateTime = time.Now()
+	}
+	r.devices[d.ID] = &deviceEntry{Device: d, productID: productID}
+	return nil
+}
+
+// SetDisabled enables or disables a device (a disabled device gets CONNACK 5).
+func (r *Registry) SetDisabled(deviceID string, disabled bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.devices[deviceID]
+	if !ok {
+		return fmt.Errorf("device %s: not registered", deviceID)
+	}
+	e.Disabled = disabled
+	return nil
+}
+
+// Product returns a product by id (without its devices).
+func (r *Registry) Product(id string) (Product, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.products[id]
+	if !ok {
+		return Product{}, false
+	}
+	return *p, true
+}
+
+// Device returns a device and its product id.
+func (r *Registry) Device(id string) (Device, string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.devices[id]
+	if !ok {
+		return Device{}, "", false
+	}
+	return e.Device, e.productID, true
+}
+
+// Products returns every product with its devices, in registration order
+// (devices sorted by id).
+func (r *Registry) Products() []Product {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Product, 0, len(r.order))
+	for _, id := range r.order {
+		p := *r.products[id]
+		for _, e := range r.devices {
+			if e.productID == id {
+				p.Devices = append(p.Devices, e.Device)
+			}
+		}
+		sort.Slice(p.Devices, func(i, j int) bool { return p.Devices[i].ID < p.Devices[j].ID })
+		out = append(out, p)
+	}
+	return out
+}
+
+// productByKey finds the product whose master key is key.
+func (r *Registry) productByKey(key string) (Product, bool) {
+	if key == "" {
+		return Product{}, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, p := range r.products {
+		if p.MasterKey == key {
+			return *p, true
+		}
+	}
+	return Product{}, false
+}
+
+// file shape, decoded strictly (KnownFields) for unknown keys.
+type registryFile struct {
+	Products []Product `yaml:"products"`
+}
+
+// LoadRegistry reads a registry YAML file. Unknown keys, missing or
+// duplicate ids are errors naming the file and line.
+func LoadRegistry(path string) (*Registry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return ParseRegistry(path, data)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+// ParseRegistry parses registry YAML; name is used in error messages.
+func ParseRegistry(name string, data []byte) (*Registry, error) {
+	var f registryFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty registry (want a products: list)", name)
+		}
+		// yaml says "yaml: line 5: field x not found"; turn it into file:line.
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			return nil, fmt.Errorf("%s:%s: %s", name, m[1], yamlLine.ReplaceAllString(msg, ""))
+		}
+		return nil, fmt.Errorf("%s: %s", name, msg)
+	}
+	// A second pass over the node tree gives the line of each product and
+	// device, for errors that the decoder cannot see (missing ids).
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	pLines, dLines := nodeLines(&root)
+	r := NewRegistry()
+	for i, p := range f.Products {
+		line := lineAt(pLines, i)
+		if p.ID == "" {
+			return nil, fmt.Errorf("%s:%d: product without id", name, line)
+		}
+		devs := p.Devices
+		p.Devices = nil
+		if err := r.AddProduct(p); err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", name, line, err)
+		}
+		for j, d := range devs {
+			dl := line
+			if i < len(dLines) {
+				dl = lineAt(dLines[i], j)
+			}
+			if d.ID == "" {
+				return nil, fmt.Errorf("%s:%d: device without id (product %s)", name, dl, p.ID)
+			}
+			if err := r.AddDevice(p.ID, d); err != nil {
+				return nil, fmt.Errorf("%s:%d: %v", name, dl, err)
+			}
+		}
+	}
+	if len(f.Products) == 0 {
+		return nil, fmt.Errorf("%s: no products", name)
+	}
+	return r, nil
+}
+
+func lineAt(lines []int, i int) int {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return 0
+}
+
+// nodeLines returns the line of every products[i] and products[i].devices[j].
+func nodeLines(root *yaml.Node) (products []int, devices [][]int) {
+	doc := root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		doc = doc.Content[0]
+	}
+	seq := mapValue(doc, "products")
+	if seq == nil || seq.Kind != yaml.SequenceNode {
+		return nil, nil
+	}
+	for _, p := range seq.Content {
+		products = append(products, p.Line)
+		var dl []int
+		if ds := mapValue(p, "devices"); ds != nil && ds.Kind == yaml.SequenceNode {
+			for _, d := range ds.Content {
+				dl = append(dl, d.Line)
+			}
+		}
+		devices = append(devices, dl)
+	}
+	return products, devices
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// Mask hides a secret for logs and consoles: the first two characters stay
+// so a human can tell keys apart.
+func Mask(s string) string {
+	if len(s) <= 4 {
+		return "****"
+	}
+	return s[:2] + "****"
+}
