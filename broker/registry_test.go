@@ -27,15 +27,15 @@ func TestLoadRegistry(t *testing.T) {
 func TestLoadRegistryErrorsNameFileAndLine(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
 		"unknown product key": {"products:\n  - id: \"1\"\n    master_kee: x\n", "reg.yaml:3: field master_kee not found"},
-		"unknown device key": {"products:\n  - id: \"1\"\n    devices:\n      - id: \"2\"\n        authinfo: x\n", "reg.yaml:5: field authinfo not found"},
-		"unknown top key":    {"product:\n  - id: \"1\"\n", "reg.yaml:1: field product not found"},
-		"product without id": {"products:\n  - id: \"1\"\n  - name: x\n", "reg.yaml:3: product without id"},
-		"device without id":  {"products:\n  - id: \"1\"\n    devices:\n      - title: a\n", "reg.yaml:4: device without id (product 1)"},
-		"duplicate device":   {"products:\n  - id: \"1\"\n    devices:\n      - id: \"2\"\n      - id: \"2\"\n", "reg.yaml:5: device 2: already registered"},
-		"duplicate product":  {"products:\n  - id: \"1\"\n  - id: \"1\"\n", "reg.yaml:3: product 1: already registered"},
-		"bad yaml":           {"products: [\n", "reg.yaml:"},
-		"empty":              {"", "reg.yaml: empty registry"},
-		"no products":        {"products: []\n", "reg.yaml: no products"},
+		"unknown device key":  {"products:\n  - id: \"1\"\n    devices:\n      - id: \"2\"\n        authinfo: x\n", "reg.yaml:5: field authinfo not found"},
+		"unknown top key":     {"product:\n  - id: \"1\"\n", "reg.yaml:1: field product not found"},
+		"product without id":  {"products:\n  - id: \"1\"\n  - name: x\n", "reg.yaml:3: product without id"},
+		"device without id":   {"products:\n  - id: \"1\"\n    devices:\n      - title: a\n", "reg.yaml:4: device without id (product 1)"},
+		"duplicate device":    {"products:\n  - id: \"1\"\n    devices:\n      - id: \"2\"\n      - id: \"2\"\n", "reg.yaml:5: device 2: already registered"},
+		"duplicate product":   {"products:\n  - id: \"1\"\n  - id: \"1\"\n", "reg.yaml:3: product 1: already registered"},
+		"bad yaml":            {"products: [\n", "reg.yaml:"},
+		"empty":               {"", "reg.yaml: empty registry"},
+		"no products":         {"products: []\n", "reg.yaml: no products"},
 	}
 	dir := t.TempDir()
 	for name, tc := range cases {
