@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -406,9 +405,6 @@ pace:
 	if interrupted {
 		res.Notes = append(res.Notes, "interrupted before the end of the load phase")
 	}
-	if len(o.FleetWorker) == 0 && t.inProcess() {
-		res.MemMethod += "; the fleet runs in the same process, so this includes its cost"
-	}
 	if err := closeFleet(); err != nil {
 		res.Notes = append(res.Notes, "fleet: "+err.Error())
 	}
@@ -448,5 +444,3 @@ func sortedKeys(m map[string]int64) []string {
 	sort.Strings(k)
 	return k
 }
-
-var _ = runtime.GC

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/onenet-hil/hil/harness/bench"
+	"github.com/onenet-hil/hil/harness/fleet"
+)
+
+func init() {
+	register(command{
+		name:    "bench",
+		summary: "measure the broker under a simulated fleet, side by side with Mosquitto",
+		run:     runBench,
+	})
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	devices := fs.Int("devices", 1000, "simulated devices, each a real MQTT connection")
+	rate := fs.Float64("rate", 1000, "commands per second offered")
+	duration := fs.Duration("duration", 10*time.Second, "length of the load phase")
+	brokerFlag := fs.String("broker", "both", "embedded, mosquitto, both, or HOST:PORT of a running broker")
+	pathFlag := fs.String("path", "topic", "command path(s), comma-separated: topic (cmd/{id} -> rsp/{id}), creq ($creq/$crsp), http (POST /cmds); creq and http are the embedded broker's only")
+	jsonFile := fs.String("json", "", "write the figures to this JSON file")
+	timeout := fs.Duration("timeout", 5*time.Second, "a command with no reply after this is lost")
+	inProcess := fs.Bool("in-process", false, "run the fleet in this process (default: a child process, so the embedded broker's memory and CPU are its own)")
+	product := fs.String("product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
+	ctrlUser := fs.String("controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
+	brokerPID := fs.Int("broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
+	worker := fs.Bool("fleet-worker", false, "internal: serve as the fleet's child process on stdin/stdout")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: hil bench [--devices N] [--rate R] [--duration D] [--broker embedded|mosquitto|both|HOST:PORT] [--path topic,creq,http] [--json FILE]")
+		fmt.Fprintln(stderr, "With HOST:PORT the device key and the controller's password come from HIL_BENCH_KEY and HIL_BENCH_CONTROLLER_PASSWORD.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *worker {
+		return fleet.Serve(ctx, os.Stdin, stdout)
+	}
+	if *devices <= 0 || *rate <= 0 || *duration <= 0 || *timeout <= 0 {
+		return errors.New("--devices, --rate, --duration and --timeout must be positive")
+	}
+	var paths []bench.Path
+	for _, p := range strings.Split(*pathFlag, ",") {
+		switch bench.Path(strings.TrimSpace(p)) {
+		case bench.PathTopic, bench.PathCreq, bench.PathHTTP:
+			paths = append(paths, bench.Path(strings.TrimSpace(p)))
+		default:
+			return fmt.Errorf("--path: unknown path %q (topic, creq or http)", p)
+		}
+	}
+	var brokers []string
+	switch *brokerFlag {
+	case "both":
+		brokers = []string{"embedded", "mosquitto"}
+	case "embedded", "mosquitto":
+		brokers = []string{*brokerFlag}
+	default:
+		if !strings.Contains(*brokerFlag, ":") {
+			return fmt.Errorf("--broker: %q is not embedded, mosquitto, both or HOST:PORT", *brokerFlag)
+		}
+		brokers = []string{*brokerFlag}
+	}
+
+	opts := bench.Options{Devices: *devices, Rate: *rate, Duration: *duration, Timeout: *timeout}
+	if !*inProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding this program for the fleet's child process: %w", err)
+		}
+		opts.FleetWorker = []string{exe, "bench", "--fleet-worker"}
+	}
+	var results []*bench.Result
+	for _, b := range brokers {
+		for _, p := range paths {
+			if b != "embedded" && p != bench.PathTopic {
+				fmt.Fprintf(stderr, "skipping %s on %s: only the embedded broker has $creq and the HTTP API\n", p, b)
+				continue
+			}
+			o := opts
+			o.Path = p
+			pr := newProgress(stderr, fmt.Sprintf("%s %s", b, p), o)
+			o.Progress = pr.update
+			fmt.Fprintf(stderr, "%s, %s path: logging in %d devices, then %.0f commands/s for %v\n", b, p, o.Devices, o.Rate, o.Duration)
+			var res *bench.Result
+			var err error
+			switch b {
+			case "embedded":
+				res, err = bench.RunEmbedded(ctx, o)
+			case "mosquitto":
+				res, err = bench.RunMosquitto(ctx, o)
+			default:
+				res, err = bench.RunExternal(ctx, o, bench.External{Addr: b, ProductID: *product, Key: os.Getenv("HIL_BENCH_KEY"),
+					ControllerUser: *ctrlUser, ControllerPassword: os.Getenv("HIL_BENCH_CONTROLLER_PASSWORD"), PID: *brokerPID})
+			}
+			pr.finish()
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", b, p, err)
+			}
+			results = append(results, res)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if len(results) == 0 {
+		return errors.New("nothing measured")
+	}
+	rep := bench.NewReport(opts, results)
+	fmt.Fprintln(stdout)
+	rep.WriteTable(stdout)
+	if *jsonFile != "" {
+		if err := rep.WriteJSON(*jsonFile); err != nil {
+			return fmt.Errorf("--json: %w", err)
+		}
+		fmt.Fprintf(stderr, "figures written to %s\n", *jsonFile)
+	}
+	return ctx.Err()
+}
+
+// progress shows a bar when stderr is a terminal, plain lines otherwise.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	label string
+	bar   *progressbar.ProgressBar
+	last  time.Time
+	phase string
+}
+
+func newProgress(w io.Writer, label string, o bench.Options) *progress {
+	p := &progress{w: w, label: label}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions64(int64(o.Duration/time.Millisecond),
+			progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(label),
+			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetPredictTime(false), progressbar.OptionShowDescriptionAtLineEnd())
+	}
+	return p
+}
+
+func (p *progress) update(s bench.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	text := fmt.Sprintf("%s %s: %d sent, %d replied, %d lost", p.label, s.Phase, s.Commands, s.Replied, s.Lost)
+	if p.bar != nil {
+		p.bar.Describe(text)
+		p.bar.Set64(int64(s.Elapsed / time.Millisecond))
+		return
+	}
+	if s.Phase != p.phase || time.Since(p.last) >= time.Second {
+		p.phase, p.last = s.Phase, time.Now()
+		fmt.Fprintf(p.w, "%s (%.1fs/%.0fs)\n", text, s.Elapsed.Seconds(), s.Duration.Seconds())
+	}
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}
