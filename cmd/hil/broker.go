@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"text/tabwriter"
+
+	"github.com/onenet-hil/hil/broker"
+)
+
+func init() {
+	register(command{
+		name:    "broker",
+		summary: "run only the OneNET stand-in broker (MQTT + HTTP API)",
+		run:     runBroker,
+	})
+}
+
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hil broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	regPath := fs.String("registry", "", "registry YAML file of products and devices (default: the demo registry)")
+	mqttAddr := fs.String("mqtt", broker.DefaultMQTTAddr, "MQTT listen address (OneNET's port 6002; use 0.0.0.0:6002 or a LAN address for a real board)")
+	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET legacy HTTP API listen address")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR]")
+		fmt.Fprintln(stderr, "\nRuns the OneNET stand-in until Ctrl-C; logs every event.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitError{2} // flag has already said what is wrong
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exitError{2}
+	}
+	reg := broker.DemoRegistry()
+	if *regPath != "" {
+		var err error
+		if reg, err = broker.LoadRegistry(*regPath); err != nil {
+			return err
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		return err
+	}
+	printConsole(stdout, reg, b.MQTTAddr(), b.HTTPAddr(), *regPath)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping broker")
+	return b.Close()
+}
+
+// printConsole shows, per device, what OneNET's console shows a developer:
+// the ids and server to put in the firmware, keys masked.
+func printConsole(w io.Writer, reg *broker.Registry, mqttAddr, httpAddr, regPath string) {
+	src := regPath
+	if src == "" {
+		src = "demo registry"
+	}
+	fmt.Fprintf(w, "OneNET stand-in broker (%s)\n", src)
+	fmt.Fprintf(w, "  MQTT server:  %s   (client id = device ID, user = product ID, password = auth_info or master key)\n", mqttAddr)
+	fmt.Fprintf(w, "  HTTP API:     http://%s   (header api-key: the product's master key)\n", httpAddr)
+	if host, _, err := net.SplitHostPort(mqttAddr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			fmt.Fprintln(w, "  (loopback only: a real board needs --mqtt 0.0.0.0:6002 or this machine's LAN address)")
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPRODUCT ID\tPRODUCT\tMASTER KEY\tDEVICE ID\tTITLE\tAUTH INFO\tSTATE")
+	for _, p := range reg.Products() {
+		for _, d := range p.Devices {
+			state := "enabled"
+			if d.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Name, broker.Mask(p.MasterKey), d.ID, d.Title, broker.Mask(d.AuthInfo), state)
+		}
+	}
+	_ = tw.Flush()
+	if regPath == "" {
+		fmt.Fprintln(w, "\nThe demo registry's keys are documented in broker/README.md.")
+	}
+	fmt.Fprintf(w, "\nSend a command:  curl -X POST -H 'api-key: <master key>' --data on 'http://%s/cmds?device_id=<device ID>'\n", httpAddr)
+	fmt.Fprintln(w, "Ctrl-C stops the broker.")
+}
