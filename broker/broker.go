@@ -451,7 +451,11 @@ func (b *Broker) storeDatapoints(deviceID, productID string, payload []byte) {
 	}
 	b.mu.Unlock()
 	for _, r := range recs {
-		b.emit(Event{Kind: DatapointReceived, DeviceID: deviceID, ProductID: productID, Topic: r.Stream, Payload: []byte(fmt.Sprint(r.Value)), Time: now})
+		v := fmt.Sprint(r.Value)
+		if p, ok := r.Value.([]byte); ok {
+			v = fmt.Sprintf("(%d bytes of binary)", len(p))
+		}
+		b.emit(Event{Kind: DatapointReceived, DeviceID: deviceID, ProductID: productID, Topic: r.Stream, Payload: []byte(v), Time: now})
 	}
 }
 

@@ -449,3 +449,30 @@ func TestEventStringHasNoSecrets(t *testing.T) {
 		assert.NotContains(t, out, s)
 	}
 }
+
+func TestPersistentSessionKeepsSubscriptions(t *testing.T) {
+	b := startBroker(t, nil)
+	o, d := deviceOptions(b.MQTTAddr(), DemoDeviceID, DemoProductID, DemoAuthInfo)
+	o.SetCleanSession(false)
+	d.c = paho.NewClient(o)
+	tok := d.c.Connect()
+	require.True(t, tok.WaitTimeout(waitBound))
+	require.NoError(t, tok.Error())
+	d.subscribe(t, "led/cmd")
+	mark := b.Events().Mark()
+	d.c.Disconnect(100)
+	waitEvent(t, b, mark, Is(Disconnected, DemoDeviceID))
+
+	o2, d2 := deviceOptions(b.MQTTAddr(), DemoDeviceID, DemoProductID, DemoAuthInfo)
+	o2.SetCleanSession(false)
+	d2.c = paho.NewClient(o2)
+	mark = b.Events().Mark()
+	tok = d2.c.Connect()
+	require.True(t, tok.WaitTimeout(waitBound))
+	require.NoError(t, tok.Error())
+	defer d2.c.Disconnect(0)
+	assert.True(t, tok.(*paho.ConnectToken).SessionPresent())
+	waitEvent(t, b, mark, Is(Connected, DemoDeviceID))
+	require.NoError(t, b.PublishCustom(DemoProductID, "led/cmd", []byte("on")))
+	assert.Equal(t, "on", string(d2.recv(t, b).Payload()))
+}
