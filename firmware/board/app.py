@@ -1,0 +1,209 @@
+# The LED controller: OneNET login, on/off/toggle from $creq pushes and the
+# custom topic, one "HIL ..." line per event on the serial port (the grammar
+# is in firmware/README.md). Secrets are never printed.
+import gc
+import json
+import time
+import machine
+import network
+import select
+from mqtt import MQTTClient, MQTTException
+
+VERSION = "1.0.0"
+WIFI_S = 20  # seconds to wait for Wi-Fi
+CAP = 30  # backoff cap, seconds
+DP = (b'\x03\x00\x09{"led":0}', b'\x03\x00\x09{"led":1}')  # $dp type 3
+RSP = (b'{"led":0}', b'{"led":1}')
+CMDS = {b"on": 1, b"off": 0, b"toggle": 2}
+WHY = {-1: "closed", -2: "dns", -3: "dns", 103: "aborted", 104: "reset",
+       110: "timeout", 111: "connrefused", 113: "unreachable"}
+
+cfg = None
+led = None
+state = 0
+client = None
+sta = None
+up = False  # the last session reached "mqtt up"
+sleep = time.sleep  # the tests replace it
+
+
+class Down(Exception):
+    # args[0]: the reason word for "HIL mqtt down".
+    pass
+
+
+def echo(s):
+    print("HIL " + s)
+
+
+def load():
+    global cfg
+    with open("config.json") as f:
+        cfg = json.load(f)
+
+
+def boot():
+    # LED off first, then the boot line, then Wi-Fi with a bounded wait.
+    global led, sta
+    try:
+        load()
+    except Exception:  # missing or bad config.json: main() reports it
+        pass
+    c = cfg or {}
+    led = machine.Pin(c.get("led_pin", 4), machine.Pin.OUT, value=0)
+    echo("boot fw=%s id=%s" % (VERSION, c.get("device_id") or "-"))
+    sta = network.WLAN(network.STA_IF)
+    ap = network.WLAN(network.AP_IF)
+    if ap.active():
+        ap.active(False)
+    if cfg:
+        wifi()
+    else:
+        echo("wifi down reason=config")
+
+
+def wifi():
+    sta.active(True)
+    if not sta.isconnected():
+        w = cfg.get("wifi") or {}
+        if not w.get("ssid"):
+            echo("wifi down reason=config")
+            return False
+        sta.connect(w["ssid"], w.get("password", ""))
+        t0 = time.ticks_ms()
+        while not sta.isconnected():
+            if time.ticks_diff(time.ticks_ms(), t0) > WIFI_S * 1000:
+                break
+            time.sleep_ms(100)
+    if sta.isconnected():
+        echo("wifi up ip=%s" % sta.ifconfig()[0])
+        return True
+    s = sta.status()
+    r = "timeout"
+    if s == getattr(network, "STAT_WRONG_PASSWORD", -99):
+        r = "password"
+    elif s == getattr(network, "STAT_NO_AP_FOUND", -99):
+        r = "noap"
+    elif s == getattr(network, "STAT_CONNECT_FAIL", -99):
+        r = "fail"
+    echo("wifi down reason=" + r)
+    return False
+
+
+def txt(b):
+    # A topic as a bare word when it is one, else as a bytes literal.
+    for c in b:
+        if c < 33 or c > 126:
+            return repr(b)
+    return b.decode()
+
+
+def on_msg(topic, msg):
+    global state
+    c = CMDS.get(msg)
+    if c is None:
+        echo("ignored payload=%r via=%s" % (msg[:128], txt(topic)))
+        return
+    state = 1 - state if c == 2 else c
+    led.value(state)
+    echo("led state=%d cmd=%s via=%s" % (state, msg.decode(), txt(topic)))
+    m = client
+    if m:
+        if topic[:6] == b"$creq/":
+            m.publish(b"$crsp/" + topic[6:], RSP[state])
+        m.publish(b"$dp", DP[state])
+
+
+def why(e):
+    if isinstance(e, Down):
+        return e.args[0]
+    if isinstance(e, MemoryError):
+        return "memory"
+    if isinstance(e, MQTTException):
+        return "protocol"
+    if isinstance(e, KeyError):
+        return "config"
+    if isinstance(e, OSError):
+        a = e.args[0] if e.args else 0
+        if isinstance(a, str) and "timed out" in a:
+            return "timeout"
+        return WHY.get(a, "oserror")
+    return "error"
+
+
+def serve():
+    # One session: returns when the login is refused, raises when it ends.
+    global client, up
+    b = cfg["broker"]
+    host = b["host"]
+    port = b.get("port", 6002)
+    c = MQTTClient(cfg["device_id"], host, port, cfg["product_id"],
+                   cfg["key"], cfg.get("keepalive", 60))
+    c.set_callback(on_msg)
+    try:
+        c.connect()
+    except MQTTException as e:
+        if isinstance(e.args[0], int):
+            echo("mqtt refused rc=%d" % e.args[0])
+            return
+        raise
+    client = c
+    try:
+        if cfg.get("topic"):
+            try:
+                c.subscribe(cfg["topic"])
+            except MQTTException as e:
+                if e.args[0] == 0x80:
+                    raise Down("suback")
+                raise
+        echo("mqtt up broker=%s:%d" % (host, port))
+        up = True
+        p = select.poll()
+        p.register(c.sock, select.POLLIN)
+        ka = c.keepalive * 500  # ping after half the keepalive idle
+        pinged = 0
+        while True:
+            if p.poll(1000):
+                c.check_msg()
+                gc.collect()
+            if not sta.isconnected():
+                raise Down("wifi")
+            if ka:
+                now = time.ticks_ms()
+                if c.pings:
+                    if time.ticks_diff(now, pinged) > ka:
+                        raise Down("keepalive")
+                elif time.ticks_diff(now, c.last_tx) >= ka:
+                    c.ping()
+                    pinged = now
+    finally:
+        client = None
+        try:
+            c.sock.close()
+        except Exception:
+            pass
+
+
+def main():
+    # Runs until Ctrl-C (KeyboardInterrupt is not an Exception, so it passes).
+    global up
+    if led is None:
+        boot()
+    d = 1
+    while True:
+        up = False
+        try:
+            if cfg is None:
+                try:
+                    load()
+                except Exception:
+                    raise Down("config")
+            if sta.isconnected() or wifi():
+                serve()
+        except Exception as e:
+            echo("mqtt down reason=" + why(e))
+        if up:
+            d = 1
+        gc.collect()
+        sleep(d)
+        d = min(d * 2, CAP)

@@ -1,0 +1,3 @@
+# The LED controller; it retries every failure itself and stops only on Ctrl-C.
+import app
+app.main()

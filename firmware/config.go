@@ -1,0 +1,202 @@
+package firmware
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// Defaults applied by Config.JSON to zero fields.
+const (
+	DefaultPort      = 6002 // OneNET's legacy MQTT port
+	DefaultLEDPin    = 4    // the tutorial's G4
+	DefaultKeepalive = 60   // seconds
+)
+
+// Config is the board's config.json (the contract in architecture.md).
+// Its String, GoString, LogValue and MarshalJSON mask the Wi-Fi password and
+// the key; only JSON renders them, for the board's flash.
+type Config struct {
+	WiFiSSID     string
+	WiFiPassword string // secret
+	BrokerHost   string
+	BrokerPort   int    // 0: DefaultPort
+	DeviceID     string // MQTT client id (设备ID)
+	ProductID    string // MQTT user name (产品ID)
+	Key          string // secret: the device's auth_info or the product's APIKey
+	Topic        string // custom topic to subscribe to; "" for none
+	LEDPin       int    // 0: DefaultLEDPin (GPIO0 is a boot strap pin, never the LED)
+	Keepalive    int    // seconds; 0: DefaultKeepalive
+}
+
+// wire is config.json's shape; field order is the contract's.
+type wire struct {
+	WiFi struct {
+		SSID     string `json:"ssid"`
+		Password string `json:"password"`
+	} `json:"wifi"`
+	Broker struct {
+		Host string `json:"host"`
+		Port int    `json:"port"`
+	} `json:"broker"`
+	DeviceID  string `json:"device_id"`
+	ProductID string `json:"product_id"`
+	Key       string `json:"key"`
+	Topic     string `json:"topic"`
+	LEDPin    int    `json:"led_pin"`
+	Keepalive int    `json:"keepalive"`
+}
+
+// OneNET's legacy topic names: letters, digits and '/'.
+var topicRE = regexp.MustCompile(`^[A-Za-z0-9/]+$`)
+
+// WithDefaults returns c with its zero port, LED pin and keepalive filled in.
+func (c Config) WithDefaults() Config {
+	if c.BrokerPort == 0 {
+		c.BrokerPort = DefaultPort
+	}
+	if c.LEDPin == 0 {
+		c.LEDPin = DefaultLEDPin
+	}
+	if c.Keepalive == 0 {
+		c.Keepalive = DefaultKeepalive
+	}
+	return c
+}
+
+// Validate reports every problem with c (after defaults) in one error. The
+// messages name fields, never secret values.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	need := func(v, name string) {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	need(c.BrokerHost, "broker host")
+	need(c.DeviceID, "device_id")
+	need(c.ProductID, "product_id")
+	need(c.Key, "key")
+	for _, f := range []struct{ name, v string }{
+		{"wifi ssid", c.WiFiSSID}, {"wifi password", c.WiFiPassword}, {"broker host", c.BrokerHost},
+		{"device_id", c.DeviceID}, {"product_id", c.ProductID}, {"key", c.Key}, {"topic", c.Topic},
+	} {
+		if !utf8.ValidString(f.v) {
+			errs = append(errs, fmt.Errorf("%s is not valid UTF-8", f.name))
+		}
+	}
+	if c.BrokerPort < 1 || c.BrokerPort > 65535 {
+		errs = append(errs, fmt.Errorf("broker port %d is not in 1..65535", c.BrokerPort))
+	}
+	if c.Topic != "" && !topicRE.MatchString(c.Topic) {
+		errs = append(errs, fmt.Errorf("topic %q: OneNET topics are letters, digits and '/' only", c.Topic))
+	}
+	if c.LEDPin < 1 || c.LEDPin > 16 {
+		errs = append(errs, fmt.Errorf("led_pin %d is not an ESP8266 GPIO (1..16)", c.LEDPin))
+	}
+	if c.Keepalive < 1 || c.Keepalive > 65535 {
+		errs = append(errs, fmt.Errorf("keepalive %d is not in 1..65535 s", c.Keepalive))
+	}
+	return errors.Join(errs...)
+}
+
+// JSON renders config.json for the board, defaults applied. It is the only
+// rendering that contains the secrets.
+func (c Config) JSON() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("firmware config: %w", err)
+	}
+	return encode(c.WithDefaults().wire())
+}
+
+func (c Config) wire() wire {
+	var w wire
+	w.WiFi.SSID, w.WiFi.Password = c.WiFiSSID, c.WiFiPassword
+	w.Broker.Host, w.Broker.Port = c.BrokerHost, c.BrokerPort
+	w.DeviceID, w.ProductID, w.Key = c.DeviceID, c.ProductID, c.Key
+	w.Topic, w.LEDPin, w.Keepalive = c.Topic, c.LEDPin, c.Keepalive
+	return w
+}
+
+func encode(w wire) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(w); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseConfig reads a config.json (unknown keys are an error) and validates
+// it. Errors never quote a secret.
+func ParseConfig(data []byte) (Config, error) {
+	var w wire
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Config{}, fmt.Errorf("firmware config: %s", scrub(err))
+	}
+	if dec.More() {
+		return Config{}, errors.New("firmware config: text after the JSON object")
+	}
+	c := Config{
+		WiFiSSID: w.WiFi.SSID, WiFiPassword: w.WiFi.Password,
+		BrokerHost: w.Broker.Host, BrokerPort: w.Broker.Port,
+		DeviceID: w.DeviceID, ProductID: w.ProductID, Key: w.Key,
+		Topic: w.Topic, LEDPin: w.LEDPin, Keepalive: w.Keepalive,
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("firmware config: %w", err)
+	}
+	return c, nil
+}
+
+// scrub keeps a JSON decoding error's position and field but not the value
+// it choked on (which may be a secret).
+func scrub(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("%s must be a JSON %s, not %s", te.Field, te.Type, te.Value)
+	}
+	return err.Error()
+}
+
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "***"
+}
+
+// String shows the configuration with the password and key masked.
+func (c Config) String() string {
+	c = c.WithDefaults()
+	return fmt.Sprintf("device_id=%s product_id=%s key=%s broker=%s:%d topic=%s led_pin=%d keepalive=%d wifi=%q wifi_password=%s",
+		c.DeviceID, c.ProductID, mask(c.Key), c.BrokerHost, c.BrokerPort, c.Topic, c.LEDPin, c.Keepalive,
+		c.WiFiSSID, mask(c.WiFiPassword))
+}
+
+// GoString keeps %#v from printing the secrets.
+func (c Config) GoString() string { return "firmware.Config{" + c.String() + "}" }
+
+// LogValue keeps log/slog (text and JSON handlers) from printing the secrets.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON renders config.json's shape with the secrets masked, so a
+// report or log that embeds a Config cannot leak them. Use JSON for the board.
+func (c Config) MarshalJSON() ([]byte, error) {
+	w := c.wire()
+	w.WiFi.Password, w.Key = mask(w.WiFi.Password), mask(w.Key)
+	return encode(w)
+}

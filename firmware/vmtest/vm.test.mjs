@@ -1,0 +1,515 @@
+// Firmware tests on the genuine MicroPython VM (v1.27, WebAssembly). The
+// board's hardware modules (socket, select, machine, network) are replaced by
+// the small doubles in fakes/; everything else is MicroPython's own.
+//
+// Run: node firmware/vmtest/vm.test.mjs  (go test ./firmware/... runs it too).
+// HIL_FW_RENDERED=DIR adds the files in DIR (Go's rendering of the firmware
+// and of the tutorial) to the compile check and runs the rendered tutorial.
+// HIL_FIGURES=FILE receives the measured figures as JSON.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const boardDir = path.join(here, "..", "board");
+const tutorialDir = path.join(here, "..", "tutorial");
+const fakesDir = path.join(here, "fakes");
+const rendered = process.env.HIL_FW_RENDERED || "";
+const figures = {};
+
+const readDir = (dir) =>
+  Object.fromEntries(
+    fs.readdirSync(dir).filter((f) => f.endsWith(".py") || f.endsWith(".json"))
+      .map((f) => [f, fs.readFileSync(path.join(dir, f))]),
+  );
+const board = readDir(boardDir);
+const fakes = readDir(fakesDir);
+
+const CFG = {
+  wifi: { ssid: "lab", password: "s3cret-wifi" },
+  broker: { host: "127.0.0.1", port: 6002 },
+  device_id: "503367129", product_id: "386427", key: "tpy-001-secret",
+  topic: "TurnipRobot", led_pin: 4, keepalive: 60,
+};
+const SECRETS = ["s3cret-wifi", "tpy-001-secret"];
+
+// --- MQTT 3.1.1 encoding, written here independently of the firmware ---
+const bytes = (...parts) =>
+  Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "utf8") : Buffer.from(p))));
+function remLen(n) {
+  const out = [];
+  do {
+    let d = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) d |= 0x80;
+    out.push(d);
+  } while (n > 0);
+  return out;
+}
+const mstr = (s) => { const b = Buffer.from(s); return bytes([b.length >> 8, b.length & 255], b); };
+const packet = (first, ...body) => { const b = bytes(...body); return bytes([first, ...remLen(b.length)], b); };
+const u16 = (n) => [n >> 8, n & 255];
+const CONNACK = (rc) => bytes([0x20, 2, 0, rc]);
+const SUBACK = (pid, rc) => bytes([0x90, 3, ...u16(pid), rc]);
+const pub = (topic, msg) => packet(0x30, mstr(topic), msg);
+const pyBytes = (b) => `_h('${Buffer.from(b).toString("hex")}')`;
+
+// One fresh VM per test, its files in /flash (the current directory). Only
+// the newest VM may be used: the wasm build keeps its state in globals.
+async function vm(files) {
+  const out = [];
+  const mp = await loadMicroPython({ stdout: (l) => out.push(l), stderr: (l) => out.push(l) });
+  mp.FS.mkdir("/flash");
+  for (const [name, data] of Object.entries(files)) mp.FS.writeFile("/flash/" + name, data);
+  const run = (code) => {
+    try {
+      return mp.runPython(code);
+    } catch (e) {
+      if (e.name !== "PythonError") throw e;
+      const err = new Error(`${e.type}: ${e.message}`);
+      err.pyType = e.type;
+      throw err;
+    }
+  };
+  run("import os, binascii\nos.chdir('/flash')\ndef _h(s):\n    return binascii.unhexlify(s)\n"
+    + "def _x(b):\n    return binascii.hexlify(bytes(b)).decode()\n");
+  // Evaluates expr after running code, through JSON (bytes: use _x for hex).
+  const get = (code, expr) => { run(code + `\nimport json\n_r = json.dumps(${expr})\n`); return JSON.parse(mp.globals.get("_r")); };
+  const hil = () => out.filter((l) => l.startsWith("HIL "));
+  return { mp, out, run, get, hil };
+}
+
+function firmwareVM(cfg = CFG) {
+  return vm({ ...board, ...fakes, "config.json": JSON.stringify(cfg) });
+}
+
+const expectPy = (f, type) => assert.throws(f, (e) => e.pyType === type, `want ${type}`);
+
+// --- every file compiles on MicroPython ---
+test("every firmware, tutorial and fake file compiles on MicroPython", async () => {
+  const sets = { board, tutorial: readDir(tutorialDir), fakes };
+  if (rendered) sets.rendered = readDir(rendered);
+  let n = 0;
+  for (const [set, files] of Object.entries(sets)) {
+    const v = await vm({});
+    for (const [name, data] of Object.entries(files)) {
+      if (!name.endsWith(".py")) continue;
+      v.mp.FS.writeFile("/flash/src.py", data);
+      assert.doesNotThrow(() => v.run(`compile(open('src.py').read(), '${set}/${name}', 'exec')`), `${set}/${name}`);
+      n++;
+    }
+  }
+  assert.ok(n >= 10, `compiled ${n} files`);
+  figures.firmware_bytes = Object.values(board).reduce((s, b) => s + b.length, 0);
+  figures.firmware_files = Object.keys(board).length;
+});
+
+// --- the MQTT client, byte for byte ---
+test("CONNECT with OneNET credentials is byte-exact and CONNACK 0 is accepted", async () => {
+  const v = await firmwareVM();
+  const tx = v.get(`
+import socket
+from mqtt import MQTTClient
+socket.plan.append(${pyBytes(CONNACK(0))})
+c = MQTTClient("503367129", "127.0.0.1", 6002, "386427", "tpy-001", 60)
+sp = c.connect()
+s = socket.conns[0]`, "_x(s.tx)");
+  const want = packet(0x10, mstr("MQTT"), [4, 0xc2, ...u16(60)], mstr("503367129"), mstr("386427"), mstr("tpy-001"));
+  assert.equal(tx, want.toString("hex"));
+  // The same packet, spelled out by hand once.
+  assert.equal(tx, "1026" + "00044d515454" + "04" + "c2" + "003c" + "0009353033333637313239"
+    + "0006333836343237" + "00077470792d303031");
+  assert.deepEqual(v.get("", "[list(s.addr), s.timeouts[0], sp, s.closed]"), [["127.0.0.1", 6002], 10, 0, false]);
+});
+
+test("a refused CONNACK raises MQTTException carrying the code and closes the socket", async () => {
+  const v = await firmwareVM();
+  for (const rc of [1, 2, 3, 4, 5]) {
+    const r = v.get(`
+import socket
+from mqtt import MQTTClient, MQTTException
+socket.plan.append(${pyBytes(CONNACK(rc))})
+c = MQTTClient("503367129", "127.0.0.1", 6002, "386427", "bad")
+try:
+    c.connect()
+    got = None
+except MQTTException as e:
+    got = e.args[0]`, "[got, socket.conns[-1].closed, c.sock is None]");
+    assert.deepEqual(r, [rc, true, true], `rc ${rc}`);
+  }
+  // A broker that never answers: the socket timeout ends the wait.
+  const r = v.get(`
+c = MQTTClient("503367129", "127.0.0.1", 6002, "386427", "k")
+try:
+    c.connect(timeout=3)
+    got = None
+except OSError as e:
+    got = e.args[0]`, "[got, socket.conns[-1].timeouts[0], socket.conns[-1].closed]");
+  assert.deepEqual(r, [110, 3, true]);
+});
+
+test("SUBSCRIBE, PUBLISH QoS 0 and 1 are byte-exact; SUBACK 0x80 is an error", async () => {
+  const v = await firmwareVM();
+  v.run(`
+import socket
+from mqtt import MQTTClient, MQTTException
+socket.plan.append(${pyBytes(CONNACK(0))})
+c = MQTTClient("503367129", "127.0.0.1", 6002, "386427", "tpy-001", 60)
+c.connect()
+s = socket.conns[0]
+s.tx = bytearray()
+s.rx.extend(${pyBytes(SUBACK(1, 0))})
+c.subscribe("TurnipRobot")`);
+  assert.equal(v.get("", "_x(s.tx)"), packet(0x82, u16(1), mstr("TurnipRobot"), [0]).toString("hex"));
+  assert.equal(v.get("", "_x(s.tx)"), "82100001000b5475726e6970526f626f7400");
+
+  // QoS 0: the $dp type-3 point the firmware uploads.
+  const dp = bytes([3, 0, 9], '{"led":1}');
+  v.run(`s.tx = bytearray()\nc.publish(b"$dp", ${pyBytes(dp)})`);
+  assert.equal(v.get("", "_x(s.tx)"), packet(0x30, mstr("$dp"), dp).toString("hex"));
+
+  // QoS 1 with retain: packet id 2; a PUBACK for another id and a PUBLISH
+  // arriving first are handled before the right PUBACK ends the wait.
+  const got = v.get(`
+seen = []
+c.set_callback(lambda t, m: seen.append((t, m)))
+s.tx = bytearray()
+s.rx.extend(_h('40020009') + ${pyBytes(pub("$creq/abc", "on"))} + _h('40020002'))
+c.publish("TurnipRobot", "hello", retain=True, qos=1)`, "[_x(s.tx), len(s.rx), seen[0][0].decode(), seen[0][1].decode()]");
+  assert.deepEqual(got, [packet(0x33, mstr("TurnipRobot"), u16(2), "hello").toString("hex"), 0, "$creq/abc", "on"]);
+
+  // No PUBACK at all: the socket timeout surfaces as OSError.
+  expectPy(() => v.run("c.publish('t', 'x', qos=1)"), "OSError");
+
+  // SUBACK 0x80 refuses the filter.
+  const r = v.get(`
+s.rx = bytearray(_h('90030004') + b'\\x80')
+try:
+    c.subscribe("$bad")
+    got = None
+except MQTTException as e:
+    got = e.args[0]`, "got");
+  assert.equal(r, 0x80);
+});
+
+test("remaining length: 1 to 4 bytes both ways, a 5th byte is an error", async () => {
+  const v = await firmwareVM();
+  for (const n of [0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455]) {
+    assert.equal(v.get("from mqtt import _hdr", `_x(_hdr(0x30, ${n}))`), bytes([0x30, ...remLen(n)]).toString("hex"), `encode ${n}`);
+  }
+  expectPy(() => v.run("_hdr(0x30, 268435456)"), "ValueError");
+  // Decoding: a 300-byte and a 20000-byte payload (3-byte length, cut to
+  // max_msg and drained), then a 5-byte length.
+  const long = "x".repeat(20000);
+  const r = v.get(`
+import socket
+from mqtt import MQTTClient, MQTTException
+socket.plan.append(${pyBytes(CONNACK(0))})
+c = MQTTClient("1", "h", 1)
+c.connect()
+s = socket.conns[0]
+seen = []
+c.set_callback(lambda t, m: seen.append((t, len(m))))
+s.rx.extend(${pyBytes(pub("a", "y".repeat(300)))} + ${pyBytes(pub("b", long))})
+c.wait_msg()
+c.wait_msg()`, "[seen[0][1], seen[1][1], len(s.rx)]");
+  assert.equal(pub("b", long).length - 20000 - 4, 3, "test packet has a 3-byte length");
+  assert.deepEqual(r, [300, 1024, 0]);
+  expectPy(() => v.run("s.rx.extend(_h('3080808080010000'))\nc.wait_msg()"), "MQTTException");
+});
+
+test("pushes without SUBSCRIBE reach the callback; QoS 1 in gets PUBACK; ping; check_msg", async () => {
+  const v = await firmwareVM();
+  const r = v.get(`
+import socket
+from mqtt import MQTTClient
+socket.plan.append(${pyBytes(CONNACK(0))})
+c = MQTTClient("503367129", "127.0.0.1", 6002, "386427", "k", 30)
+c.connect()
+s = socket.conns[0]
+s.tx = bytearray()
+seen = []
+c.set_callback(lambda t, m: seen.append((t.decode(), m.decode())))
+none = c.check_msg()
+t_after = s.timeout
+s.rx.extend(${pyBytes(pub("$creq/0b7a1b3c-9b5e-4a3a-8f00-0c2d7e1f2a3b", "toggle"))})
+r1 = c.check_msg()
+s.rx.extend(${pyBytes(packet(0x32, mstr("TurnipRobot"), u16(7), "off"))})
+r2 = c.wait_msg()
+puback = _x(s.tx)
+s.tx = bytearray()
+c.ping()
+ping = _x(s.tx)
+p1 = c.pings
+s.rx.extend(_h('d000'))
+op = c.wait_msg()
+s.tx = bytearray()
+c.disconnect()`, "[none, t_after, r1, r2, seen, puback, ping, p1, c.pings, op, _x(s.tx), s.closed]");
+  assert.deepEqual(r, [null, 10, null, null,
+    [["$creq/0b7a1b3c-9b5e-4a3a-8f00-0c2d7e1f2a3b", "toggle"], ["TurnipRobot", "off"]],
+    "40020007", "c000", 1, 0, 0xd0, "e000", true]);
+});
+
+// --- the application ---
+async function booted(cfg = CFG) {
+  const v = await firmwareVM(cfg);
+  v.run("exec(open('boot.py').read())\nimport app, socket, select, machine, network");
+  return v;
+}
+
+test("boot: LED off, boot and wifi lines, no secret printed", async () => {
+  const v = await booted();
+  assert.deepEqual(v.hil(), ["HIL boot fw=1.0.0 id=503367129", "HIL wifi up ip=10.0.0.7"]);
+  assert.deepEqual(v.get("", "[machine.levels[4], list(network.joined[0]), network.ap_active[0]]"),
+    [0, ["lab", "s3cret-wifi"], false]);
+  for (const s of SECRETS) assert.ok(!v.out.join("\n").includes(s));
+
+  // Wi-Fi that refuses the password: a bounded wait, then the reason.
+  const w = await firmwareVM();
+  w.run("import network\nnetwork.joinable[0] = False\nimport app\napp.WIFI_S = 0\nexec(open('boot.py').read())");
+  assert.deepEqual(w.hil(), ["HIL boot fw=1.0.0 id=503367129", "HIL wifi down reason=password"]);
+
+  // No config.json: still boots, LED off, says why.
+  const n = await vm({ ...board, ...fakes });
+  n.run("exec(open('boot.py').read())\nimport machine");
+  assert.deepEqual(n.hil(), ["HIL boot fw=1.0.0 id=-", "HIL wifi down reason=config"]);
+  assert.equal(n.get("", "machine.levels[4]"), 0);
+});
+
+test("commands: $creq push, a toggle sequence on the custom topic, an unknown payload", async () => {
+  // A bare VM's own heap use, to tell the firmware's share. (One VM at a
+  // time: the wasm build keeps its state in globals.)
+  const bareAlloc = (await vm({})).get("import gc\ngc.collect()", "gc.mem_alloc()");
+  const v = await booted();
+  v.run(`
+from mqtt import MQTTClient
+socket.plan.append(${pyBytes(CONNACK(0))})
+c = MQTTClient("503367129", "127.0.0.1", 6002, "386427", "k", 60)
+c.set_callback(app.on_msg)
+c.connect()
+s = socket.conns[0]
+app.client = c
+s.tx = bytearray()`);
+  const uuid = "$creq/5b1f7a2e-0c1d-4e5f-9a8b-7c6d5e4f3a2b";
+  v.out.length = 0;
+  const heap = v.get(`
+import gc
+s.rx.extend(${pyBytes(pub(uuid, "on"))})
+gc.collect()
+before = gc.mem_free()
+c.check_msg()
+after = gc.mem_free()`, "[before, after, gc.mem_alloc()]");
+  figures.heap_free_before_command = heap[0];
+  figures.heap_free_after_command = heap[1];
+  figures.heap_used_by_command = heap[0] - heap[1];
+  figures.heap_alloc_firmware_loaded = heap[2] - bareAlloc;
+  assert.ok(heap[0] - heap[1] < 4096, `one command allocated ${heap[0] - heap[1]} bytes`);
+
+  const crsp = "$crsp/" + uuid.slice(6);
+  assert.deepEqual(v.hil(), [`HIL led state=1 cmd=on via=${uuid}`]);
+  assert.equal(v.get("", "_x(s.tx)"),
+    bytes(pub(crsp, '{"led":1}'), pub("$dp", bytes([3, 0, 9], '{"led":1}'))).toString("hex"));
+  assert.equal(v.get("", "machine.levels[4]"), 1);
+
+  // toggle, toggle, off, toggle, on on the custom topic: no $crsp, one $dp each.
+  v.out.length = 0;
+  v.run("s.tx = bytearray()\nmachine.history.clear()");
+  const seq = ["toggle", "toggle", "off", "toggle", "on"];
+  let want = [], tx = [], state = 1, levels = [];
+  for (const cmd of seq) {
+    v.run(`s.rx.extend(${pyBytes(pub("TurnipRobot", cmd))})\nc.check_msg()`);
+    state = cmd === "toggle" ? 1 - state : cmd === "on" ? 1 : 0;
+    want.push(`HIL led state=${state} cmd=${cmd} via=TurnipRobot`);
+    tx.push(pub("$dp", bytes([3, 0, 9], `{"led":${state}}`)));
+    levels.push([4, state]);
+  }
+  assert.deepEqual(v.hil(), want);
+  assert.equal(v.get("", "_x(s.tx)"), bytes(...tx).toString("hex"));
+  assert.deepEqual(v.get("", "[list(h) for h in machine.history]"), levels);
+
+  // Anything else is ignored, with an echo, and changes nothing.
+  v.out.length = 0;
+  v.run("s.tx = bytearray()");
+  for (const p of ["blink", "ON", "on\n", "", "it's \"q\" \\ \u00e9"]) {
+    v.run(`s.rx.extend(${pyBytes(pub(uuid, p))})\nc.check_msg()`);
+  }
+  assert.deepEqual(v.hil(), [
+    `HIL ignored payload=b'blink' via=${uuid}`,
+    `HIL ignored payload=b'ON' via=${uuid}`,
+    `HIL ignored payload=b'on\\n' via=${uuid}`,
+    `HIL ignored payload=b'' via=${uuid}`,
+    `HIL ignored payload=b'it\\'s "q" \\\\ \\xc3\\xa9' via=${uuid}`,
+  ]);
+  assert.equal(v.get("", "_x(s.tx)"), "");
+  assert.equal(v.get("", "machine.levels[4]"), 1);
+  // A topic that is not a bare word is printed as a bytes literal.
+  v.out.length = 0;
+  v.run(`s.rx.extend(${pyBytes(pub("a b", "x"))})\nc.check_msg()`);
+  assert.deepEqual(v.hil(), ["HIL ignored payload=b'x' via=b'a b'"]);
+});
+
+test("main: refused login and socket errors back off 1, 2, 4 ... 30 s; up resets it; Ctrl-C stops it", async () => {
+  const v = await booted();
+  v.out.length = 0;
+  const uuid = "$creq/11111111-2222-3333-4444-555555555555";
+  v.run(`
+slept = []
+app.sleep = slept.append
+socket.plan.extend([${pyBytes(CONNACK(4))}, OSError(111),
+    ${pyBytes(bytes(CONNACK(0), SUBACK(1, 0), pub(uuid, "on")))}])
+def idle(ms):
+    raise KeyboardInterrupt
+select.idle = idle`);
+  expectPy(() => v.run("exec(open('main.py').read())"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), [
+    "HIL mqtt refused rc=4",
+    "HIL mqtt down reason=connrefused",
+    "HIL mqtt up broker=127.0.0.1:6002",
+    `HIL led state=1 cmd=on via=${uuid}`,
+  ]);
+  assert.deepEqual(v.get("", "[slept, socket.conns[-1].closed, app.client]"), [[1, 2], true, null]);
+  const sub = v.get("", "_x(socket.conns[-1].tx)");
+  assert.ok(sub.includes(packet(0x82, u16(1), mstr("TurnipRobot"), [0]).toString("hex")), "subscribed to the custom topic");
+
+  // Eight refusals: the delay doubles up to the 30 s cap.
+  v.out.length = 0;
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    if len(slept) == 8:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(CONNACK(5))}] * 8`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.get("", "slept"), [1, 2, 4, 8, 16, 30, 30, 30]);
+  assert.equal(v.hil().length, 8);
+
+  // After a session that was up, the delay starts again at 1 s.
+  v.out.length = 0;
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    if len(slept) == 3:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(CONNACK(3))}, ${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}, ${pyBytes(CONNACK(3))}]
+def idle(ms):
+    socket.conns[-1].eof = True
+select.idle = idle`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), ["HIL mqtt refused rc=3", "HIL mqtt up broker=127.0.0.1:6002",
+    "HIL mqtt down reason=closed", "HIL mqtt refused rc=3"]);
+  assert.deepEqual(v.get("", "slept"), [1, 1, 2]);
+  for (const s of SECRETS) assert.ok(!v.out.join("\n").includes(s));
+});
+
+test("main: SUBACK 0x80, Wi-Fi loss and a broker that never answers each end the session with a reason", async () => {
+  const v = await booted();
+  v.out.length = 0;
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    if len(slept) == 3:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(bytes(CONNACK(0), SUBACK(1, 0x80)))}, ${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}]
+def idle(ms):
+    network.up[0] = False
+select.idle = idle`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), [
+    "HIL mqtt down reason=suback",
+    "HIL mqtt up broker=127.0.0.1:6002",
+    "HIL mqtt down reason=wifi",
+    "HIL wifi up ip=10.0.0.7",
+    "HIL mqtt down reason=timeout",
+  ]);
+});
+
+test("main: keepalive pings keep the session; an unanswered ping ends it", async () => {
+  const v = await booted({ ...CFG, keepalive: 1 });
+  v.out.length = 0;
+  v.run(`
+import time
+slept = []
+def nap(s):
+    slept.append(s)
+    raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}]
+answered = []
+def idle(ms):
+    s = socket.conns[-1]
+    if s.tx[-2:] == b'\\xc0\\x00' and len(answered) < s.tx.count(b'\\xc0\\x00'):
+        answered.append(time.ticks_ms())
+        if len(answered) > 2:
+            raise KeyboardInterrupt
+        s.rx.extend(b'\\xd0\\x00')
+    time.sleep_ms(20)
+select.idle = idle`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), ["HIL mqtt up broker=127.0.0.1:6002"]);
+  assert.deepEqual(v.get("", "[len(answered), slept]"), [3, []]);
+  assert.ok(v.get("", "_x(socket.conns[-1].tx)").includes(packet(0x10, mstr("MQTT"), [4, 0xc2, 0, 1]).toString("hex").slice(4)),
+    "CONNECT carries keepalive 1");
+
+  // Nobody answers: the session ends after half the keepalive.
+  v.out.length = 0;
+  v.run(`
+socket.plan[:] = [${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}]
+def idle(ms):
+    time.sleep_ms(20)
+select.idle = idle`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), ["HIL mqtt up broker=127.0.0.1:6002", "HIL mqtt down reason=keepalive"]);
+});
+
+// --- the tutorial's own program on our client ---
+test("the tutorial's mqtt.py runs unchanged with our client uploaded as simple.py", async () => {
+  const dir = rendered || tutorialDir;
+  const files = readDir(dir);
+  const tut = { "boot.py": files["boot.py"], "mqtt.py": files["mqtt.py"], "main.py": files["main.py"] };
+  tut["simple.py"] = rendered ? files["simple.py"] : board["mqtt.py"];
+  assert.deepEqual(tut["simple.py"], board["mqtt.py"], "simple.py is our client");
+  const ids = rendered ? JSON.parse(files["config.json"])
+    : { wifi: { ssid: "winnerzr", password: "12345678" }, device_id: "deviceID", product_id: "productID", key: "APIKey", topic: "TurnipRobot" };
+  const v = await vm({ ...tut, ...fakes });
+  v.run(`
+import socket, machine
+socket.plan.append(${pyBytes(bytes(CONNACK(0), SUBACK(1, 0), pub(ids.topic, "on"), pub(ids.topic, "toggle"), pub(ids.topic, "on")))})
+exec(open('boot.py').read())`);
+  expectPy(() => v.run("exec(open('main.py').read())"), "KeyboardInterrupt");
+  assert.deepEqual(v.out.slice(0, 8), [
+    "connecting to network...",
+    "network config: ('10.0.0.7', '255.255.255.0', '10.0.0.1', '10.0.0.1')",
+    `Connected to 183.230.40.39, subscribed to b'${ids.topic}' topic`,
+    `(b'${ids.topic}', b'on')`, "1",
+    `(b'${ids.topic}', b'toggle')`,
+    `(b'${ids.topic}', b'on')`, "1",
+  ]);
+  const r = v.get("s = socket.conns[0]\nimport network", "[list(s.addr), _x(s.tx), [list(h) for h in machine.history], list(network.joined[0])]");
+  assert.deepEqual(r[3], [ids.wifi.ssid, ids.wifi.password], "joined the configured Wi-Fi");
+  assert.deepEqual(r[0], ["183.230.40.39", 6002]);
+  assert.equal(r[1], bytes(
+    packet(0x10, mstr("MQTT"), [4, 0xc2, 0, 0], mstr(ids.device_id), mstr(ids.product_id), mstr(ids.key)),
+    packet(0x82, u16(1), mstr(ids.topic), [0]),
+    [0xe0, 0],
+  ).toString("hex"));
+  assert.deepEqual(r[2], [[4, 0], [4, 1], [4, 0], [4, 1]]);
+
+  // A refused login ends the tutorial with the traceback line its echo profile reads.
+  const w = await vm({ ...tut, ...fakes });
+  w.run(`import socket\nsocket.plan.append(${pyBytes(CONNACK(4))})`);
+  assert.throws(() => w.run("exec(open('main.py').read())"), (e) => e.pyType === "MQTTException" && /: 4$/.test(e.message.trim()));
+});
+
+after(() => {
+  console.log("FIGURES " + JSON.stringify(figures));
+  if (process.env.HIL_FIGURES) fs.writeFileSync(process.env.HIL_FIGURES, JSON.stringify(figures, null, 2));
+});
