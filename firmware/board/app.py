@@ -44,13 +44,14 @@ def load():
 
 def boot():
     # LED off first, then the boot line, then Wi-Fi with a bounded wait.
-    global led, sta
+    global led, sta, state
     try:
         load()
     except Exception:  # missing or bad config.json: main() reports it
         pass
     c = cfg or {}
     led = machine.Pin(c.get("led_pin", 4), machine.Pin.OUT, value=0)
+    state = 0
     echo("boot fw=%s id=%s" % (VERSION, c.get("device_id") or "-"))
     sta = network.WLAN(network.STA_IF)
     ap = network.WLAN(network.AP_IF)
