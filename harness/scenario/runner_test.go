@@ -303,3 +303,18 @@ func TestRunnerInterrupted(t *testing.T) {
 	require.Equal(t, report.Fail, res.Status)
 	assert.Contains(t, res.Reason, "interrupted")
 }
+
+// TestSuiteFilesAgreeWithRunner plays the real suite on the fake board: not
+// an end-to-end test (that is scenarios/), but proof that every file means
+// to the runner what its author meant (look-back of expects, fault echoes).
+func TestSuiteFilesAgreeWithRunner(t *testing.T) {
+	scs, err := LoadDir("../../scenarios")
+	require.NoError(t, err)
+	for _, sc := range scs {
+		t.Run(sc.Name, func(t *testing.T) {
+			r := &Runner{Target: newFakeBoard(true)}
+			res := r.RunScenario(context.Background(), sc)
+			assert.Equal(t, report.Pass, res.Status, res.Reason)
+		})
+	}
+}

@@ -41,7 +41,9 @@ type Target interface {
 	Pin() Pin
 
 	// AwaitBroker waits until the broker's event feed shows want for the
-	// device under test; its error should list the last broker events.
+	// device under test, counting only events since the last Begin or Fault
+	// (so `expect: {broker: connected}` after a kick means a new login); its
+	// error should list the last broker events.
 	AwaitBroker(ctx context.Context, want BrokerEvent) error
 }
 
