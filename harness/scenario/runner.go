@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -283,28 +284,37 @@ func (x *execution) step(ctx context.Context, i int, st *Step) error {
 	return x.fail(i, "unknown step kind %d", st.Kind)
 }
 
-// faultEchoes are the echo events that show the board went through a fault,
-// in order; those the profile never prints are left out.
-func (x *execution) faultEchoes(f FaultKind) []echo.Kind {
+// faultEchoes are the echo events that show the board went through a fault:
+// one stage after another, any kind of a stage will do. Kinds the profile
+// never prints are left out.
+func (x *execution) faultEchoes(f FaultKind) [][]echo.Kind {
 	ready := echo.MQTTUp
 	if x.sc.WrongCredentials {
 		ready = echo.MQTTRefused
 	}
-	var seq []echo.Kind
+	var seq [][]echo.Kind
 	switch f {
 	case RestartBroker, Kick, DropConnection:
-		seq = []echo.Kind{echo.MQTTDown, ready}
+		seq = [][]echo.Kind{{echo.MQTTDown}, {ready}}
 	case PowerCycle:
-		seq = []echo.Kind{echo.Boot, ready}
+		seq = [][]echo.Kind{{echo.Boot}, {ready}}
 	case WifiDown:
-		seq = []echo.Kind{echo.WifiDown}
+		// Our firmware ends the session ("mqtt down reason=wifi" or a
+		// socket error) at once; "wifi down" only after a failed re-join.
+		seq = [][]echo.Kind{{echo.MQTTDown, echo.WifiDown}}
 	case WifiUp:
-		seq = []echo.Kind{ready}
+		seq = [][]echo.Kind{{ready}}
 	}
-	out := seq[:0]
-	for _, k := range seq {
-		if x.prof.Emits(k) {
-			out = append(out, k)
+	var out [][]echo.Kind
+	for _, stage := range seq {
+		var keep []echo.Kind
+		for _, k := range stage {
+			if x.prof.Emits(k) {
+				keep = append(keep, k)
+			}
+		}
+		if len(keep) > 0 {
+			out = append(out, keep)
 		}
 	}
 	return out
@@ -328,8 +338,14 @@ func (x *execution) fault(ctx context.Context, i int, st *Step) error {
 	if st.Fault == PowerCycle {
 		x.bootOK, x.powerUp, x.echoLevel = true, true, report.Unknown
 	}
-	for _, k := range x.faultEchoes(st.Fault) {
-		if err := x.awaitKind(ctx, to, k, fmt.Sprintf("the echo %q after %s", k, st.Fault)); err != nil {
+	for _, stage := range x.faultEchoes(st.Fault) {
+		names := make([]string, len(stage))
+		for j, k := range stage {
+			names[j] = fmt.Sprintf("%q", k)
+		}
+		what := fmt.Sprintf("the echo %s after %s", strings.Join(names, " or "), st.Fault)
+		err := x.await(ctx, to, what, func(_ report.Line, ev echo.Event) bool { return slices.Contains(stage, ev.Kind) })
+		if err != nil {
 			return err
 		}
 	}
