@@ -232,3 +232,18 @@ func FuzzQuote(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseHIL(b *testing.B) {
+	line := "HIL led state=1 cmd=toggle via=$creq/1b4e28ba-2fa1-11d2-883f-0016d3cca427\r\n"
+	for b.Loop() {
+		if _, err := ParseHIL(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTutorialParse(b *testing.B) {
+	for b.Loop() {
+		Tutorial.Parse("(b'TurnipRobot', b'toggle')")
+	}
+}

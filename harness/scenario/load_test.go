@@ -320,3 +320,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestReadmeExampleLoads keeps the format example in scenarios/README.md
+// honest: it must load.
+func TestReadmeExampleLoads(t *testing.T) {
+	doc, err := os.ReadFile("../../scenarios/README.md")
+	require.NoError(t, err)
+	_, rest, found := strings.Cut(string(doc), "```yaml\n")
+	require.True(t, found)
+	example, _, found := strings.Cut(rest, "```")
+	require.True(t, found)
+	sc, err := Parse("README.md", []byte(example))
+	require.NoError(t, err)
+	assert.Equal(t, "toggle parity", sc.Name)
+	assert.Greater(t, len(sc.Steps), 1000)
+}

@@ -318,3 +318,18 @@ func TestSuiteFilesAgreeWithRunner(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRunnerBurst measures the runner's own cost per command (matching,
+// model check, pin check) on a burst of 1,000 against the in-process fake.
+func BenchmarkRunnerBurst(b *testing.B) {
+	sc, err := Parse("bench.yaml", []byte("name: burst\nsteps:\n  - random: 1000\n    seed: 1\n    burst: true\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		r := &Runner{Target: newFakeBoard(true)}
+		if res := r.RunScenario(context.Background(), sc); res.Status != report.Pass {
+			b.Fatal(res.Reason)
+		}
+	}
+}
