@@ -144,8 +144,8 @@ var eventWords = []struct {
 }
 
 // ParseHIL parses one line of the firmware's echo grammar. Line endings and
-// leading garbage before "HIL " that is not printable (the ESP8266 ROM's
-// 74,880-baud boot log read at 115,200) are tolerated. It returns ErrNotHIL
+// noise in front of the first "HIL " (the ESP8266 ROM's 74,880-baud boot
+// log read at 115,200) are tolerated. It returns ErrNotHIL
 // for any other line and a descriptive error for a line that starts with
 // "HIL " but breaks the grammar. Unknown extra keys are allowed, so the
 // firmware may add fields without breaking older harnesses.
@@ -154,7 +154,14 @@ func ParseHIL(line string) (Event, error) {
 	ev := Event{Line: line}
 	s := trimGarbage(line)
 	if !strings.HasPrefix(s, prefix) {
-		return ev, ErrNotHIL
+		// After a reset the ROM's boot log (74,880 baud read at 115,200)
+		// can leave noise, printable or rendered as \xNN, in front of the
+		// first echo on the same line.
+		i := strings.Index(s, prefix)
+		if i < 0 {
+			return ev, ErrNotHIL
+		}
+		s = s[i:]
 	}
 	s = s[len(prefix):]
 	var spec = -1

@@ -27,6 +27,8 @@ func TestParseHILGrammar(t *testing.T) {
 		{"HIL ignored payload=b'' via=T", Event{Kind: Ignored, Payload: "", Via: "T"}},
 		// ROM boot garbage before the echo, and an extra key from a newer firmware.
 		{"\xff\x00\x8eHIL led state=1 cmd=on via=T heap=21000", Event{Kind: LED, State: 1, Cmd: "on", Via: "T"}},
+		{`\xe0\x00l\x9c\x9e|r\x8c|HIL boot fw=1.0.0 id=-`, Event{Kind: Boot, FW: "1.0.0", ID: "-"}},
+		{"ets Jan  8 2013,rst cause:2 HIL boot fw=1.0.0 id=5", Event{Kind: Boot, FW: "1.0.0", ID: "5"}},
 	}
 	for _, c := range cases {
 		t.Run(c.line, func(t *testing.T) {
@@ -59,7 +61,7 @@ func TestParseHILRejects(t *testing.T) {
 		assert.NotErrorIs(t, err, ErrNotHIL, line)
 		assert.Contains(t, err.Error(), want, line)
 	}
-	for _, line := range []string{"", ">>> ", "MicroPython v1.27 on 2025-01-01; ESP module with ESP8266", "HILboot", "hil boot fw=1 id=2"} {
+	for _, line := range []string{"", ">>> ", "MicroPython v1.27 on 2025-01-01; ESP module with ESP8266", "HILboot", "hil boot fw=1 id=2", "xHILboot"} {
 		_, err := ParseHIL(line)
 		assert.ErrorIs(t, err, ErrNotHIL, line)
 	}
