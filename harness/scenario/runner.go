@@ -33,6 +33,12 @@ type Runner struct {
 func (r *Runner) Run(ctx context.Context, scs []*Scenario) report.Run {
 	run := report.Run{Target: r.Target.Describe(), Started: time.Now()}
 	for _, sc := range scs {
+		if err := ctx.Err(); err != nil {
+			// Interrupted: the rest is reported, not attempted.
+			run.Scenarios = append(run.Scenarios, report.Scenario{Name: sc.Name, File: sc.File,
+				Status: report.Skip, Reason: "not run: " + err.Error()})
+			continue
+		}
 		run.Scenarios = append(run.Scenarios, r.RunScenario(ctx, sc))
 	}
 	run.Duration = time.Since(run.Started)
@@ -190,6 +196,9 @@ func (x *execution) play(ctx context.Context) error {
 		st := &x.sc.Steps[i]
 		x.prevStart, x.thisStart = x.thisStart, len(x.log)
 		x.cur = i
+		if err := ctx.Err(); err != nil {
+			return x.fail(i, "interrupted: %v", err)
+		}
 		if err := x.step(ctx, i, st); err != nil {
 			return err
 		}
@@ -400,6 +409,9 @@ func (x *execution) await(ctx context.Context, timeout time.Duration, what strin
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
+		if err := ctx.Err(); err != nil {
+			return x.fail(x.cur, "interrupted while waiting for %s: %v", what, err)
+		}
 		l, ev, err := x.next(wctx)
 		if err != nil {
 			if ctx.Err() != nil {

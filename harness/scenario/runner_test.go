@@ -302,6 +302,11 @@ func TestRunnerInterrupted(t *testing.T) {
 	res := r.RunScenario(ctx, mustParse(t, "name: i\nsteps:\n  - send: on\n"))
 	require.Equal(t, report.Fail, res.Status)
 	assert.Contains(t, res.Reason, "interrupted")
+
+	rr := r.Run(ctx, []*Scenario{mustParse(t, basic)})
+	require.Len(t, rr.Scenarios, 1)
+	assert.Equal(t, report.Skip, rr.Scenarios[0].Status)
+	assert.Equal(t, "not run: context canceled", rr.Scenarios[0].Reason)
 }
 
 // TestSuiteFilesAgreeWithRunner plays the real suite on the fake board: not
