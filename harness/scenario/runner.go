@@ -160,6 +160,7 @@ type execution struct {
 }
 
 func (x *execution) fail(idx int, format string, args ...any) error {
+	idx = min(idx, len(x.sc.Steps)-1) // the final drain runs after the last step
 	return &stepFailure{idx: idx, msg: fmt.Sprintf(format, args...)}
 }
 

@@ -338,3 +338,13 @@ func BenchmarkRunnerBurst(b *testing.B) {
 		}
 	}
 }
+
+func TestRunnerFinalDrainBlamesTheSend(t *testing.T) {
+	b := newFakeBoard(false)
+	b.silentAt = 2
+	res := run(t, b, "name: d\ntimeouts: {send: 300ms}\nsteps:\n  - send: on\n    nowait: true\n  - send: off\n    nowait: true\n")
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, "step 2 (line 6: send off via creq (nowait)): timed out after 300ms")
+	assert.Equal(t, report.Pass, res.Steps[0].Status)
+	assert.Equal(t, report.Fail, res.Steps[1].Status)
+}
