@@ -190,6 +190,11 @@ func (b *fakeBoard) Fault(_ context.Context, f FaultKind) error {
 	b.faults = append(b.faults, f)
 	switch f {
 	case RestartBroker, Kick, DropConnection:
+		gone := "disconnected"
+		if f == Kick {
+			gone = "kicked"
+		}
+		b.broker = append(b.broker, BrokerEvent{Kind: gone, RC: -1}, BrokerEvent{Kind: "connected", RC: -1})
 		b.print("HIL mqtt down reason=closed")
 		b.print("HIL mqtt up broker=127.0.0.1:6002")
 	case PowerCycle:

@@ -539,7 +539,7 @@ func (l *loader) expect(n *yaml.Node, st *Step) {
 		}
 	case "broker":
 		st.Kind = ExpectBrokerStep
-		s, _ := l.oneOf(f["broker"], "broker", "connected", "refused", "disconnected")
+		s, _ := l.oneOf(f["broker"], "broker", "connected", "refused", "disconnected", "kicked")
 		st.Broker = BrokerEvent{Kind: s, RC: st.RC}
 	}
 	if f["rc"] != nil && what[0] != "event" && what[0] != "broker" {

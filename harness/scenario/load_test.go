@@ -168,7 +168,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad regexp", "name: x\nsteps:\n  - expect: {echo: 'a(('}\n", "bad.yaml:3:20: echo: bad regular expression"},
 		{"bad event", "name: x\nsteps:\n  - expect: {event: reboot}\n", `event: "reboot" is not an echo event`},
 		{"event profile lacks", "name: x\nprofile: tutorial\nsteps:\n  - expect: {event: boot}\n", "event: profile tutorial never prints boot"},
-		{"bad broker", "name: x\nsteps:\n  - expect: {broker: kicked}\n", `broker: "kicked" is not one of connected, refused, disconnected`},
+		{"bad broker", "name: x\nsteps:\n  - expect: {broker: left}\n", `broker: "left" is not one of connected, refused, disconnected, kicked`},
 		{"wifi needs virtual", "name: x\nsteps:\n  - fault: wifi_down\n  - fault: wifi_up\n", "bad.yaml:3:12: fault wifi_down needs a virtual board: add `requires: [virtual]`"},
 		{"tutorial no kick", "name: x\nprofile: tutorial\nsteps:\n  - fault: kick\n", "the tutorial's mqtt.py does not reconnect"},
 		{"unknown fault", "name: x\nsteps:\n  - fault: unplug\n", `fault: "unplug" is not one of restart_broker, kick`},

@@ -135,7 +135,7 @@ func (k StepKind) String() string { return stepKindNames[k] }
 // BrokerEvent is what an `expect: {broker: ...}` step waits for in the
 // broker's event feed about the device under test.
 type BrokerEvent struct {
-	Kind string // "connected", "refused" or "disconnected"
+	Kind string // "connected", "refused", "disconnected" or "kicked"
 	RC   int    // CONNACK return code for "refused"; -1: any
 }
 
