@@ -1,0 +1,346 @@
+// Package sim is the virtual TPYBoard v202: a pty that behaves like the board's USB serial port,
+// backed by a Python 3 runtime (embedded, standard library only) that runs the uploaded MicroPython
+// files like an ESP8266 with MicroPython v1.19.1. GPIO levels are observable from Go.
+//
+// The pty master stays with the Board for its whole life; the runtime process behind it is replaced
+// on a power cycle, so a client holding the port open sees the reboot as it would through a
+// USB-serial bridge.
+package sim
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/term"
+)
+
+//go:embed runtime/board.py
+var runtimeSource []byte
+
+// WiFiMode chooses how the board's station interface behaves after connect().
+type WiFiMode int
+
+const (
+	WiFiInstant WiFiMode = iota // isconnected() true at once
+	WiFiDelay                   // true after WiFiBehaviour.Delay
+	WiFiNever                   // never connects
+)
+
+// WiFiBehaviour is the Wi-Fi the virtual board finds.
+type WiFiBehaviour struct {
+	Mode  WiFiMode
+	Delay time.Duration
+}
+
+// Options configures a virtual board. The zero value is a fresh board on an empty temporary flash.
+type Options struct {
+	FlashDir    string            // "" = a fresh temp dir, removed by Close
+	LineRate    bool              // pace both directions at BaudRate 8N1 (115200 -> 11,520 bytes/s)
+	BaudRate    int               // line rate used with LineRate; 0 = 115200
+	NoRawPaste  bool              // behave like firmware older than 1.14
+	BootGarbage bool              // ROM boot log bytes before the banner on power-up/hard reset
+	Redirects   map[string]string // "183.230.40.39:6002" -> "127.0.0.1:NNNN"; unmapped non-loopback -> OSError
+	WiFi        WiFiBehaviour
+	Python      string    // interpreter, default "python3"
+	Log         io.Writer // runtime diagnostics (stderr of the runtime), nil = discard
+}
+
+// Reset causes as machine.reset_cause() reports them on the ESP8266.
+const (
+	causePowerOn = 0
+	causeWDT     = 1
+	causeSoft    = 4 // machine.reset()
+	causeHard    = 6 // reset line / PowerCycle
+)
+
+// startTimeout bounds how long a runtime may take to come up (a loaded CI machine is slow).
+const startTimeout = 20 * time.Second
+
+// Board is one running virtual board.
+type Board struct {
+	opts    Options
+	master  *os.File
+	slave   *os.File // held open so the master never sees EIO while no client has the port
+	port    string
+	flash   string
+	ownDir  string // temp dir holding the runtime script (and the flash when not given)
+	rx, tx  *pacer
+	pins    *pinBoard
+	cycleMu sync.Mutex // serialises power cycles and Close
+
+	mu     sync.Mutex
+	proc   *process
+	wifiUp bool
+	closed bool
+
+	relayDone chan struct{}
+}
+
+// Start creates the pty, starts the runtime and returns once it is running; the board then boots
+// on its own (boot output, boot.py, main.py, banner) as after power-up.
+func Start(ctx context.Context, opts Options) (*Board, error) {
+	if opts.Python == "" {
+		opts.Python = "python3"
+	}
+	if opts.BaudRate == 0 {
+		opts.BaudRate = 115200
+	}
+	if opts.BaudRate < 0 {
+		return nil, fmt.Errorf("sim: invalid baud rate %d", opts.BaudRate)
+	}
+	if _, err := exec.LookPath(opts.Python); err != nil {
+		return nil, fmt.Errorf("sim: the virtual board needs python3: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "hil-sim-")
+	if err != nil {
+		return nil, err
+	}
+	b := &Board{opts: opts, ownDir: dir, wifiUp: true, pins: newPinBoard(), relayDone: make(chan struct{})}
+	if err := os.WriteFile(filepath.Join(dir, "board.py"), runtimeSource, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	b.flash = opts.FlashDir
+	if b.flash == "" {
+		b.flash = filepath.Join(dir, "flash")
+		if err := os.Mkdir(b.flash, 0o755); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	} else if st, err := os.Stat(b.flash); err != nil || !st.IsDir() {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("sim: flash directory %q is not a directory", b.flash)
+	}
+	if abs, err := filepath.Abs(b.flash); err == nil {
+		b.flash = abs
+	}
+	if opts.LineRate {
+		perByte := time.Second * 10 / time.Duration(opts.BaudRate) // 8N1: 10 bits a byte
+		b.rx, b.tx = &pacer{perByte: perByte}, &pacer{perByte: perByte}
+	}
+
+	b.master, b.slave, err = pty.Open()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("sim: open pty: %w", err)
+	}
+	b.port = b.slave.Name()
+	if b.master, err = pollable(b.master); err != nil {
+		b.slave.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("sim: pty master: %w", err)
+	}
+	// Raw from the start: no echo, no CR/NL translation before a client sets its own mode.
+	if _, err := term.MakeRaw(int(b.slave.Fd())); err != nil {
+		b.master.Close()
+		b.slave.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("sim: raw mode on pty: %w", err)
+	}
+	go b.relayInput()
+
+	if err := b.startProcess(ctx, causePowerOn); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Port is the pty slave path, to be opened like /dev/ttyUSB0.
+func (b *Board) Port() string { return b.port }
+
+// FlashDir is the host directory that is the board's flash.
+func (b *Board) FlashDir() string { return b.flash }
+
+// Pin is the current level of GPIO n (0 for a pin never driven).
+func (b *Board) Pin(n int) int { return b.pins.level(n) }
+
+// PinChanges subscribes to pin level changes; call the returned func to unsubscribe.
+func (b *Board) PinChanges() (<-chan PinChange, func()) { return b.pins.subscribe() }
+
+// WaitPin waits until GPIO pin is at value, bounded by ctx.
+func (b *Board) WaitPin(ctx context.Context, pin, value int) error {
+	return b.pins.wait(ctx, pin, value)
+}
+
+// SetWiFi makes the access point disappear (isconnected() false, open sockets fail) or come back.
+func (b *Board) SetWiFi(up bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("sim: board closed")
+	}
+	b.wifiUp = up
+	if b.proc == nil {
+		return nil
+	}
+	return b.proc.command(map[string]any{"cmd": "wifi", "up": up})
+}
+
+// PowerCycle is a hard reset: the program's state is lost, the flash is kept, the board boots again.
+func (b *Board) PowerCycle() error { return b.restart(context.Background(), causeHard) }
+
+func (b *Board) restart(ctx context.Context, cause int) error {
+	b.cycleMu.Lock()
+	defer b.cycleMu.Unlock()
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return errors.New("sim: board closed")
+	}
+	b.stopProcess()
+	b.pins.powerOff()
+	return b.startProcess(ctx, cause)
+}
+
+// Close stops the board and removes its temporary files (and the flash when it was temporary).
+func (b *Board) Close() error {
+	b.cycleMu.Lock()
+	defer b.cycleMu.Unlock()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.stopProcess()
+	err := b.master.Close()
+	<-b.relayDone
+	b.slave.Close()
+	b.pins.close()
+	if rmErr := os.RemoveAll(b.ownDir); err == nil {
+		err = rmErr
+	}
+	return err
+}
+
+func (b *Board) startProcess(ctx context.Context, cause int) error {
+	b.mu.Lock()
+	wifiUp := b.wifiUp
+	b.mu.Unlock()
+	mode := map[WiFiMode]string{WiFiInstant: "instant", WiFiDelay: "delay", WiFiNever: "never"}[b.opts.WiFi.Mode]
+	if mode == "" {
+		return fmt.Errorf("sim: unknown Wi-Fi mode %d", b.opts.WiFi.Mode)
+	}
+	args, err := json.Marshal(map[string]any{
+		"flash":        b.flash,
+		"raw_paste":    !b.opts.NoRawPaste,
+		"boot_garbage": b.opts.BootGarbage && cause != causeSoft,
+		"redirects":    b.opts.Redirects,
+		"wifi_mode":    mode,
+		"wifi_delay":   b.opts.WiFi.Delay.Seconds(),
+		"wifi_up":      wifiUp,
+		"reset_cause":  cause,
+	})
+	if err != nil {
+		return err
+	}
+	p, err := startRuntime(b, string(args))
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.proc = p
+	b.mu.Unlock()
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case <-p.up:
+		return nil
+	case <-p.exited:
+		return fmt.Errorf("sim: board runtime exited during start: %v", p.err)
+	case <-timer.C:
+		return fmt.Errorf("sim: board runtime not up after %v", startTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Board) stopProcess() {
+	b.mu.Lock()
+	p := b.proc
+	b.proc = nil
+	b.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// relayInput carries the host's bytes (pty master) to the current runtime, paced like the line.
+// Bytes sent while the board is being reset are lost, as on the real line.
+func (b *Board) relayInput() {
+	defer close(b.relayDone)
+	buf := make([]byte, 1024)
+	for {
+		n, err := b.master.Read(buf)
+		if n > 0 {
+			pieces := [][]byte{buf[:n]} // unpaced: as the host wrote it
+			if b.rx != nil {
+				pieces = chunks(buf[:n], paceChunk)
+			}
+			for _, piece := range pieces {
+				b.rx.wait(len(piece))
+				b.mu.Lock()
+				p := b.proc
+				b.mu.Unlock()
+				if p != nil {
+					p.write(piece)
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// writeMaster drops what a client does not read within a second, as a USB-serial bridge with
+// nobody listening does; it never blocks the board for long.
+func (b *Board) writeMaster(p []byte) {
+	for len(p) > 0 {
+		deadlineOK := b.master.SetWriteDeadline(time.Now().Add(time.Second)) == nil
+		n, err := b.master.Write(p)
+		p = p[n:]
+		if err != nil {
+			if deadlineOK && errors.Is(err, os.ErrDeadlineExceeded) {
+				b.logf("serial output not read by any client: %d bytes dropped", len(p))
+			}
+			return
+		}
+	}
+}
+
+func (b *Board) logf(format string, args ...any) {
+	if b.opts.Log != nil {
+		fmt.Fprintf(b.opts.Log, "sim: "+format+"\n", args...)
+	}
+}
+
+// pollable returns f as a non-blocking file on Go's poller, so that Close interrupts a pending Read
+// and writes can have deadlines (creack/pty leaves the master in blocking mode).
+func pollable(f *os.File) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	syscall.CloseOnExec(fd)
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
+}
