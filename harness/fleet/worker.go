@@ -142,6 +142,8 @@ type Remote struct {
 	done   chan error
 	errMu  sync.Mutex
 	errs   []string
+	closer sync.Once
+	closed error
 }
 
 // StartRemote starts argv as a fleet worker (a program that calls Serve
@@ -281,6 +283,11 @@ func (r *Remote) Usage(timeout time.Duration) (Usage, Counters, error) {
 
 // Close stops the worker (its devices disconnect) and waits for it.
 func (r *Remote) Close() error {
+	r.closer.Do(func() { r.closed = r.close() })
+	return r.closed
+}
+
+func (r *Remote) close() error {
 	r.stdin.Close()
 	select {
 	case err := <-r.done:
