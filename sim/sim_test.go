@@ -246,8 +246,8 @@ func TestBinaryFileRoundTripWithMpremoteCode(t *testing.T) {
 func TestSoftRebootRunsBootAndMain(t *testing.T) {
 	flash := t.TempDir()
 	writeFlash(t, flash, map[string]string{
-		"boot.py": "print('boot ran')\n",
-		"main.py": "import helper\nprint('main ran', helper.X)\n",
+		"boot.py":       "print('boot ran')\n",
+		"main.py":       "import helper\nprint('main ran', helper.X)\n",
 		"lib/helper.py": "X = 7\n",
 	})
 	_, c := startBoard(t, Options{FlashDir: flash})
