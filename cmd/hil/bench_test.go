@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBenchRejectsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--path", "pigeon"}, "unknown path"},
+		{[]string{"bench", "--broker", "nowhere"}, "is not embedded, mosquitto, both or HOST:PORT"},
+		{[]string{"bench", "--devices", "0"}, "must be positive"},
+		{[]string{"bench", "extra"}, "unexpected argument"},
+	} {
+		var out, errOut bytes.Buffer
+		code := runMain(c.args, &out, &errOut)
+		assert.Equal(t, 1, code, "%v", c.args)
+		assert.Contains(t, errOut.String(), c.want, "%v", c.args)
+	}
+}
+
+// A tiny run on the embedded broker (the fleet in-process: the test
+// binary cannot be the fleet's child) prints the table and writes JSON.
+func TestBenchSmallRunWritesTableAndJSON(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "b.json")
+	var out, errOut bytes.Buffer
+	code := runMain([]string{"bench", "--broker", "embedded", "--path", "topic,creq", "--devices", "10", "--rate", "50",
+		"--duration", "500ms", "--in-process", "--json", file}, &out, &errOut)
+	require.Equal(t, 0, code, "stderr: %s", errOut.String())
+	assert.Contains(t, out.String(), "round trip p99 ms")
+	assert.Contains(t, errOut.String(), "embedded topic load", "plain progress lines when stderr is not a terminal")
+	raw, err := os.ReadFile(file)
+	require.NoError(t, err)
+	var doc struct {
+		Results []struct {
+			Broker   string  `json:"broker"`
+			Path     string  `json:"path"`
+			Commands int64   `json:"commands"`
+			Lost     int64   `json:"lost"`
+			P99      float64 `json:"p99_ms"`
+		} `json:"results"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	require.Len(t, doc.Results, 2)
+	for _, r := range doc.Results {
+		assert.Equal(t, "embedded", r.Broker)
+		assert.Positive(t, r.Commands)
+		assert.Zero(t, r.Lost)
+	}
+}
