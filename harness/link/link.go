@@ -17,6 +17,7 @@ package link
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -453,7 +454,7 @@ func (l *Link) Expect(pattern string, timeout time.Duration) (Match, error) {
 	l.mu.Lock()
 	from := l.cursor
 	l.mu.Unlock()
-	m, err := l.ExpectFrom(from, re, timeout)
+	m, err := l.ExpectFrom(context.Background(), from, re, timeout)
 	if err == nil {
 		l.mu.Lock()
 		if m.Line.Seq+1 > l.cursor {
@@ -464,8 +465,9 @@ func (l *Link) Expect(pattern string, timeout time.Duration) (Match, error) {
 	return m, err
 }
 
-// ExpectFrom waits up to timeout for a line with Seq >= from matching re.
-func (l *Link) ExpectFrom(from int64, re *regexp.Regexp, timeout time.Duration) (Match, error) {
+// ExpectFrom waits up to timeout (or until ctx ends) for a line with
+// Seq >= from matching re.
+func (l *Link) ExpectFrom(ctx context.Context, from int64, re *regexp.Regexp, timeout time.Duration) (Match, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -490,6 +492,8 @@ func (l *Link) ExpectFrom(from int64, re *regexp.Regexp, timeout time.Duration) 
 		}
 		select {
 		case <-notify:
+		case <-ctx.Done():
+			return Match{}, l.Fail(fmt.Sprintf("a line matching /%s/", re), timeout, ctx.Err())
 		case <-deadline.C:
 			return Match{}, l.Fail(fmt.Sprintf("a line matching /%s/", re), timeout, nil)
 		}
@@ -514,8 +518,8 @@ func (l *Link) TakeRaw() []byte {
 
 // ReadUntil waits up to timeout for suffix in the raw stream and consumes
 // and returns everything up to and including it.
-func (l *Link) ReadUntil(suffix []byte, timeout time.Duration) ([]byte, error) {
-	return l.readRaw(fmt.Sprintf("%q", suffix), timeout, func(raw []byte) int {
+func (l *Link) ReadUntil(ctx context.Context, suffix []byte, timeout time.Duration) ([]byte, error) {
+	return l.readRaw(ctx, fmt.Sprintf("%q", suffix), timeout, func(raw []byte) int {
 		i := bytes.Index(raw, suffix)
 		if i < 0 {
 			return -1
@@ -525,8 +529,8 @@ func (l *Link) ReadUntil(suffix []byte, timeout time.Duration) ([]byte, error) {
 }
 
 // ReadN waits up to timeout for n raw bytes and consumes them.
-func (l *Link) ReadN(n int, timeout time.Duration) ([]byte, error) {
-	return l.readRaw(fmt.Sprintf("%d bytes", n), timeout, func(raw []byte) int {
+func (l *Link) ReadN(ctx context.Context, n int, timeout time.Duration) ([]byte, error) {
+	return l.readRaw(ctx, fmt.Sprintf("%d bytes", n), timeout, func(raw []byte) int {
 		if len(raw) < n {
 			return -1
 		}
@@ -536,8 +540,8 @@ func (l *Link) ReadN(n int, timeout time.Duration) ([]byte, error) {
 
 // ReadSome waits up to timeout for at least one raw byte and consumes all
 // that are there.
-func (l *Link) ReadSome(timeout time.Duration) ([]byte, error) {
-	return l.readRaw("a byte", timeout, func(raw []byte) int {
+func (l *Link) ReadSome(ctx context.Context, timeout time.Duration) ([]byte, error) {
+	return l.readRaw(ctx, "a byte", timeout, func(raw []byte) int {
 		if len(raw) == 0 {
 			return -1
 		}
@@ -546,7 +550,7 @@ func (l *Link) ReadSome(timeout time.Duration) ([]byte, error) {
 }
 
 // readRaw waits until want returns how many leading raw bytes to consume.
-func (l *Link) readRaw(what string, timeout time.Duration, want func([]byte) int) ([]byte, error) {
+func (l *Link) readRaw(ctx context.Context, what string, timeout time.Duration, want func([]byte) int) ([]byte, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -564,6 +568,8 @@ func (l *Link) readRaw(what string, timeout time.Duration, want func([]byte) int
 		}
 		select {
 		case <-notify:
+		case <-ctx.Done():
+			return nil, l.Fail(what, timeout, ctx.Err())
 		case <-deadline.C:
 			return nil, l.Fail(what, timeout, nil)
 		}

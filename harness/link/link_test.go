@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -94,25 +95,27 @@ func TestExpectAdvancesAndTimesOutWithLastLines(t *testing.T) {
 }
 
 func TestExpectFromSeesOnlyLaterLines(t *testing.T) {
+	ctx := context.Background()
 	m, path := newPeer(t)
 	l := openLink(t, path, Options{})
 	_, err := m.Write([]byte("HIL mqtt up broker=old\r\n"))
 	require.NoError(t, err)
-	_, err = l.ExpectFrom(0, regexp.MustCompile(`mqtt up`), 5*time.Second)
+	_, err = l.ExpectFrom(ctx, 0, regexp.MustCompile(`mqtt up`), 5*time.Second)
 	require.NoError(t, err)
 
 	mark := l.Mark()
-	_, err = l.ExpectFrom(mark, regexp.MustCompile(`mqtt up`), 100*time.Millisecond)
+	_, err = l.ExpectFrom(ctx, mark, regexp.MustCompile(`mqtt up`), 100*time.Millisecond)
 	require.Error(t, err, "a line from before the mark must not match")
 
 	_, err = m.Write([]byte("HIL mqtt up broker=new\r\n"))
 	require.NoError(t, err)
-	got, err := l.ExpectFrom(mark, regexp.MustCompile(`mqtt up broker=(\w+)`), 5*time.Second)
+	got, err := l.ExpectFrom(ctx, mark, regexp.MustCompile(`mqtt up broker=(\w+)`), 5*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "new", got.Groups[1])
 }
 
 func TestRawBytesBesideLinesAndWrite(t *testing.T) {
+	ctx := context.Background()
 	m, path := newPeer(t)
 	l := openLink(t, path, Options{})
 
@@ -126,17 +129,17 @@ func TestRawBytesBesideLinesAndWrite(t *testing.T) {
 
 	_, err = m.Write([]byte("raw REPL; CTRL-B to exit\r\n>OK\x04\x00\xff\x04>"))
 	require.NoError(t, err)
-	got, err := l.ReadUntil([]byte("exit\r\n>"), 5*time.Second)
+	got, err := l.ReadUntil(ctx, []byte("exit\r\n>"), 5*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "raw REPL; CTRL-B to exit\r\n>", string(got))
-	two, err := l.ReadN(2, 5*time.Second)
+	two, err := l.ReadN(ctx, 2, 5*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "OK", string(two))
-	rest, err := l.ReadUntil([]byte(">"), 5*time.Second)
+	rest, err := l.ReadUntil(ctx, []byte(">"), 5*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, []byte("\x04\x00\xff\x04>"), rest)
 
-	_, err = l.ReadN(1, 100*time.Millisecond)
+	_, err = l.ReadN(ctx, 1, 100*time.Millisecond)
 	assert.ErrorContains(t, err, "timed out")
 	tail := l.Tail(5)
 	require.NotEmpty(t, tail)
@@ -175,6 +178,7 @@ func TestLongLineIsSplitAndRingIsBounded(t *testing.T) {
 }
 
 func TestPortGoneEndsWaitsAtOnce(t *testing.T) {
+	ctx := context.Background()
 	m, path := newPeer(t)
 	l := openLink(t, path, Options{})
 	_, err := m.Write([]byte("booting\r\n"))
@@ -201,10 +205,10 @@ func TestPortGoneEndsWaitsAtOnce(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("link not done")
 	}
-	got, err := l.ReadN(9, time.Minute)
+	got, err := l.ReadN(ctx, 9, time.Minute)
 	require.NoError(t, err, "bytes received before the port went away stay readable")
 	assert.Equal(t, "booting\r\n", string(got))
-	_, err = l.ReadN(1, time.Minute)
+	_, err = l.ReadN(ctx, 1, time.Minute)
 	assert.ErrorContains(t, err, "went away")
 	_, err = l.Write([]byte("x"))
 	assert.ErrorContains(t, err, "went away")

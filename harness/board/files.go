@@ -1,0 +1,372 @@
+package board
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// Entry is a file or directory on the board.
+type Entry struct {
+	Path string
+	Dir  bool
+	Size int64
+}
+
+// Encoding is how file bytes travel inside the Python source of an upload.
+type Encoding int
+
+const (
+	// Literal is a triple-quoted bytes literal escaping only what must be
+	// (backslash, quote, CR, control and non-ASCII bytes): a text file
+	// crosses the line almost byte for byte.
+	Literal Encoding = iota
+	// Repr is Python's repr() of the bytes, as mpremote sends them.
+	Repr
+)
+
+// CopyOptions choose how Put moves bytes: ChunkSize file bytes per exec.
+// The default (1 KiB literal chunks) keeps the board's compile-time heap
+// use small while the per-exec overhead stays a few percent.
+type CopyOptions struct {
+	ChunkSize int
+	Encoding  Encoding
+}
+
+// MpremoteCopy is the official tool's way: 256-byte repr() chunks.
+var MpremoteCopy = CopyOptions{ChunkSize: 256, Encoding: Repr}
+
+// DefaultCopy is Put's default.
+var DefaultCopy = CopyOptions{ChunkSize: 1024, Encoding: Literal}
+
+// pyStr quotes s as a Python string literal (source is UTF-8 on the board
+// and in CPython, so only quotes, backslashes and control bytes need escapes).
+func pyStr(s string) string {
+	var sb strings.Builder
+	sb.WriteByte('\'')
+	for _, c := range []byte(s) {
+		switch {
+		case c == '\\' || c == '\'':
+			sb.WriteByte('\\')
+			sb.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&sb, "\\x%02x", c)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	sb.WriteByte('\'')
+	return sb.String()
+}
+
+// pyBytesLiteral is the Literal encoding.
+func pyBytesLiteral(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b) + len(b)/16 + 8)
+	sb.WriteString("b'''")
+	for _, c := range b {
+		switch {
+		case c == '\\' || c == '\'':
+			sb.WriteByte('\\')
+			sb.WriteByte(c)
+		case c == '\n' || c == '\t':
+			sb.WriteByte(c)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&sb, "\\x%02x", c)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	sb.WriteString("'''")
+	return sb.String()
+}
+
+// pyBytesRepr is Python's repr() of bytes.
+func pyBytesRepr(b []byte) string {
+	q := byte('\'')
+	if bytes.IndexByte(b, '\'') >= 0 && bytes.IndexByte(b, '"') < 0 {
+		q = '"'
+	}
+	var sb strings.Builder
+	sb.WriteString("b")
+	sb.WriteByte(q)
+	for _, c := range b {
+		switch {
+		case c == q || c == '\\':
+			sb.WriteByte('\\')
+			sb.WriteByte(c)
+		case c == '\t':
+			sb.WriteString(`\t`)
+		case c == '\n':
+			sb.WriteString(`\n`)
+		case c == '\r':
+			sb.WriteString(`\r`)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&sb, "\\x%02x", c)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	sb.WriteByte(q)
+	return sb.String()
+}
+
+// notFound wraps fs.ErrNotExist with the board path.
+func notFound(p string) error {
+	return fmt.Errorf("board: %s: %w", p, fs.ErrNotExist)
+}
+
+// Stat describes one path; a missing path gives an error wrapping fs.ErrNotExist.
+func (r *REPL) Stat(ctx context.Context, p string) (Entry, error) {
+	out, err := r.Exec(ctx, "import os\ntry:\n s=os.stat("+pyStr(p)+")\n print(s[0],s[6])\nexcept OSError:\n print('-')")
+	if err != nil {
+		return Entry{}, fmt.Errorf("stat %s: %w", p, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 1 && f[0] == "-" {
+		return Entry{}, notFound(p)
+	}
+	if len(f) != 2 {
+		return Entry{}, fmt.Errorf("stat %s: unexpected answer %q", p, out)
+	}
+	mode, err1 := strconv.ParseInt(f[0], 10, 64)
+	size, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Entry{}, fmt.Errorf("stat %s: unexpected answer %q", p, out)
+	}
+	return Entry{Path: p, Dir: mode&0x4000 != 0, Size: size}, nil
+}
+
+// List lists a directory on the board (not recursive).
+func (r *REPL) List(ctx context.Context, dir string) ([]Entry, error) {
+	code := "import os,json\ntry:\n l=[[e[0],e[1],os.stat(" + pyStr(strings.TrimSuffix(dir, "/")+"/") + "+e[0])[6]] for e in os.ilistdir(" + pyStr(dir) + ")]\nexcept OSError:\n l=None\nprint(json.dumps(l))"
+	out, err := r.Exec(ctx, code)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var raw [][]any
+	if err := json.Unmarshal(bytes.TrimSpace(out), &raw); err != nil {
+		return nil, fmt.Errorf("list %s: unexpected answer %q", dir, out)
+	}
+	if raw == nil {
+		return nil, notFound(dir)
+	}
+	entries := make([]Entry, 0, len(raw))
+	for _, e := range raw {
+		if len(e) != 3 {
+			return nil, fmt.Errorf("list %s: unexpected entry %v", dir, e)
+		}
+		name, _ := e[0].(string)
+		kind, _ := e[1].(float64)
+		size, _ := e[2].(float64)
+		entries = append(entries, Entry{Path: path.Join(dir, name), Dir: int(kind)&0x4000 != 0, Size: int64(size)})
+	}
+	return entries, nil
+}
+
+// Walk lists every file under dir on the board, depth first.
+func (r *REPL) Walk(ctx context.Context, dir string) ([]Entry, error) {
+	entries, err := r.List(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, e := range entries {
+		if e.Dir {
+			sub, err := r.Walk(ctx, e.Path)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sub...)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// MkdirAll creates a directory and its parents; existing ones are fine.
+func (r *REPL) MkdirAll(ctx context.Context, dir string) error {
+	dir = path.Clean("/" + dir)
+	if dir == "/" {
+		return nil
+	}
+	code := "import os\np=''\nfor c in " + pyStr(strings.TrimPrefix(dir, "/")) + ".split('/'):\n p+='/'+c\n try:\n  os.mkdir(p)\n except OSError as e:\n  if e.args[0]!=17:raise"
+	if _, err := r.Exec(ctx, code); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Remove deletes a file; a missing file gives an error wrapping fs.ErrNotExist.
+func (r *REPL) Remove(ctx context.Context, p string) error {
+	out, err := r.Exec(ctx, "import os\ntry:\n os.remove("+pyStr(p)+")\n print('ok')\nexcept OSError as e:\n print(e.args[0])")
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	switch s := strings.TrimSpace(string(out)); s {
+	case "ok":
+		return nil
+	case "2":
+		return notFound(p)
+	default:
+		return fmt.Errorf("remove %s: board error %s", p, s)
+	}
+}
+
+// hashCode hashes files on the board the way mpremote does (256-byte reads
+// into a memoryview), one line of hex per path, "-" for a missing file.
+const hashCode = `import hashlib,binascii
+def _h(p):
+ try:
+  f=open(p,'rb')
+ except OSError:
+  return '-'
+ h=hashlib.sha256()
+ b=bytearray(256)
+ m=memoryview(b)
+ while 1:
+  n=f.readinto(b)
+  if not n:break
+  h.update(m[:n])
+ f.close()
+ return binascii.hexlify(h.digest()).decode()
+for p in %s:
+ print(_h(p))
+del _h`
+
+// Hashes returns the sha256 (hex) of each path on the board, in one
+// exchange; a missing file maps to "".
+func (r *REPL) Hashes(ctx context.Context, paths []string) (map[string]string, error) {
+	if len(paths) == 0 {
+		return map[string]string{}, nil
+	}
+	quoted := make([]string, len(paths))
+	for i, p := range paths {
+		quoted[i] = pyStr(p)
+	}
+	out, err := r.Exec(ctx, fmt.Sprintf(hashCode, "("+strings.Join(quoted, ",")+",)"))
+	if err != nil {
+		return nil, fmt.Errorf("sha256 on the board: %w", err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if s := strings.TrimSpace(sc.Text()); s != "" {
+			lines = append(lines, s)
+		}
+	}
+	if len(lines) != len(paths) {
+		return nil, fmt.Errorf("sha256 on the board: %d answers for %d files: %q", len(lines), len(paths), out)
+	}
+	res := make(map[string]string, len(paths))
+	for i, p := range paths {
+		if lines[i] == "-" {
+			res[p] = ""
+			continue
+		}
+		if _, err := hex.DecodeString(lines[i]); err != nil || len(lines[i]) != 64 {
+			return nil, fmt.Errorf("sha256 on the board: bad answer %q for %s", lines[i], p)
+		}
+		res[p] = lines[i]
+	}
+	return res, nil
+}
+
+// Hash returns the sha256 (hex) of one file on the board.
+func (r *REPL) Hash(ctx context.Context, p string) (string, error) {
+	h, err := r.Hashes(ctx, []string{p})
+	if err != nil {
+		return "", err
+	}
+	if h[p] == "" {
+		return "", notFound(p)
+	}
+	return h[p], nil
+}
+
+// SumHex is the sha256 of data in hex, as Hashes reports it.
+func SumHex(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// Put writes data to p on the board unless the file there already has the
+// same sha256; it creates parent directories. skipped tells which.
+func (r *REPL) Put(ctx context.Context, p string, data []byte) (skipped bool, err error) {
+	h, err := r.Hashes(ctx, []string{p})
+	if err != nil {
+		return false, err
+	}
+	if h[p] == SumHex(data) {
+		return true, nil
+	}
+	if dir := path.Dir(path.Clean("/" + p)); dir != "/" {
+		if err := r.MkdirAll(ctx, dir); err != nil {
+			return false, err
+		}
+	}
+	return false, r.WriteFile(ctx, p, data, DefaultCopy, nil)
+}
+
+// WriteFile writes data to p on the board (no hash check), chunk by chunk;
+// progress, if set, is told the byte count of each chunk written.
+func (r *REPL) WriteFile(ctx context.Context, p string, data []byte, opts CopyOptions, progress func(n int)) error {
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = DefaultCopy.ChunkSize
+	}
+	enc := pyBytesLiteral
+	if opts.Encoding == Repr {
+		enc = pyBytesRepr
+	}
+	if _, err := r.Exec(ctx, "f=open("+pyStr(p)+",'wb')\nw=f.write"); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	for i := 0; i < len(data); i += opts.ChunkSize {
+		chunk := data[i:min(i+opts.ChunkSize, len(data))]
+		if _, err := r.Exec(ctx, "w("+enc(chunk)+")"); err != nil {
+			r.Exec(ctx, "f.close()") // best effort; the link may be gone
+			return fmt.Errorf("write %s at byte %d of %d: %w", p, i, len(data), err)
+		}
+		if progress != nil {
+			progress(len(chunk))
+		}
+	}
+	if _, err := r.Exec(ctx, "f.close()\ndel f,w"); err != nil {
+		return fmt.Errorf("write %s: close: %w", p, err)
+	}
+	return nil
+}
+
+// Get reads a file from the board.
+func (r *REPL) Get(ctx context.Context, p string) ([]byte, error) {
+	code := "import binascii\ntry:\n f=open(" + pyStr(p) + ",'rb')\nexcept OSError:\n f=None\n print('-')\nif f:\n while 1:\n  b=f.read(256)\n  if not b:break\n  print(binascii.hexlify(b).decode())\n f.close()\n print('.')"
+	out, err := r.Exec(ctx, code)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", p, err)
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) == 1 && lines[0] == "-" {
+		return nil, notFound(p)
+	}
+	if len(lines) == 0 || lines[len(lines)-1] != "." {
+		return nil, fmt.Errorf("get %s: incomplete answer", p)
+	}
+	var data []byte
+	for _, l := range lines[:len(lines)-1] {
+		b, err := hex.DecodeString(l)
+		if err != nil {
+			return nil, fmt.Errorf("get %s: bad hex from the board", p)
+		}
+		data = append(data, b...)
+	}
+	return data, nil
+}
