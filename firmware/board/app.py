@@ -111,7 +111,7 @@ def on_msg(topic, msg):
     m = client
     if m:
         if topic[:6] == b"$creq/":
-            m.publish(b"$crsp/" + topic[6:], RSP[state])
+            m.publish(b"$crsp/" + memoryview(topic)[6:], RSP[state])
         m.publish(b"$dp", DP[state])
 
 

@@ -19,17 +19,25 @@ def _s(s):
     return bytes((len(s) >> 8, len(s) & 255)) + s
 
 
-def _hdr(op, n):
-    # Fixed header: type and flags, then the remaining length (1..4 bytes).
+def _put(b, op, n):
+    # Fixed header into b: type and flags, then the remaining length (1..4
+    # bytes). Returns its size.
     if n > 268435455:
         raise ValueError("too long")
-    b = bytearray((op,))
+    b[0] = op
+    i = 1
     while True:
         d = n & 127
         n >>= 7
-        b.append(d | 128 if n else d)
+        b[i] = d | 128 if n else d
+        i += 1
         if not n:
-            return b
+            return i
+
+
+def _hdr(op, n):
+    b = bytearray(5)
+    return b[:_put(b, op, n)]
 
 
 class MQTTClient:
@@ -52,6 +60,7 @@ class MQTTClient:
         self.pings = 0  # PINGREQs not yet answered
         self.last_tx = time.ticks_ms()
         self.ack = b""
+        self.buf = bytearray(9)  # a PUBLISH's fixed header and topic length
 
     def set_callback(self, f):
         self.cb = f
@@ -134,11 +143,16 @@ class MQTTClient:
         n = 2 + len(t) + len(m)
         if qos:
             n += 2
-        h = _hdr(0x30 | qos << 1 | bool(retain), n) + _s(t)
+        # Header, topic and payload go out as they are: no copies on the heap.
+        b = self.buf
+        i = _put(b, 0x30 | qos << 1 | bool(retain), n)
+        b[i] = len(t) >> 8
+        b[i + 1] = len(t) & 255
+        self._send(memoryview(b)[:i + 2])
+        self._send(t)
         if qos:
             pid = self._next_pid()
-            h += pid
-        self._send(h)
+            self._send(pid)
         self._send(m)
         if qos:
             self._ack(0x40, pid)

@@ -23,7 +23,7 @@ class _Poll:
 
     def poll(self, ms=-1):
         polls[0] += 1
-        r = [(s, POLLIN) for s in self.socks if s.rx or s.eof]
+        r = [(s, POLLIN) for s in self.socks if s.pending() or s.eof]
         if not r:
             idle(ms)
         return r

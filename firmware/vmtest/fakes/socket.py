@@ -7,7 +7,8 @@ conns = []
 
 class socket:
     def __init__(self, *a):
-        self.rx = bytearray()
+        self.rx = bytearray()  # bytes from the peer; read() consumes from pos
+        self.pos = 0
         self.tx = bytearray()
         self.addr = None
         self.timeout = None  # None: blocking forever, 0: non-blocking
@@ -36,8 +37,11 @@ class socket:
         self.tx.extend(b)
         return len(b)
 
+    def pending(self):
+        return len(self.rx) - self.pos
+
     def read(self, n):
-        if not self.rx:
+        if not self.pending():
             if self.eof:
                 return b""
             if self.timeout == 0:
@@ -46,8 +50,12 @@ class socket:
                 # Would block for ever: a person presses Ctrl-C.
                 raise KeyboardInterrupt
             raise OSError(110)
-        b = bytes(self.rx[:n])
-        self.rx = self.rx[n:]
+        # Allocates only what it returns, so heap figures are the firmware's.
+        b = bytes(memoryview(self.rx)[self.pos:self.pos + n])
+        self.pos += len(b)
+        if self.pos == len(self.rx):
+            self.rx = bytearray()
+            self.pos = 0
         return b
 
     def close(self):
