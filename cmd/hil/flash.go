@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/firmware"
+	"github.com/onenet-hil/hil/harness/board"
+	"github.com/onenet-hil/hil/harness/link"
+)
+
+func init() {
+	register(command{
+		name:    "flash",
+		summary: "upload the firmware and config.json to a board, reset it and wait until it logs in",
+		run:     runFlash,
+	})
+}
+
+// flashSettings are what a config file (--config) may hold; flags and the
+// environment override it. Secrets are never printed.
+type flashSettings struct {
+	WiFiSSID     string `yaml:"wifi_ssid"`
+	WiFiPassword string `yaml:"wifi_password"`
+	DeviceID     string `yaml:"device_id"`
+	ProductID    string `yaml:"product_id"`
+	Key          string `yaml:"key"`
+	Topic        string `yaml:"topic"`
+	LEDPin       int    `yaml:"led_pin"`
+	Broker       string `yaml:"broker"`
+	API          string `yaml:"api"`
+	APIKey       string `yaml:"api_key"`
+}
+
+// Environment variables for the secrets (and the port).
+const (
+	envPort     = "HIL_PORT"
+	envWiFiPass = "HIL_WIFI_PASSWORD"
+	envKey      = "HIL_DEVICE_KEY"
+	envAPIKey   = "HIL_API_KEY"
+)
+
+func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("flash", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	port := fl.String("port", "", "serial port (default $"+envPort+", else the one ESP8266-looking USB port)")
+	fwDir := fl.String("firmware", "", "flash the files of this directory instead of the built-in firmware")
+	configFile := fl.String("config", "", "YAML file with wifi_ssid, wifi_password, device_id, product_id, key, topic, led_pin, broker, api, api_key")
+	brokerAddr := fl.String("broker", "", "HOST:PORT of a running broker the board should use (default: run an embedded one)")
+	api := fl.String("api", "", "with --broker: its OneNET-style HTTP API base URL, to see the board log in")
+	listen := fl.String("listen", "0.0.0.0:6002", "embedded broker: MQTT listen address")
+	advertise := fl.String("advertise", "", "embedded broker: host the board connects to (default: this machine's LAN address)")
+	ssid := fl.String("wifi-ssid", "", "Wi-Fi network name")
+	wifiPass := fl.String("wifi-password", "", "Wi-Fi password (better: $"+envWiFiPass+" or --config)")
+	deviceID := fl.String("device-id", "", "OneNET device id (default: the demo device)")
+	productID := fl.String("product-id", "", "OneNET product id (default: the demo product)")
+	key := fl.String("key", "", "device auth_info or APIKey (better: $"+envKey+" or --config)")
+	topic := fl.String("topic", "", "custom topic the firmware subscribes to")
+	ledPin := fl.Int("led-pin", 0, "GPIO of the LED (default 4)")
+	prune := fl.Bool("prune", false, "remove board files the firmware does not have (boot.py is kept)")
+	resetMode := fl.String("reset", "auto", "auto, hard (RTS), soft (Ctrl-D) or machine (machine.reset())")
+	ready := fl.String("ready", board.DefaultReady.String(), "serial line (regexp) that says the firmware is up")
+	timeout := fl.Duration("timeout", 60*time.Second, "bound for the board to come up after the reset")
+	serialLog := fl.String("log", "", "append the board's serial lines, timestamped, to this file")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fl.Arg(0))
+	}
+	mode, err := board.ParseResetMode(*resetMode)
+	if err != nil {
+		return err
+	}
+	readyRE, err := regexp.Compile(*ready)
+	if err != nil {
+		return fmt.Errorf("--ready: %w", err)
+	}
+
+	var s flashSettings
+	if *configFile != "" {
+		data, err := os.ReadFile(*configFile)
+		if err != nil {
+			return err
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: %v", *configFile, err)
+		}
+	}
+	pick := func(dst *string, flagVal, env string) {
+		if flagVal != "" {
+			*dst = flagVal
+		} else if v := os.Getenv(env); env != "" && v != "" {
+			*dst = v
+		}
+	}
+	pick(&s.WiFiSSID, *ssid, "")
+	pick(&s.WiFiPassword, *wifiPass, envWiFiPass)
+	pick(&s.DeviceID, *deviceID, "")
+	pick(&s.ProductID, *productID, "")
+	pick(&s.Key, *key, envKey)
+	pick(&s.Topic, *topic, "")
+	pick(&s.Broker, *brokerAddr, "")
+	pick(&s.API, *api, "")
+	pick(&s.APIKey, "", envAPIKey)
+	if *ledPin != 0 {
+		s.LEDPin = *ledPin
+	}
+
+	files := firmware.Files()
+	if *fwDir != "" {
+		if files, err = readFirmwareDir(*fwDir); err != nil {
+			return err
+		}
+	}
+
+	// The broker: the given one, or an embedded one for the duration.
+	var arm board.ArmFunc
+	var host string
+	var mport int
+	if s.Broker != "" {
+		h, p, err := net.SplitHostPort(s.Broker)
+		if err != nil {
+			return fmt.Errorf("--broker %q: %v", s.Broker, err)
+		}
+		if host, mport = h, atoiOr(p, -1); mport <= 0 {
+			return fmt.Errorf("--broker %q: bad port", s.Broker)
+		}
+		if s.API == "" || s.APIKey == "" {
+			return fmt.Errorf("with --broker, give --api URL and $%s (or api/api_key in --config) so the flasher can see the board log in", envAPIKey)
+		}
+		arm = apiOnlineWait(s.API, s.APIKey, s.DeviceID)
+	} else {
+		if s.DeviceID == "" && s.ProductID == "" && s.Key == "" {
+			s.DeviceID, s.ProductID, s.Key = broker.DemoDeviceID, broker.DemoProductID, broker.DemoAuthInfo
+		}
+		b, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: *listen, HTTPAddr: "127.0.0.1:0"})
+		if err != nil {
+			return err
+		}
+		if err := b.Start(); err != nil {
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		defer b.Close()
+		_, p, _ := net.SplitHostPort(b.MQTTAddr())
+		mport = atoiOr(p, 0)
+		host = *advertise
+		if host == "" {
+			host = lanAddress()
+		}
+		fmt.Fprintf(stdout, "flash: embedded broker on %s (demo registry); the board will connect to %s:%d\n", b.MQTTAddr(), host, mport)
+		deviceID := s.DeviceID
+		arm = func() func(ctx context.Context) error {
+			m := b.Events().Mark()
+			return func(ctx context.Context) error {
+				_, err := b.Events().WaitAfter(ctx, m, broker.Is(broker.Connected, deviceID))
+				return err
+			}
+		}
+	}
+
+	cfg := firmware.Config{
+		WiFiSSID: s.WiFiSSID, WiFiPassword: s.WiFiPassword, BrokerHost: host, BrokerPort: mport,
+		DeviceID: s.DeviceID, ProductID: s.ProductID, Key: s.Key, Topic: s.Topic, LEDPin: s.LEDPin,
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cj, err := cfg.JSON()
+	if err != nil {
+		return err
+	}
+
+	if *port == "" {
+		*port = os.Getenv(envPort)
+	}
+	if *port == "" {
+		p, err := link.FindBoard()
+		if err != nil {
+			return err
+		}
+		*port = p.Name
+		fmt.Fprintf(stdout, "flash: using %s (%s %s:%s)\n", p.Name, p.Chip, p.VID, p.PID)
+	}
+	l, err := link.Open(*port, link.Options{LogPath: *serialLog})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	repl := board.NewREPL(l, board.Options{})
+	res, err := board.Flash(ctx, repl, files, cj, board.FlashOptions{
+		Prune: *prune, Keep: []string{"boot.py"}, Reset: mode, BootTimeout: *timeout, Ready: readyRE,
+		ArmConnected: arm, Progress: stdout,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "flash: done: %d uploaded (%d bytes), %d unchanged, %d removed; %s reset; up in %s\n",
+		len(res.Uploaded), res.Bytes, len(res.Skipped), len(res.Removed), res.Reset, res.Boot.Round(time.Millisecond))
+	return nil
+}
+
+// readFirmwareDir reads every regular file under dir (hidden ones and
+// __pycache__ skipped) by its flash path.
+func readFirmwareDir(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if p != dir && (strings.HasPrefix(name, ".") || name == "__pycache__") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--firmware: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("--firmware %s: no files", dir)
+	}
+	if _, ok := files[board.ConfigPath]; ok {
+		return nil, fmt.Errorf("--firmware %s: holds a %s; the flasher writes that one", dir, board.ConfigPath)
+	}
+	return files, nil
+}
+
+func atoiOr(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+// lanAddress is this machine's first non-loopback IPv4 address, the one a
+// board on the same network can reach; loopback if there is none.
+func lanAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// apiOnlineWait watches an external broker through its OneNET-style HTTP
+// API until it reports the device online. Weaker than the embedded broker's
+// event feed: a session from before the reset also reads "online", so the
+// fresh ready line on the serial port is what dates the login.
+func apiOnlineWait(base, apiKey, deviceID string) board.ArmFunc {
+	return func() func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			u := strings.TrimSuffix(base, "/") + "/devices/" + url.PathEscape(deviceID)
+			var last string
+			for {
+				online, err := deviceOnline(ctx, u, apiKey)
+				if err != nil {
+					last = err.Error()
+				} else if online {
+					return nil
+				} else {
+					last = "device offline"
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("broker API %s: %w (last answer: %s)", base, ctx.Err(), last)
+				case <-time.After(250 * time.Millisecond): // polling interval
+				}
+			}
+		}
+	}
+}
+
+func deviceOnline(ctx context.Context, u, apiKey string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("api-key", apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Errno int    `json:"errno"`
+		Error string `json:"error"`
+		Data  struct {
+			Online bool `json:"online"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&env); err != nil {
+		return false, fmt.Errorf("bad answer: %v", err)
+	}
+	if env.Errno != 0 {
+		return false, fmt.Errorf("errno %d: %s", env.Errno, env.Error)
+	}
+	return env.Data.Online, nil
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/onenet-hil/hil/firmware"
+	"github.com/onenet-hil/hil/sim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const flashTestPassword = "wifi-pw-flash-test-77"
+
+func startSim(t *testing.T) *sim.Board {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := sim.Start(ctx, sim.Options{BootGarbage: true})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() { b.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Log("sim.Board.Close did not return within 10 s")
+		}
+	})
+	return b
+}
+
+func TestFlashCommandWithEmbeddedBroker(t *testing.T) {
+	b := startSim(t)
+	t.Setenv(envWiFiPass, flashTestPassword)
+	logPath := filepath.Join(t.TempDir(), "serial.log")
+	var out, errOut bytes.Buffer
+	code := runMain([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1",
+		"--wifi-ssid", "lab", "--log", logPath, "--timeout", "45s"}, &out, &errOut)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	assert.Contains(t, out.String(), "embedded broker on 127.0.0.1:")
+	assert.Contains(t, out.String(), "flash: done: 5 uploaded")
+	assert.Contains(t, out.String(), "board up in")
+	assert.NotContains(t, out.String()+errOut.String(), flashTestPassword)
+
+	cj, err := os.ReadFile(filepath.Join(b.FlashDir(), "config.json"))
+	require.NoError(t, err)
+	cfg, err := firmware.ParseConfig(cj)
+	require.NoError(t, err)
+	assert.Equal(t, flashTestPassword, cfg.WiFiPassword, "the password reaches the board")
+	assert.Equal(t, "503367129", cfg.DeviceID)
+
+	serial, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(serial), "HIL mqtt up")
+	assert.NotContains(t, string(serial), flashTestPassword)
+}
+
+func TestFlashCommandFirmwareDirAndConfigFile(t *testing.T) {
+	b := startSim(t)
+	dir := t.TempDir()
+	for name, data := range firmware.Files() {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "lib"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "lib", "extra.py"), []byte("X = 1\n"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "__pycache__"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "__pycache__", "junk.pyc"), []byte("junk"), 0o644))
+	conf := filepath.Join(t.TempDir(), "hil.yaml")
+	require.NoError(t, os.WriteFile(conf, []byte("wifi_ssid: lab\nwifi_password: "+flashTestPassword+"\ntopic: TurnipRobot\n"), 0o600))
+
+	var out, errOut bytes.Buffer
+	code := runMain([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1",
+		"--firmware", dir, "--config", conf, "--timeout", "45s"}, &out, &errOut)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	assert.Contains(t, out.String(), "flash: done: 6 uploaded")
+	got, err := os.ReadFile(filepath.Join(b.FlashDir(), "lib", "extra.py"))
+	require.NoError(t, err)
+	assert.Equal(t, "X = 1\n", string(got))
+	_, err = os.Stat(filepath.Join(b.FlashDir(), "__pycache__"))
+	assert.True(t, os.IsNotExist(err))
+	assert.NotContains(t, out.String()+errOut.String(), flashTestPassword)
+
+	// Again: only config.json changed (the embedded broker got a new port).
+	out.Reset()
+	code = runMain([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1",
+		"--firmware", dir, "--config", conf, "--timeout", "45s"}, &out, &errOut)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	assert.Contains(t, out.String(), "[1/1] config.json")
+	assert.Contains(t, out.String(), "flash: done: 1 uploaded")
+	assert.Contains(t, out.String(), "5 unchanged")
+}
+
+func TestFlashCommandBadInput(t *testing.T) {
+	empty := t.TempDir()
+	badConf := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(badConf, []byte("wifi_sid: typo\n"), 0o600))
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--reset", "bogus"}, "unknown reset mode"},
+		{[]string{"--ready", "("}, "--ready"},
+		{[]string{"--firmware", empty, "--wifi-ssid", "x"}, "no files"},
+		{[]string{"--broker", "10.0.0.5:6002", "--wifi-ssid", "x"}, "--api"},
+		{[]string{"--broker", "nonsense", "--wifi-ssid", "x"}, "--broker"},
+		{[]string{"--config", badConf}, "wifi_sid"},
+		{[]string{"--port", filepath.Join(empty, "ttyUSB7"), "--listen", "127.0.0.1:0", "--wifi-ssid", "x", "--wifi-password", flashTestPassword}, "ttyUSB7"},
+		{[]string{"stray"}, "unexpected argument"},
+	}
+	for _, c := range cases {
+		var out, errOut bytes.Buffer
+		code := runMain(append([]string{"flash"}, c.args...), &out, &errOut)
+		assert.Equal(t, 1, code, "%v", c.args)
+		assert.Contains(t, errOut.String(), c.want, "%v", c.args)
+		assert.NotContains(t, out.String()+errOut.String(), flashTestPassword)
+	}
+}
