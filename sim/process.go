@@ -24,6 +24,7 @@ type process struct {
 	up     chan struct{} // closed when the runtime reports it is running
 	exited chan struct{} // closed when the process has exited and its output is relayed
 	stop   chan struct{} // closed on kill: output still in the pipe is discarded
+	ctlEOF chan struct{} // closed when the control socket is drained
 	err    error
 
 	writeMu  sync.Mutex
@@ -74,7 +75,7 @@ func startRuntime(b *Board, args string) (*process, error) {
 		return nil, fmt.Errorf("sim: start board runtime: %w", err)
 	}
 	p := &process{cmd: cmd, stdin: inW, ctl: ctl, up: make(chan struct{}), exited: make(chan struct{}),
-		stop: make(chan struct{})}
+		stop: make(chan struct{}), ctlEOF: make(chan struct{})}
 
 	relayed := make(chan struct{})
 	go func() {
@@ -133,6 +134,7 @@ type controlEvent struct {
 }
 
 func (p *process) readControl(b *Board) {
+	defer close(p.ctlEOF)
 	sc := bufio.NewScanner(p.ctl)
 	upOnce := sync.Once{}
 	for sc.Scan() {
@@ -188,6 +190,7 @@ func (p *process) kill() {
 	p.stopOnce.Do(func() { close(p.stop) })
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.exited
+	<-p.ctlEOF // no late pin change from this life may follow the reset
 	p.stdin.Close()
 	p.ctl.Close()
 }

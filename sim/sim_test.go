@@ -168,7 +168,7 @@ func TestRawPaste10KBHonoursWindow(t *testing.T) {
 	out, errOut, grants := c.execPaste(code)
 	assert.Empty(t, errOut)
 	assert.Equal(t, fmt.Sprintf("%d\r\n", sum), out)
-	assert.Equal(t, len(code)/128, grants, "one window grant per 128 bytes received")
+	assert.Equal(t, len(code)/128+1, grants, "a grant at the start, then one per 128 bytes received")
 }
 
 func TestRawPasteDetectsHostIgnoringWindow(t *testing.T) {
@@ -178,7 +178,7 @@ func TestRawPasteDetectsHostIgnoringWindow(t *testing.T) {
 	c.enterRaw()
 	code, sum := script10K()
 	c.write("\x05A\x01")
-	require.Equal(t, "R\x01\x80\x00", string(c.take(4)))
+	require.Equal(t, "R\x01\x80\x00\x01", string(c.take(5)), "window 128, and a second window free at once")
 	c.write(code + "\x04") // ignores the window
 	c.expect("\x04")
 	out := string(c.expect("\x04"))
@@ -276,7 +276,9 @@ func TestPowerCycleKeepsFiles(t *testing.T) {
 	c.expect(banner)
 	c.enterRaw()
 	c.mustExec("with open('keep.txt', 'w') as f:\n f.write('kept')\nstate = 5\nfrom machine import Pin\nPin(4, Pin.OUT).on()")
-	require.Equal(t, 1, b.Pin(4))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, b.WaitPin(ctx, 4, 1))
 
 	require.NoError(t, b.PowerCycle())
 	c.expect(banner)

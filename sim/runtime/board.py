@@ -1003,6 +1003,10 @@ class _Uname(tuple):
     version = property(lambda s: s[3])
     machine = property(lambda s: s[4])
 
+    def __repr__(self):
+        names = ("sysname", "nodename", "release", "version", "machine")
+        return "(" + ", ".join("%s=%r" % kv for kv in zip(names, self)) + ")"
+
 
 def _uname():
     return _Uname(("esp8266", "esp8266", "2.2.0-dev(9422289)", "v1.19.1 on 2022-06-18", "ESP module with ESP8266"))
@@ -1392,11 +1396,12 @@ class Board:
         return None
 
     def raw_paste(self):
+        # As mp_reader_new_stdin: the window size implies one free window, the \x01 a second one.
         W = PASTE_WINDOW
-        acct = {"allowed": W, "received": 0, "dropped": 0}
+        acct = {"allowed": 2 * W, "received": 0, "dropped": 0}
         with IN.cv:
             IN.paste = acct
-        OUT.raw(b"R\x01" + _struct.pack("<H", W))
+        OUT.raw(b"R\x01" + _struct.pack("<H", W) + b"\x01")
         data = bytearray()
         remain = W
         while True:
