@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	product := fs.String("product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
 	ctrlUser := fs.String("controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
 	brokerPID := fs.Int("broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile of this process at the end to this file")
 	worker := fs.Bool("fleet-worker", false, "internal: serve as the fleet's child process on stdin/stdout")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: hil bench [--devices N] [--rate R] [--duration D] [--broker embedded|mosquitto|both|HOST:PORT] [--path topic,creq,http] [--json FILE]")
@@ -89,6 +93,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		opts.FleetWorker = []string{exe, "bench", "--fleet-worker"}
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var results []*bench.Result
 	for _, b := range brokers {
 		for _, p := range paths {
@@ -125,6 +140,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(results) == 0 {
 		return errors.New("nothing measured")
 	}
+	if *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			return fmt.Errorf("--memprofile: %w", err)
+		}
+	}
 	rep := bench.NewReport(opts, results)
 	fmt.Fprintln(stdout)
 	rep.WriteTable(stdout)
@@ -135,6 +155,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "figures written to %s\n", *jsonFile)
 	}
 	return ctx.Err()
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC() // the profile shows allocations up to the last completed GC
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // progress shows a bar when stderr is a terminal, plain lines otherwise.

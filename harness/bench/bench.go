@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -116,6 +117,12 @@ type Result struct {
 	FleetCPUPercent  float64 `json:"fleet_cpu_percent,omitempty"`
 	FleetRSSPerDevKB float64 `json:"fleet_rss_per_device_kb,omitempty"`
 	CPUMethod        string  `json:"cpu_method"`
+
+	// In-process (embedded) broker only: Go's collector during the load.
+	GCCycles         uint32  `json:"gc_cycles,omitempty"`
+	GCPauseMaxMs     float64 `json:"gc_pause_max_ms,omitempty"`
+	AllocPerCommandB float64 `json:"alloc_per_command_bytes,omitempty"`
+	HeapAfterLoginMB float64 `json:"heap_after_login_mb,omitempty"`
 
 	Notes []string `json:"notes,omitempty"`
 }
@@ -266,8 +273,13 @@ func run(ctx context.Context, t target, o Options) (*Result, error) {
 	var fleetRSS int64
 	if remote != nil {
 		if u, _, err := remote.Usage(10 * time.Second); err == nil {
-			fleetCPU0, fleetRSS = u.CPU, u.RSSKB
+			fleetCPU0, fleetRSS = u.CPU, u.RSSKB-u.BaseRSSKB
 		}
+	}
+	var ms0 runtime.MemStats
+	if t.inProcess() {
+		runtime.ReadMemStats(&ms0)
+		res.HeapAfterLoginMB = float64(ms0.HeapAlloc) / (1 << 20)
 	}
 	brokerCPU0, selfCPU0 := t.cpu(), fleet.SelfUsage().CPU
 	peakRSS := rss1
@@ -351,6 +363,18 @@ pace:
 	close(jobs)
 	wg.Wait()
 	loadEnd := time.Now()
+	if t.inProcess() {
+		var ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms1)
+		res.GCCycles = ms1.NumGC - ms0.NumGC
+		for i := ms0.NumGC; i < ms1.NumGC && i < ms0.NumGC+256; i++ {
+			res.GCPauseMaxMs = max(res.GCPauseMaxMs, ms(time.Duration(ms1.PauseNs[i%256])))
+		}
+		c, _, _ := l.snapshot()
+		if c > 0 {
+			res.AllocPerCommandB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(c)
+		}
+	}
 
 	// Drain: wait for the replies still on their way, at most Timeout.
 	drainStart := time.Now()

@@ -118,6 +118,18 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("KB per device (peak RSS in load)", "", func(x *Result) string { return num(x.PeakRSSPerDeviceKB, 1) })
 	row("broker CPU %", "cpu_percent", func(x *Result) string { return num(x.BrokerCPUPercent, 0) })
 	row("fleet CPU %", "", func(x *Result) string { return num(x.FleetCPUPercent, 0) })
+	row("fleet KB per device (RSS)", "", func(x *Result) string { return num(x.FleetRSSPerDevKB, 1) })
+	inproc := func(f func(*Result) string) func(*Result) string {
+		return func(x *Result) string {
+			if x.HeapAfterLoginMB == 0 {
+				return "-"
+			}
+			return f(x)
+		}
+	}
+	row("GC cycles in load", "", inproc(func(x *Result) string { return fmt.Sprint(x.GCCycles) }))
+	row("GC pause max ms", "", inproc(func(x *Result) string { return num(x.GCPauseMaxMs, 2) }))
+	row("bytes allocated per command", "", inproc(func(x *Result) string { return num(x.AllocPerCommandB, 0) }))
 	tw.Flush()
 	for _, res := range r.Results {
 		for _, n := range res.Notes {

@@ -44,6 +44,9 @@ type report struct {
 type Usage struct {
 	CPU   time.Duration `json:"cpu"`    // user + system since the process started
 	RSSKB int64         `json:"rss_kb"` // resident set now
+	// BaseRSSKB is the worker's resident set before its fleet logged in,
+	// so RSSKB-BaseRSSKB is what the devices cost.
+	BaseRSSKB int64 `json:"base_rss_kb,omitempty"`
 }
 
 // SelfUsage measures the calling process.
@@ -95,6 +98,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 		enc.Encode(rep)
 	}
 	opts.OnEvent = func(e Event) { send(report{Kind: "event", Event: &e}) }
+	base := ProcRSSKB(os.Getpid())
 	f, err := Start(ctx, opts)
 	if err != nil {
 		send(report{Kind: "error", Error: err.Error()})
@@ -103,6 +107,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 	defer f.Close()
 	lg := f.Logins()
 	u := SelfUsage()
+	u.BaseRSSKB = base
 	send(report{Kind: "login", Login: &lg, Usage: &u})
 	for {
 		line, err := in.ReadBytes('\n')
@@ -125,6 +130,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 			}
 		case req.Usage:
 			u := SelfUsage()
+			u.BaseRSSKB = base
 			c := f.Counters()
 			send(report{Kind: "usage", Usage: &u, Counts: &c})
 		}
