@@ -455,3 +455,37 @@ func BenchmarkStartToPrompt(b *testing.B) {
 		brd.Close()
 	}
 }
+
+func TestSocketStreamSemantics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	conns := make(chan net.Conn, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err == nil {
+			conns <- conn
+		}
+	}()
+	_, c := startBoard(t, Options{})
+	c.expect(banner)
+	c.enterRaw()
+	c.mustExec(fmt.Sprintf("import network, socket, select\nnetwork.WLAN(0).active(True)\nnetwork.WLAN(0).connect('lab', 'pw')\n"+
+		"s = socket.socket()\ns.connect(('127.0.0.1', %d))", ln.Addr().(*net.TCPAddr).Port))
+	var conn net.Conn
+	select {
+	case conn = <-conns:
+		defer conn.Close()
+	case <-time.After(wait):
+		t.Fatal("no connection")
+	}
+	// Non-blocking read with nothing there is None, as py/stream.c returns.
+	assert.Equal(t, "None\r\n", c.mustExec("s.setblocking(False)\nprint(s.read(1))"))
+	// poll sees readable data; read(n) then returns exactly n bytes.
+	_, err = conn.Write([]byte("abcdef"))
+	require.NoError(t, err)
+	assert.Equal(t, "True b'abcd'\r\n", c.mustExec("p = select.poll()\np.register(s, select.POLLIN)\nev = p.poll(5000)\ns.setblocking(True)\nprint(ev[0][0] is s, s.read(4))"))
+	// A timeout is OSError ETIMEDOUT.
+	_, errOut, _ := c.execPaste("s.read(2)\ns.settimeout(0.05)\ns.read(1)")
+	assert.Contains(t, errOut, "OSError: [Errno 110] ETIMEDOUT")
+}

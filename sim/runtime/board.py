@@ -783,26 +783,34 @@ class Socket:
     def sendall(self, data):
         return self._io(self._s.sendall, data)
 
+    # Stream methods follow py/stream.c: read(n) reads until n bytes or EOF; a non-blocking
+    # socket with nothing to give returns None instead of raising EAGAIN.
+
     def write(self, data, n=None):
         if n is not None:
             data = data[:n]
-        self._io(self._s.sendall, data)
-        return len(data)
+        if self._s.gettimeout() != 0:
+            self._io(self._s.sendall, data)
+            return len(data)
+        try:
+            return self._io(self._s.send, data)
+        except OSError as e:
+            if e.errno == _errno.EAGAIN:
+                return None
+            raise
 
     def recv(self, n):
         return self._io(self._s.recv, n)
 
     def read(self, n=None):
-        if n is None:
-            out = bytearray()
-            while True:
-                d = self._io(self._s.recv, 4096)
-                if not d:
-                    return bytes(out)
-                out += d
         out = bytearray()
-        while len(out) < n:
-            d = self._io(self._s.recv, n - len(out))
+        while n is None or len(out) < n:
+            try:
+                d = self._io(self._s.recv, 4096 if n is None else n - len(out))
+            except OSError as e:
+                if e.errno == _errno.EAGAIN:
+                    return bytes(out) if out else None
+                raise
             if not d:
                 break
             out += d
@@ -810,12 +818,22 @@ class Socket:
 
     def readinto(self, buf, n=None):
         n = len(buf) if n is None else n
-        return self._io(self._s.recv_into, buf, n)
+        try:
+            return self._io(self._s.recv_into, buf, n)
+        except OSError as e:
+            if e.errno == _errno.EAGAIN:
+                return None
+            raise
 
     def readline(self):
         out = bytearray()
         while True:
-            d = self._io(self._s.recv, 1)
+            try:
+                d = self._io(self._s.recv, 1)
+            except OSError as e:
+                if e.errno == _errno.EAGAIN:
+                    return bytes(out) if out else None
+                raise
             if not d:
                 break
             out += d
