@@ -13,7 +13,7 @@ import (
 )
 
 // testCtx bounds a whole test; single steps have their own bounds.
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
