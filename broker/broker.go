@@ -32,7 +32,10 @@ type Options struct {
 	Registry *Registry // nil = DemoRegistry()
 	MQTTAddr string
 	HTTPAddr string
-	Logger   *slog.Logger // every event is logged here; nil = discard
+	// StudioAddr, when set, adds a listener speaking the current OneNET
+	// platform's MQTT (token login, $sys topics): see studio.go.
+	StudioAddr string
+	Logger     *slog.Logger // every event is logged here; nil = discard
 }
 
 // Broker is a running (or ready to run) OneNET stand-in.
@@ -49,18 +52,26 @@ type Broker struct {
 	pending  map[string][]*command // device id -> commands kept for its next login
 	dps      map[string]map[string][]Datapoint
 
-	mqttAddr   string
-	httpAddr   string
-	listenerID string
-	listenerN  int
-	httpSrv    *http.Server
-	state      int // 0 new, 1 started, 2 closed
+	lsts      []*mqttListener // legacy first, then studio if enabled
+	httpAddr  string
+	listenerN int
+	httpSrv   *http.Server
+	state     int // 0 new, 1 started, 2 closed
+}
+
+// mqttListener is one Mochi TCP listener; its id says which protocol it
+// speaks ("legacy-N" or "studio-N").
+type mqttListener struct {
+	kind string
+	addr string
+	id   string
 }
 
 type conn struct {
 	cl        *mqtt.Client
 	deviceID  string
 	productID string
+	studio    bool          // logged in on the studio listener
 	ready     bool          // CONNACK sent: PUBLISHes may go out
 	reason    string        // why the server closed it, if it did
 	kicked    bool          // replaced by a newer login: its end is not "offline"
@@ -97,8 +108,11 @@ func New(opts Options) (*Broker, error) {
 		cmds:     map[string]*command{},
 		pending:  map[string][]*command{},
 		dps:      map[string]map[string][]Datapoint{},
-		mqttAddr: opts.MQTTAddr,
+		lsts:     []*mqttListener{{kind: kindLegacy, addr: opts.MQTTAddr}},
 		httpAddr: opts.HTTPAddr,
+	}
+	if opts.StudioAddr != "" {
+		b.lsts = append(b.lsts, &mqttListener{kind: kindStudio, addr: opts.StudioAddr})
 	}
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
@@ -126,8 +140,10 @@ func (b *Broker) Start() error {
 	if b.state != 0 {
 		return errors.New("broker: Start called twice")
 	}
-	if err := b.listenMQTTLocked(); err != nil {
-		return err
+	for _, l := range b.lsts {
+		if err := b.listenLocked(l); err != nil {
+			return err
+		}
 	}
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: mqtt: %w", err)
@@ -141,28 +157,47 @@ func (b *Broker) Start() error {
 	b.httpSrv = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = b.httpSrv.Serve(ln) }()
 	b.state = 1
-	b.log.Info("broker started", "mqtt", b.mqttAddr, "http", b.httpAddr)
+	b.log.Info("broker started", "mqtt", b.lsts[0].addr, "http", b.httpAddr, "studio", b.studioAddrLocked())
 	return nil
 }
 
-// listenMQTTLocked binds a fresh Mochi TCP listener on b.mqttAddr.
-func (b *Broker) listenMQTTLocked() error {
+const (
+	kindLegacy = "legacy"
+	kindStudio = "studio"
+)
+
+// listenLocked binds a fresh Mochi TCP listener on l.addr.
+func (b *Broker) listenLocked(l *mqttListener) error {
 	b.listenerN++
-	id := fmt.Sprintf("mqtt-%d", b.listenerN)
-	l := listeners.NewTCP(listeners.Config{ID: id, Address: b.mqttAddr})
-	if err := b.srv.AddListener(l); err != nil {
-		return fmt.Errorf("broker: mqtt listen %s: %w", b.mqttAddr, err)
+	id := fmt.Sprintf("%s-%d", l.kind, b.listenerN)
+	tcp := listeners.NewTCP(listeners.Config{ID: id, Address: l.addr})
+	if err := b.srv.AddListener(tcp); err != nil {
+		return fmt.Errorf("broker: %s mqtt listen %s: %w", l.kind, l.addr, err)
 	}
-	b.listenerID = id
-	b.mqttAddr = l.Address()
+	l.id = id
+	l.addr = tcp.Address()
 	return nil
 }
 
-// MQTTAddr is the bound MQTT address (host:port).
+// MQTTAddr is the bound address (host:port) of the legacy MQTT listener.
 func (b *Broker) MQTTAddr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.mqttAddr
+	return b.lsts[0].addr
+}
+
+// StudioAddr is the bound address of the studio listener ("" if disabled).
+func (b *Broker) StudioAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.studioAddrLocked()
+}
+
+func (b *Broker) studioAddrLocked() string {
+	if len(b.lsts) > 1 {
+		return b.lsts[1].addr
+	}
+	return ""
 }
 
 // HTTPAddr is the bound HTTP API address (host:port).
@@ -224,38 +259,41 @@ func waitAll(ctx context.Context, waits []chan struct{}) error {
 }
 
 // Restart simulates OneNET's service restarting: every connection drops,
-// the MQTT listener closes and serves again on the same address. Registry,
-// kept commands and data points survive.
+// the MQTT listeners close and serve again on the same addresses. Registry,
+// kept commands and data points survive; the HTTP API stays up.
 func (b *Broker) Restart(ctx context.Context) error {
 	b.mu.Lock()
 	if b.state != 1 {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	id := b.listenerID
+	lsts := append([]*mqttListener(nil), b.lsts...)
 	b.mu.Unlock()
-	var waits []chan struct{}
-	b.srv.Listeners.Close(id, func(string) { waits = b.stopAll("broker restart") })
-	b.srv.Listeners.Delete(id)
-	if err := waitAll(ctx, waits); err != nil {
+	for _, l := range lsts {
+		b.srv.Listeners.Close(l.id, func(string) {}) // stop accepting first
+		b.srv.Listeners.Delete(l.id)
+	}
+	if err := waitAll(ctx, b.stopAll("broker restart")); err != nil {
 		return fmt.Errorf("broker: restart: connections did not close: %w", err)
 	}
 	b.log.Info("broker restarting", "mqtt", b.MQTTAddr())
-	for {
-		b.mu.Lock()
-		err := b.listenMQTTLocked()
-		id := b.listenerID
-		b.mu.Unlock()
-		if err == nil {
-			b.srv.Listeners.Serve(id, b.srv.EstablishConnection)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (%v)", err, ctx.Err())
-		case <-time.After(20 * time.Millisecond): // pacing: the port may still be held
+	for _, l := range lsts {
+		for {
+			b.mu.Lock()
+			err := b.listenLocked(l)
+			b.mu.Unlock()
+			if err == nil {
+				b.srv.Listeners.Serve(l.id, b.srv.EstablishConnection)
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (%v)", err, ctx.Err())
+			case <-time.After(20 * time.Millisecond): // pacing: the port may still be held
+			}
 		}
 	}
+	return nil
 }
 
 // Kick closes a device's connection from the server side, as a duplicate
@@ -310,7 +348,7 @@ func (b *Broker) productOf(cl *mqtt.Client) string {
 
 func (b *Broker) sessionEstablish(cl *mqtt.Client) {
 	_, pid, _ := b.reg.Device(cl.ID)
-	c := &conn{cl: cl, deviceID: cl.ID, productID: pid, done: make(chan struct{})}
+	c := &conn{cl: cl, deviceID: cl.ID, productID: pid, studio: isStudio(cl), done: make(chan struct{})}
 	b.mu.Lock()
 	old := b.conns[cl.ID]
 	b.conns[cl.ID] = c
@@ -432,6 +470,10 @@ func (b *Broker) storeDatapoints(deviceID, productID string, payload []byte) {
 		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: productID, Topic: "$dp", Payload: clone(payload), Reason: err.Error()})
 		return
 	}
+	b.storeRecords(deviceID, productID, recs)
+}
+
+func (b *Broker) storeRecords(deviceID, productID string, recs []DPRecord) {
 	now := time.Now()
 	b.mu.Lock()
 	m := b.dps[deviceID]

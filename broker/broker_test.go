@@ -246,9 +246,13 @@ func TestCustomTopicsStayInTheProduct(t *testing.T) {
 func TestRetainIsNotHonoured(t *testing.T) {
 	b := startBroker(t, nil)
 	pub := login(t, b, DemoDeviceID, DemoAuthInfo)
+	pub.subscribe(t, "keep")
 	tok := pub.c.Publish("keep", 1, true, []byte("retained?"))
 	require.True(t, tok.WaitTimeout(waitBound))
 	require.NoError(t, tok.Error())
+	// Mochi sends PUBACK before it delivers: wait for the delivery to the
+	// publisher itself so the message is surely done with before sub arrives.
+	require.Equal(t, "retained?", string(pub.recv(t, b).Payload()))
 
 	sub := login(t, b, siblingID, siblingAuth)
 	sub.subscribe(t, "keep")

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/google/uuid"
@@ -94,7 +93,7 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 	}
 	b.cmds[cmd.info.UUID] = cmd
 	b.mu.Unlock()
-	if err := b.writeCommand(c.cl, cmd); err != nil {
+	if err := b.writeCommand(c, cmd); err != nil {
 		b.mu.Lock()
 		if keep {
 			b.pending[deviceID] = append(b.pending[deviceID], cmd)
@@ -108,12 +107,22 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 	return cmd.info.UUID, nil
 }
 
-func (b *Broker) writeCommand(cl *mqtt.Client, cmd *command) error {
-	err := cl.WritePacket(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish},
-		TopicName:   "$creq/" + cmd.info.UUID,
-		Payload:     cmd.info.Payload,
-	})
+// writeCommand sends a command the way the device's protocol expects:
+// legacy $creq written to its connection alone (no subscription needed),
+// studio $sys/{pid}/{name}/cmd/request/{uuid} to its subscription.
+func (b *Broker) writeCommand(c *conn, cmd *command) error {
+	topic := "$creq/" + cmd.info.UUID
+	var err error
+	if c.studio {
+		topic = sysPrefix(c.productID, c.deviceID) + "cmd/request/" + cmd.info.UUID
+		err = b.srv.Publish(internalSys(topic), cmd.info.Payload, false, 0)
+	} else {
+		err = c.cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish},
+			TopicName:   topic,
+			Payload:     cmd.info.Payload,
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -124,7 +133,7 @@ func (b *Broker) writeCommand(cl *mqtt.Client, cmd *command) error {
 	}
 	b.mu.Unlock()
 	b.emit(Event{Kind: CommandSent, DeviceID: cmd.info.DeviceID, ProductID: cmd.info.ProductID,
-		Topic: "$creq/" + cmd.info.UUID, Payload: clone(cmd.info.Payload), CmdUUID: cmd.info.UUID})
+		Topic: topic, Payload: clone(cmd.info.Payload), CmdUUID: cmd.info.UUID})
 	return nil
 }
 
@@ -137,7 +146,7 @@ func (b *Broker) deliverKept(c *conn, cmd *command) {
 		b.emit(Event{Kind: CommandExpired, DeviceID: cmd.info.DeviceID, ProductID: cmd.info.ProductID, CmdUUID: cmd.info.UUID})
 		return
 	}
-	if err := b.writeCommand(c.cl, cmd); err != nil {
+	if err := b.writeCommand(c, cmd); err != nil {
 		b.mu.Lock()
 		b.pending[cmd.info.DeviceID] = append(b.pending[cmd.info.DeviceID], cmd)
 		b.mu.Unlock()
@@ -170,17 +179,20 @@ func (b *Broker) Command(uuid string) (CommandInfo, bool) {
 	return info, true
 }
 
-func (b *Broker) storeReply(deviceID, productID, id string, payload []byte) {
+// storeReply records a device's answer; false if the command is unknown
+// or was sent to another device.
+func (b *Broker) storeReply(deviceID, productID, id string, payload []byte) bool {
 	b.mu.Lock()
 	cmd, ok := b.cmds[id]
 	if !ok || cmd.info.DeviceID != deviceID {
 		b.mu.Unlock()
 		b.log.Warn("reply to an unknown command ignored", "device", deviceID, "cmd", id)
-		return
+		return false
 	}
 	cmd.info.Status = CmdReplied
 	cmd.info.Replied = time.Now()
 	cmd.info.Response = clone(payload)
 	b.mu.Unlock()
 	b.emit(Event{Kind: CommandReplied, DeviceID: deviceID, ProductID: productID, Topic: "$crsp/" + id, Payload: clone(payload), CmdUUID: id})
+	return true
 }

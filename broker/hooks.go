@@ -44,11 +44,21 @@ var errRefused = fmt.Errorf("onenet: login refused: %w", packets.ErrRejectPacket
 // any protocol level but 4 gets code 1, and CONNECTs OneNET drops silently
 // are closed without a CONNACK.
 func (h *onenetHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && isStudio(cl) {
+		return h.b.studioPublishRead(cl, pk)
+	}
 	if pk.FixedHeader.Type != packets.Connect || cl.ID != "" { // only the first CONNECT
 		return pk, nil
 	}
 	c := pk.Connect
 	ev := Event{Kind: Refused, DeviceID: c.ClientIdentifier, ProductID: string(c.Username)}
+	if isStudio(cl) {
+		ev.Code, ev.Reason = studioConnectCheck(pk)
+		if ev.Code == CodeAccepted {
+			return pk, nil
+		}
+		goto refuse
+	}
 	switch {
 	case pk.ProtocolVersion != 4 || string(c.ProtocolName) != "MQTT":
 		ev.Code, ev.Reason = CodeBadProtocol, fmt.Sprintf("protocol %q level %d, want MQTT level 4", c.ProtocolName, pk.ProtocolVersion)
@@ -65,6 +75,7 @@ func (h *onenetHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 	default:
 		return pk, nil
 	}
+refuse:
 	if ev.Code != NoConnack {
 		// ParseConnect has not run: the client still has Mochi's default
 		// protocol version (4), so this is a 3.1.1 CONNACK.
@@ -78,7 +89,11 @@ func (h *onenetHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 // OneNET's CONNACK code itself (Mochi would send 0x05 for every failure).
 func (h *onenetHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	id, pid, pass := pk.Connect.ClientIdentifier, string(pk.Connect.Username), string(pk.Connect.Password)
-	code, reason := h.b.checkLogin(id, pid, pass)
+	check := h.b.checkLogin
+	if isStudio(cl) {
+		check = h.b.checkStudioLogin
+	}
+	code, reason := check(id, pid, pass)
 	if code == CodeAccepted {
 		return nil
 	}
@@ -151,6 +166,9 @@ func productTopic(pid, topic string) string { return "@" + pid + "/" + topic }
 const refusedPrefix = "!refused/"
 
 func stripInternal(topic string) string {
+	if strings.HasPrefix(topic, "@$") {
+		return topic[1:]
+	}
 	if strings.HasPrefix(topic, refusedPrefix) {
 		return topic[len(refusedPrefix):]
 	}
@@ -167,10 +185,20 @@ const maxSubscriptions = 100
 func (h *onenetHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	pid := h.b.productOf(cl)
 	filters := make(packets.Subscriptions, len(pk.Filters))
+	studio := isStudio(cl)
 	for i, f := range pk.Filters {
-		if validTopic(f.Filter) && pid != "" {
+		switch {
+		case pid == "":
+			f.Filter = refusedPrefix + f.Filter
+		case studio:
+			if in := studioFilter(pid, cl.ID, f.Filter); in != "" {
+				f.Filter = in
+			} else {
+				f.Filter = refusedPrefix + f.Filter
+			}
+		case validTopic(f.Filter):
 			f.Filter = productTopic(pid, f.Filter)
-		} else {
+		default:
 			f.Filter = refusedPrefix + f.Filter
 		}
 		f.Qos = 0 // server to device is QoS 0 only
@@ -195,7 +223,11 @@ func (h *onenetHook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.P
 	pid := h.b.productOf(cl)
 	filters := make(packets.Subscriptions, len(pk.Filters))
 	for i, f := range pk.Filters {
-		if validTopic(f.Filter) && pid != "" {
+		if isStudio(cl) && pid != "" {
+			if in := studioFilter(pid, cl.ID, f.Filter); in != "" {
+				f.Filter = in
+			}
+		} else if validTopic(f.Filter) && pid != "" {
 			f.Filter = productTopic(pid, f.Filter)
 		}
 		filters[i] = f
@@ -208,11 +240,16 @@ func (h *onenetHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	if cl.Net.Inline {
 		return true
 	}
-	if write {
+	if isStudio(cl) {
+		// studioPublishRead has already vetted and rewritten the topic.
+		if write {
+			return true
+		}
+	} else if write {
 		return topic == "$dp" || isCrsp(topic) || validTopic(topic)
 	}
 	pid := h.b.productOf(cl)
-	if pid == "" || !strings.HasPrefix(topic, "@"+pid+"/") {
+	if pid == "" || !strings.HasPrefix(topic, "@"+pid+"/") && !strings.HasPrefix(topic, internalSys(sysPrefix(pid, cl.ID))) {
 		return false
 	}
 	if _, exists := cl.State.Subscriptions.Get(topic); !exists && cl.State.Subscriptions.Len() >= maxSubscriptions {
@@ -232,6 +269,10 @@ func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	pk.FixedHeader.Retain = false // OneNET does not implement retain
 	pid := h.b.productOf(cl)
 	switch {
+	case isStudio(cl) && strings.HasPrefix(pk.TopicName, "@$"):
+		h.b.studioPublish(cl, pid, pk)
+		return pk, packets.CodeSuccessIgnore
+	case isStudio(cl):
 	case pk.TopicName == "$dp":
 		h.b.storeDatapoints(cl.ID, pid, pk.Payload)
 		return pk, packets.CodeSuccessIgnore // acknowledged, never forwarded

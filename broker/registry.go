@@ -20,6 +20,7 @@ type Product struct {
 	ID        string   `yaml:"id"`
 	Name      string   `yaml:"name"`
 	MasterKey string   `yaml:"master_key"` // the product's APIKey: MQTT password and HTTP api-key
+	AccessKey string   `yaml:"access_key"` // studio: base64 product key for product-level tokens
 	Devices   []Device `yaml:"devices"`
 }
 
@@ -28,6 +29,7 @@ type Device struct {
 	ID         string    `yaml:"id"`
 	Title      string    `yaml:"title"`
 	AuthInfo   string    `yaml:"auth_info"` // 鉴权信息, the device's own MQTT password
+	Key        string    `yaml:"key"`       // studio: base64 device key for device-level tokens
 	Disabled   bool      `yaml:"disabled"`
 	CreateTime time.Time `yaml:"-"`
 }
@@ -52,6 +54,9 @@ const (
 	DemoMasterKey = "demo-master-key-386427"
 	DemoDeviceID  = "503367129"
 	DemoAuthInfo  = "tpy-001"
+	// Studio keys are base64, as OneNET issues them.
+	DemoAccessKey = "ZGVtby1hY2Nlc3Mta2V5LTM4NjQyNw=="     // "demo-access-key-386427"
+	DemoDeviceKey = "ZGVtby1kZXZpY2Uta2V5LTUwMzM2NzEyOQ==" // "demo-device-key-503367129"
 )
 
 // NewRegistry returns an empty registry.
@@ -63,8 +68,8 @@ func NewRegistry() *Registry {
 // product 386427 (TurnipRobot) with device 503367129 (led-board).
 func DemoRegistry() *Registry {
 	r := NewRegistry()
-	must(r.AddProduct(Product{ID: DemoProductID, Name: "TurnipRobot", MasterKey: DemoMasterKey}))
-	must(r.AddDevice(DemoProductID, Device{ID: DemoDeviceID, Title: "led-board", AuthInfo: DemoAuthInfo}))
+	must(r.AddProduct(Product{ID: DemoProductID, Name: "TurnipRobot", MasterKey: DemoMasterKey, AccessKey: DemoAccessKey}))
+	must(r.AddDevice(DemoProductID, Device{ID: DemoDeviceID, Title: "led-board", AuthInfo: DemoAuthInfo, Key: DemoDeviceKey}))
 	return r
 }
 

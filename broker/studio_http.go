@@ -1,0 +1,97 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Studio API result codes. onenet.md does not list them; these are ours
+// (see README): 0 success, then HTTP-like numbers.
+const (
+	StudioOK          = 0
+	StudioBadRequest  = 10400
+	StudioAuthFailed  = 10403
+	StudioNotFound    = 10404
+	StudioTimeout     = 10408
+	StudioNotOnline   = 10410
+	studioDefaultWait = 15 * time.Second
+)
+
+type studioEnvelope struct {
+	Code      int    `json:"code"`
+	Msg       string `json:"msg"`
+	RequestID string `json:"request_id"`
+	Data      any    `json:"data,omitempty"`
+}
+
+func writeStudio(w http.ResponseWriter, code int, msg string, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(studioEnvelope{Code: code, Msg: msg, RequestID: uuid.NewString(), Data: data})
+}
+
+// postSyncCmd is OneNET Studio's synchronous command API:
+// POST /datapoint/synccmds?product_id=P&device_name=D&timeout=S, header
+// authorization = a token for products/P (access key) or
+// products/P/devices/D (device key); body = the command. It answers when
+// the device replies on cmd/response/{uuid}, or with a timeout.
+func (b *Broker) postSyncCmd(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pid, name := q.Get("product_id"), q.Get("device_name")
+	if pid == "" || name == "" {
+		writeStudio(w, StudioBadRequest, "product_id and device_name required", nil)
+		return
+	}
+	tok := r.Header.Get("authorization")
+	if tok == "" {
+		writeStudio(w, StudioAuthFailed, "authorization required", nil)
+		return
+	}
+	if err := b.reg.verifyToken(tok, pid, name, time.Now()); err != nil {
+		writeStudio(w, StudioAuthFailed, "auth failed: "+err.Error(), nil)
+		return
+	}
+	_, devPID, ok := b.reg.Device(name)
+	if !ok || devPID != pid {
+		writeStudio(w, StudioNotFound, "device not found: "+name, nil)
+		return
+	}
+	wait := studioDefaultWait
+	if s := q.Get("timeout"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 30 {
+			writeStudio(w, StudioBadRequest, "timeout must be 1..30 seconds", nil)
+			return
+		}
+		wait = time.Duration(n) * time.Second
+	}
+	body, err := readBody(r)
+	if err != nil || len(body) == 0 {
+		writeStudio(w, StudioBadRequest, "command body required, under 64 KB", nil)
+		return
+	}
+	mark := b.feed.Mark()
+	id, err := b.SendCommand(name, body, CommandOptions{})
+	if errors.Is(err, ErrOffline) {
+		writeStudio(w, StudioNotOnline, "device not online: "+name, nil)
+		return
+	}
+	if err != nil {
+		writeStudio(w, StudioBadRequest, err.Error(), nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	if _, err := b.feed.WaitAfter(ctx, mark, ForCommand(CommandReplied, id)); err != nil {
+		writeStudio(w, StudioTimeout, "command timeout", map[string]string{"cmd_uuid": id})
+		return
+	}
+	info, _ := b.Command(id)
+	writeStudio(w, StudioOK, "succ", map[string]string{"cmd_uuid": id, "cmd_resp": base64.StdEncoding.EncodeToString(info.Response)})
+}
