@@ -85,6 +85,7 @@ type Board struct {
 	closed bool
 
 	relayDone chan struct{}
+	congested bool // output is being dropped (only the output relay touches it)
 }
 
 // Start creates the pty, starts the runtime and returns once it is running; the board then boots
@@ -307,20 +308,29 @@ func (b *Board) relayInput() {
 	}
 }
 
-// writeMaster drops what a client does not read within a second, as a USB-serial bridge with
-// nobody listening does; it never blocks the board for long.
+// writeMaster drops what no client reads, as a USB-serial bridge with nobody listening does: the
+// first write into a full pty may wait a second, later ones barely, until the client reads again.
+// The board itself never stalls for long on its output.
 func (b *Board) writeMaster(p []byte) {
+	wait := time.Second
+	if b.congested {
+		wait = 10 * time.Millisecond
+	}
+	deadlineOK := b.master.SetWriteDeadline(time.Now().Add(wait)) == nil
 	for len(p) > 0 {
-		deadlineOK := b.master.SetWriteDeadline(time.Now().Add(time.Second)) == nil
 		n, err := b.master.Write(p)
 		p = p[n:]
 		if err != nil {
 			if deadlineOK && errors.Is(err, os.ErrDeadlineExceeded) {
-				b.logf("serial output not read by any client: %d bytes dropped", len(p))
+				if !b.congested {
+					b.logf("serial output not read by any client: dropping it until a client reads")
+				}
+				b.congested = true
 			}
 			return
 		}
 	}
+	b.congested = false
 }
 
 func (b *Board) logf(format string, args ...any) {

@@ -489,3 +489,27 @@ func TestSocketStreamSemantics(t *testing.T) {
 	_, errOut, _ := c.execPaste("s.read(2)\ns.settimeout(0.05)\ns.read(1)")
 	assert.Contains(t, errOut, "OSError: [Errno 110] ETIMEDOUT")
 }
+
+func TestOutputNobodyReadsDoesNotStallTheBoard(t *testing.T) {
+	flash := t.TempDir()
+	writeFlash(t, flash, map[string]string{"main.py": "from machine import Pin\nfor i in range(4000):\n    print('x' * 60)\nPin(5, Pin.OUT).on()\n"})
+	log := newSyncBuffer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	b, err := Start(ctx, Options{FlashDir: flash, Log: log})
+	require.NoError(t, err)
+	defer b.Close()
+	// 244 KB of output and no client on the port: the program still runs to its end.
+	require.NoError(t, b.WaitPin(ctx, 5, 1), "log: %s", log.String())
+	assert.Contains(t, log.String(), "not read by any client")
+}
+
+func TestWatchdogResetsTheBoard(t *testing.T) {
+	_, c := startBoard(t, Options{})
+	c.expect(banner)
+	c.enterRaw()
+	c.mustExec("import machine\nwdt = machine.WDT(timeout=300)")
+	c.expect(banner)
+	c.enterRaw()
+	assert.Equal(t, "1\r\n", c.mustExec("import machine; print(machine.reset_cause())"), "WDT_RESET")
+}

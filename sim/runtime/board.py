@@ -439,6 +439,8 @@ class WDT:
     def __init__(self, id=0, timeout=5000):
         self._timeout = timeout / 1000.0
         self._fed = _time.monotonic()
+        if BOARD.watchdog is None:
+            threading.Thread(target=watchdog_loop, name="wdt", daemon=True).start()
         BOARD.watchdog = self
 
     def feed(self):
@@ -1608,7 +1610,6 @@ def watchdog_loop():
 def main():
     IN.start()
     CTL.start()
-    threading.Thread(target=watchdog_loop, name="wdt", daemon=True).start()
     CTL.send(ev="up")
     if OPTS.get("boot_garbage"):
         OUT.raw(boot_garbage())
