@@ -246,6 +246,7 @@ func newProgress(w io.Writer, total int64, files, skipped int) *progress {
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(),

@@ -278,7 +278,11 @@ func (r *REPL) send(ctx context.Context, code []byte) error {
 			r.paste = pasteYes
 			return r.pasteWrite(ctx, code)
 		case bytes.Equal(ans, []byte("R\x00")):
-			r.paste = pasteNo // understood, refused
+			// Understood, refused; pyexec then prompts ">" again.
+			r.paste = pasteNo
+			if _, err := r.link.ReadUntil(ctx, []byte(">"), r.opts.Step); err != nil {
+				return r.broken(fmt.Errorf("raw paste refused: %w", err))
+			}
 		default:
 			// Old firmware took \x05A as input and Ctrl-A as "reset the raw
 			// REPL": it printed the banner again. Skip it.
