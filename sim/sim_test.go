@@ -69,6 +69,14 @@ func TestFriendlyREPLExpressions(t *testing.T) {
 	// Line editing: backspace removes a character.
 	c.write("7*7\x7f8\r")
 	assert.Contains(t, string(c.expect(">>> ")), "56\r\n")
+	// UTF-8 typed at the prompt (the tutorial is in Chinese) comes back intact.
+	c.write("print('你好')\r")
+	assert.Contains(t, string(c.expect(">>> ")), "\r\n你好\r\n")
+	// Paste mode (Ctrl-E) takes indented code as it is.
+	c.write("\x05")
+	c.expect("paste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
+	c.write("if 1:\r    print('pasted')\r\x04")
+	assert.Contains(t, string(c.expect(">>> ")), "\r\npasted\r\n")
 	// import of the u-names and the MicroPython-only sys.print_exception
 	c.write("import ujson, sys; sys.print_exception(ValueError('v')); ujson.dumps({'a': [1]})\r")
 	out := string(c.expect(">>> "))

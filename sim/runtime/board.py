@@ -1466,10 +1466,10 @@ class Board:
         return None
 
     def readline(self, prompt, history, initial=""):
-        """readline.c: returns ('line', text) or ('ctrl', c)."""
+        """readline.c on bytes (so UTF-8 typed at the prompt survives): ('line', text) or ('ctrl', c)."""
         OUT.raw(prompt)
-        line = list(initial)
-        OUT.raw(initial.encode())
+        line = bytearray(initial.encode())
+        OUT.raw(bytes(line))
         cur = len(line)
         hist_i = -1
         esc = b""
@@ -1485,16 +1485,16 @@ class Board:
                         hist_i = min(hist_i + 1, len(history) - 1)
                     else:
                         hist_i = max(hist_i - 1, -1)
-                    text = history[hist_i] if hist_i >= 0 else ""
                     if cur:
                         OUT.raw(b"\x1b[%dD" % cur)
-                    OUT.raw(b"\x1b[K" + text.encode())
-                    line, cur = list(text), len(text)
+                    line = bytearray(history[hist_i].encode() if hist_i >= 0 else b"")
+                    cur = len(line)
+                    OUT.raw(b"\x1b[K" + bytes(line))
                 elif seq == b"\x1b[D" and cur > 0:
                     cur -= 1
                     OUT.raw(b"\x08")
                 elif seq == b"\x1b[C" and cur < len(line):
-                    OUT.raw(line[cur].encode())
+                    OUT.raw(bytes(line[cur : cur + 1]))
                     cur += 1
                 continue
             if c == 0x1B:
@@ -1506,7 +1506,7 @@ class Board:
                 return ("ctrl", 3)
             if c == 13:
                 OUT.raw(b"\r\n")
-                text = "".join(line)
+                text = line.decode("utf-8", "replace")
                 if text.strip() and (not history or history[0] != text):
                     history.insert(0, text)
                     del history[8:]
@@ -1515,22 +1515,17 @@ class Board:
                 if cur > 0:
                     del line[cur - 1]
                     cur -= 1
-                    tail = "".join(line[cur:])
-                    OUT.raw(b"\x08" + tail.encode() + b"\x1b[K")
+                    tail = bytes(line[cur:])
+                    OUT.raw(b"\x08" + tail + b"\x1b[K")
                     if tail:
                         OUT.raw(b"\x1b[%dD" % len(tail))
                 continue
-            if c == 9:
-                continue
-            if c < 32 and c != 10:
-                continue
-            if c == 10:
-                continue
-            ch = chr(c) if c < 128 else bytes([c]).decode("latin-1")
-            line.insert(cur, ch)
+            if c < 32:
+                continue  # other control keys (Tab, LF, ...) do nothing here
+            line.insert(cur, c)
             cur += 1
-            tail = "".join(line[cur:])
-            OUT.raw(ch.encode() + tail.encode())
+            tail = bytes(line[cur:])
+            OUT.raw(bytes([c]) + tail)
             if tail:
                 OUT.raw(b"\x1b[%dD" % len(tail))
 
