@@ -175,3 +175,27 @@ func TestCancelledContextEndsWaits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "back", v)
 }
+
+// A process that also serves a large fleet holds thousands of sockets; the
+// board's port then gets a descriptor beyond select's 1024.
+func TestREPLWithTwoThousandSocketsOpen(t *testing.T) {
+	var socks []net.Listener
+	t.Cleanup(func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	})
+	for i := 0; i < 2000; i++ {
+		s, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		socks = append(socks, s)
+	}
+	ctx := testCtx(t)
+	_, _, r := startBoard(t, sim.Options{}, nil)
+	skipped, err := r.Put(ctx, "x.bin", allBytes(2000))
+	require.NoError(t, err)
+	assert.False(t, skipped)
+	got, err := r.Get(ctx, "x.bin")
+	require.NoError(t, err)
+	assert.Equal(t, allBytes(2000), got)
+}
