@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	devices := fs.Int("devices", 1000, "simulated devices, each a real MQTT connection")
-	rate := fs.Float64("rate", 1000, "commands per second offered")
+	rateFlag := fs.String("rate", "1000", "commands per second offered; a comma-separated list measures each rate")
 	duration := fs.Duration("duration", 10*time.Second, "length of the load phase")
 	brokerFlag := fs.String("broker", "both", "embedded, mosquitto, both, or HOST:PORT of a running broker")
 	pathFlag := fs.String("path", "topic", "command path(s), comma-separated: topic (cmd/{id} -> rsp/{id}), creq ($creq/$crsp), http (POST /cmds); creq and http are the embedded broker's only")
@@ -60,8 +61,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *worker {
 		return fleet.Serve(ctx, os.Stdin, stdout)
 	}
-	if *devices <= 0 || *rate <= 0 || *duration <= 0 || *timeout <= 0 {
-		return errors.New("--devices, --rate, --duration and --timeout must be positive")
+	var rates []float64
+	for _, f := range strings.Split(*rateFlag, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("--rate: %q is not a positive number", f)
+		}
+		rates = append(rates, v)
+	}
+	if *devices <= 0 || *duration <= 0 || *timeout <= 0 {
+		return errors.New("--devices, --duration and --timeout must be positive")
 	}
 	var paths []bench.Path
 	for _, p := range strings.Split(*pathFlag, ",") {
@@ -85,7 +94,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		brokers = []string{*brokerFlag}
 	}
 
-	opts := bench.Options{Devices: *devices, Rate: *rate, Duration: *duration, Timeout: *timeout}
+	opts := bench.Options{Devices: *devices, Rate: rates[0], Duration: *duration, Timeout: *timeout}
 	if !*inProcess {
 		exe, err := os.Executable()
 		if err != nil {
@@ -104,36 +113,46 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *brokerFlag == "both" {
+		if _, err := bench.MosquittoBinary(); err != nil {
+			fmt.Fprintf(stderr, "measuring the embedded broker only: %v\n", err)
+			brokers = brokers[:1]
+		}
+	}
 	var results []*bench.Result
-	for _, b := range brokers {
-		for _, p := range paths {
-			if b != "embedded" && p != bench.PathTopic {
-				fmt.Fprintf(stderr, "skipping %s on %s: only the embedded broker has $creq and the HTTP API\n", p, b)
-				continue
-			}
-			o := opts
-			o.Path = p
-			pr := newProgress(stderr, fmt.Sprintf("%s %s", b, p), o)
-			o.Progress = pr.update
-			fmt.Fprintf(stderr, "%s, %s path: logging in %d devices, then %.0f commands/s for %v\n", b, p, o.Devices, o.Rate, o.Duration)
-			var res *bench.Result
-			var err error
-			switch b {
-			case "embedded":
-				res, err = bench.RunEmbedded(ctx, o)
-			case "mosquitto":
-				res, err = bench.RunMosquitto(ctx, o)
-			default:
-				res, err = bench.RunExternal(ctx, o, bench.External{Addr: b, ProductID: *product, Key: os.Getenv("HIL_BENCH_KEY"),
-					ControllerUser: *ctrlUser, ControllerPassword: os.Getenv("HIL_BENCH_CONTROLLER_PASSWORD"), PID: *brokerPID})
-			}
-			pr.finish()
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", b, p, err)
-			}
-			results = append(results, res)
-			if ctx.Err() != nil {
-				break
+	for _, rate := range rates {
+		for _, b := range brokers {
+			for _, p := range paths {
+				if b != "embedded" && p != bench.PathTopic {
+					if rate == rates[0] {
+						fmt.Fprintf(stderr, "skipping %s on %s: only the embedded broker has $creq and the HTTP API\n", p, b)
+					}
+					continue
+				}
+				if ctx.Err() != nil {
+					break
+				}
+				o := opts
+				o.Path, o.Rate = p, rate
+				pr := newProgress(stderr, fmt.Sprintf("%s %s", b, p), o)
+				o.Progress = pr.update
+				fmt.Fprintf(stderr, "%s, %s path: logging in %d devices, then %.0f commands/s for %v\n", b, p, o.Devices, o.Rate, o.Duration)
+				var res *bench.Result
+				var err error
+				switch b {
+				case "embedded":
+					res, err = bench.RunEmbedded(ctx, o)
+				case "mosquitto":
+					res, err = bench.RunMosquitto(ctx, o)
+				default:
+					res, err = bench.RunExternal(ctx, o, bench.External{Addr: b, ProductID: *product, Key: os.Getenv("HIL_BENCH_KEY"),
+						ControllerUser: *ctrlUser, ControllerPassword: os.Getenv("HIL_BENCH_CONTROLLER_PASSWORD"), PID: *brokerPID})
+				}
+				pr.finish()
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", b, p, err)
+				}
+				results = append(results, res)
 			}
 		}
 	}

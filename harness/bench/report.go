@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,9 +21,17 @@ type Report struct {
 	Duration float64   `json:"duration_s"`
 	Results  []*Result `json:"results"`
 	// Ratio is the embedded broker's figure divided by Mosquitto's, for
-	// the custom-topic path measured on both.
+	// the custom-topic path measured on both (at the first rate both ran).
 	Ratio map[string]float64 `json:"ratio_embedded_to_mosquitto,omitempty"`
+	// RatioByRate is the same for every rate both ran, keyed by rate.
+	RatioByRate map[string]map[string]float64 `json:"ratio_by_rate,omitempty"`
+	// HighestRate is, per "broker path", the highest rate measured with
+	// p99 under 20 ms and nothing lost.
+	HighestRate map[string]float64 `json:"highest_rate_p99_under_20ms,omitempty"`
 }
+
+// P99Limit is the round trip that HighestRate holds under.
+const P99Limit = 20.0
 
 // Machine says where the figures were taken.
 type Machine struct {
@@ -37,15 +46,44 @@ type Machine struct {
 func NewReport(o Options, results []*Result) *Report {
 	r := &Report{Time: time.Now().UTC(), Devices: o.Devices, Rate: o.Rate, Duration: o.Duration.Seconds(), Results: results,
 		Machine: Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), GOGC: os.Getenv("GOGC"), Memlimit: os.Getenv("GOMEMLIMIT")}}
-	if e, m := find(results, "embedded", PathTopic), find(results, "mosquitto", PathTopic); e != nil && m != nil {
-		r.Ratio = Ratio(e, m)
+	for _, rate := range rates(results) {
+		e, m := find(results, "embedded", PathTopic, rate), find(results, "mosquitto", PathTopic, rate)
+		if e == nil || m == nil {
+			continue
+		}
+		if r.Ratio == nil {
+			r.Ratio = Ratio(e, m)
+			r.RatioByRate = map[string]map[string]float64{}
+		}
+		r.RatioByRate[fmt.Sprint(rate)] = Ratio(e, m)
+	}
+	if len(rates(results)) > 1 {
+		r.HighestRate = map[string]float64{}
+		for _, x := range results {
+			k := x.Broker + " " + string(x.Path)
+			if x.P99ms < P99Limit && x.Lost == 0 && x.Replied > 0 && x.Rate > r.HighestRate[k] {
+				r.HighestRate[k] = x.Rate
+			}
+		}
 	}
 	return r
 }
 
-func find(rs []*Result, broker string, p Path) *Result {
+func rates(rs []*Result) []float64 {
+	var out []float64
+	seen := map[float64]bool{}
 	for _, r := range rs {
-		if r.Broker == broker && r.Path == p {
+		if !seen[r.Rate] {
+			seen[r.Rate] = true
+			out = append(out, r.Rate)
+		}
+	}
+	return out
+}
+
+func find(rs []*Result, broker string, p Path, rate float64) *Result {
+	for _, r := range rs {
+		if r.Broker == broker && r.Path == p && r.Rate == rate {
 			return r
 		}
 	}
@@ -61,25 +99,63 @@ func (r *Report) WriteJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// WriteTable prints the figures side by side, with the embedded/mosquitto
-// ratio when both were measured.
+// WriteTable prints the figures side by side, one table per rate, with
+// the embedded/mosquitto ratio when both were measured.
 func (r *Report) WriteTable(w io.Writer) {
+	all := r.rateRuns()
+	for i, rate := range rates(r.Results) {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if len(all) > 1 {
+			fmt.Fprintf(w, "%.0f commands/s offered\n", rate)
+		}
+		r.writeRateTable(w, all[rate], r.RatioByRate[fmt.Sprint(rate)])
+	}
+	for _, res := range r.Results {
+		for _, n := range res.Notes {
+			fmt.Fprintf(w, "note (%s %s, %.0f/s): %s\n", res.Broker, res.Path, res.Rate, n)
+		}
+	}
+	if len(r.HighestRate) > 0 {
+		keys := make([]string, 0, len(r.HighestRate))
+		for k := range r.HighestRate {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(w, "highest rate measured with p99 < %.0f ms and nothing lost:", P99Limit)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %s %.0f/s", k, r.HighestRate[k])
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func (r *Report) rateRuns() map[float64][]*Result {
+	m := map[float64][]*Result{}
+	for _, x := range r.Results {
+		m[x.Rate] = append(m[x.Rate], x)
+	}
+	return m
+}
+
+func (r *Report) writeRateTable(w io.Writer, results []*Result, ratio map[string]float64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"figure"}
-	for _, res := range r.Results {
+	for _, res := range results {
 		head = append(head, res.Broker+" "+string(res.Path))
 	}
-	if r.Ratio != nil {
+	if ratio != nil {
 		head = append(head, "embedded/mosquitto")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	row := func(name, ratioKey string, f func(*Result) string) {
 		cells := []string{name}
-		for _, res := range r.Results {
+		for _, res := range results {
 			cells = append(cells, f(res))
 		}
-		if r.Ratio != nil {
-			if v, ok := r.Ratio[ratioKey]; ok && ratioKey != "" {
+		if ratio != nil {
+			if v, ok := ratio[ratioKey]; ok && ratioKey != "" {
 				cells = append(cells, fmt.Sprintf("%.2f", v))
 			} else {
 				cells = append(cells, "")
@@ -131,9 +207,4 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("GC pause max ms", "", inproc(func(x *Result) string { return num(x.GCPauseMaxMs, 2) }))
 	row("bytes allocated per command", "", inproc(func(x *Result) string { return num(x.AllocPerCommandB, 0) }))
 	tw.Flush()
-	for _, res := range r.Results {
-		for _, n := range res.Notes {
-			fmt.Fprintf(w, "note (%s %s): %s\n", res.Broker, res.Path, n)
-		}
-	}
 }
