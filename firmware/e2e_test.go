@@ -203,6 +203,17 @@ func TestFirmwareOnVirtualBoardAgainstBroker(t *testing.T) {
 	e.up(mark)
 	e.publish("toggle", 0)
 
+	// Wi-Fi drops: the session ends; when the link is back the board joins
+	// again and logs in by itself.
+	mark = e.b.Events().Mark()
+	require.NoError(t, e.board.SetWiFi(false))
+	e.expect(`^HIL mqtt down reason=\w+$`)
+	e.expect(`^HIL wifi down reason=lost$`)
+	require.NoError(t, e.board.SetWiFi(true))
+	e.expect(`^HIL wifi up ip=\S+$`)
+	e.up(mark)
+	e.push("on", 1)
+
 	// Every echo line keeps to the grammar the harness parses, and nothing
 	// secret reached the serial port.
 	var n int

@@ -24,6 +24,7 @@ state = 0
 client = None
 sta = None
 up = False  # the last session reached "mqtt up"
+wup = False  # the last Wi-Fi echo was "wifi up"
 sleep = time.sleep  # the tests replace it
 
 
@@ -64,6 +65,9 @@ def boot():
 
 
 def wifi():
+    # Joins the configured network (bounded wait); echoes and records the result.
+    global wup
+    wup = False
     sta.active(True)
     if not sta.isconnected():
         w = cfg.get("wifi") or {}
@@ -78,6 +82,7 @@ def wifi():
             time.sleep_ms(100)
     if sta.isconnected():
         echo("wifi up ip=%s" % sta.ifconfig()[0])
+        wup = True
         return True
     s = sta.status()
     r = "timeout"
@@ -187,7 +192,7 @@ def serve():
 
 def main():
     # Runs until Ctrl-C (KeyboardInterrupt is not an Exception, so it passes).
-    global up
+    global up, wup
     if led is None:
         boot()
     d = 1
@@ -199,10 +204,16 @@ def main():
                     load()
                 except Exception:
                     raise Down("config")
+            if sta.isconnected() and not wup:  # it came back by itself
+                wifi()
             if sta.isconnected() or wifi():
                 serve()
         except Exception as e:
+            lost = wup and not sta.isconnected()
             echo("mqtt down reason=" + why(e))
+            if lost:
+                wup = False
+                echo("wifi down reason=lost")
         if up:
             d = 1
         gc.collect()

@@ -427,9 +427,40 @@ select.idle = idle`);
     "HIL mqtt down reason=suback",
     "HIL mqtt up broker=127.0.0.1:6002",
     "HIL mqtt down reason=wifi",
+    "HIL wifi down reason=lost",
     "HIL wifi up ip=10.0.0.7",
     "HIL mqtt down reason=timeout",
   ]);
+});
+
+test("main: Wi-Fi that comes back by itself is echoed before the next login", async () => {
+  const v = await booted();
+  v.out.length = 0;
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    network.up[0] = True  # the ESP8266 re-joined on its own
+    if len(slept) == 2:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}, ${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}]
+def idle(ms):
+    if len(socket.conns) == 1:
+        network.up[0] = False  # the link drops, and the connection with it
+    socket.conns[-1].eof = True
+select.idle = idle
+joins = len(network.joined)`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), [
+    "HIL mqtt up broker=127.0.0.1:6002",
+    "HIL mqtt down reason=wifi",
+    "HIL wifi down reason=lost",
+    "HIL wifi up ip=10.0.0.7",
+    "HIL mqtt up broker=127.0.0.1:6002",
+    "HIL mqtt down reason=closed",
+  ]);
+  assert.equal(v.get("", "len(network.joined) - joins"), 0, "no new connect() was needed");
 });
 
 test("main: keepalive pings keep the session; an unanswered ping ends it", async () => {
