@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -100,9 +99,11 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 	if opts.BaudRate < 0 {
 		return nil, fmt.Errorf("sim: invalid baud rate %d", opts.BaudRate)
 	}
-	if _, err := exec.LookPath(opts.Python); err != nil {
-		return nil, fmt.Errorf("sim: the virtual board needs python3: %w", err)
+	python, err := resolvePython(ctx, opts.Python)
+	if err != nil {
+		return nil, err
 	}
+	opts.Python = python
 	dir, err := os.MkdirTemp("", "hil-sim-")
 	if err != nil {
 		return nil, err
