@@ -36,7 +36,7 @@ func TestEmbeddedLostCommandsHaveReasons(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var dropped string
-	res, err := RunEmbedded(ctx, Options{Devices: 10, Rate: 50, Duration: time.Second, Path: PathCreq, Timeout: time.Second,
+	res, err := RunEmbedded(ctx, Options{Devices: 10, Rate: 50, Duration: time.Second, Path: PathCreq,
 		AfterLogin: func(fc FleetControl) {
 			dropped = fc.DeviceIDs()[4]
 			require.NoError(t, fc.Inject(dropped, fleet.DropOnCommand))

@@ -45,7 +45,7 @@ func TestLostCommandsHaveReasons(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var dropped, silent string
-	res, err := RunMosquitto(ctx, Options{Devices: 20, Rate: 100, Duration: time.Second, Timeout: time.Second,
+	res, err := RunMosquitto(ctx, Options{Devices: 20, Rate: 100, Duration: time.Second, Timeout: 3 * time.Second,
 		AfterLogin: func(fc FleetControl) {
 			ids := fc.DeviceIDs()
 			dropped, silent = ids[3], ids[7]
@@ -163,4 +163,33 @@ func TestMosquittoAuthAndACL(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, []string{CommandPrefix + a}, seenByA, "A must not read B's command topic")
 	assert.Equal(t, []string{ReplyPrefix + a}, seenByCtl, "A must not write B's reply topic")
+}
+
+// HOST:PORT mode: any broker that gives the controller cmd/# and rsp/+
+// and each device its own topics; here, a private Mosquitto.
+func TestExternalBrokerByAddress(t *testing.T) {
+	needMosquitto(t)
+	key, ctrlPass := randomSecret(), randomSecret()
+	m, err := StartMosquitto(context.Background(), MosquittoOptions{
+		Users:      []MosquittoUser{{BenchProductID, key}, {"ctl", ctrlPass}},
+		Controller: "ctl", CommandPrefix: CommandPrefix, ReplyPrefix: ReplyPrefix, NoDelay: true,
+	})
+	require.NoError(t, err)
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := RunExternal(ctx, Options{Devices: 10, Rate: 50, Duration: 500 * time.Millisecond},
+		External{Addr: m.Addr, ProductID: BenchProductID, Key: key, ControllerUser: "ctl", ControllerPassword: ctrlPass, PID: m.PID()})
+	require.NoError(t, err)
+	assert.Equal(t, m.Addr, res.Broker)
+	assert.Equal(t, 10, res.Connected)
+	assert.Positive(t, res.Commands)
+	assert.Zero(t, res.Lost, "%v", res.LostBy)
+	assert.Positive(t, res.MemPerDeviceKB)
+
+	_, err = RunExternal(ctx, Options{Devices: 1, Rate: 50, Duration: 100 * time.Millisecond},
+		External{Addr: m.Addr, ProductID: BenchProductID, Key: key, ControllerUser: "ctl", ControllerPassword: "wrong"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "controller login")
+	assert.NotContains(t, err.Error(), "wrong", "no password in errors")
 }
