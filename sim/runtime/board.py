@@ -473,10 +473,6 @@ def machine_freq(*f):
     return _freq[0]
 
 
-def _time_pulse_us(pin, level, timeout_us=1000000):
-    return -2
-
-
 class RTC:
     def datetime(self, *dt):
         if dt:
@@ -486,14 +482,11 @@ class RTC:
         t = _gmtime(int(TIME.now()))
         return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
 
-    def memory(self, *d):
-        return b""
-
 
 machine = module(
     "machine", Pin=Pin, WDT=WDT, RTC=RTC, reset=machine_reset, soft_reset=machine_soft_reset,
     unique_id=lambda: b"\x9e\xa1\x0c\x00", freq=machine_freq, idle=lambda: _time.sleep(0.001),
-    reset_cause=lambda: RESET_CAUSE, time_pulse_us=_time_pulse_us,
+    reset_cause=lambda: RESET_CAUSE,
     PWRON_RESET=0, WDT_RESET=1, SOFT_RESET=4, DEEPSLEEP_RESET=5, HARD_RESET=6, DEEPSLEEP=4,
     disable_irq=lambda: 0, enable_irq=lambda state=0: None,
 )
@@ -924,13 +917,8 @@ class Poll:
         return iter(self.poll(timeout))
 
 
-def _select_select(r, w, x, timeout=None):
-    rr, ww, xx = _select.select(r, w, x, timeout)
-    return rr, ww, xx
-
-
 uselect = module(
-    "uselect", poll=Poll, select=_select_select, POLLIN=_select.POLLIN, POLLOUT=_select.POLLOUT,
+    "uselect", poll=Poll, select=_select.select, POLLIN=_select.POLLIN, POLLOUT=_select.POLLOUT,
     POLLERR=_select.POLLERR, POLLHUP=_select.POLLHUP,
 )
 
@@ -950,7 +938,6 @@ class Hash:
 
 uhashlib = module(
     "uhashlib", sha1=lambda data=None: Hash("sha1", data), sha256=lambda data=None: Hash("sha256", data),
-    md5=lambda data=None: Hash("md5", data),
 )
 
 ujson = module(
@@ -1040,13 +1027,8 @@ uos = module(
 )
 
 
-class GC:
-    def __init__(self):
-        self.enabled = True
-
-
 def _mem_free():
-    return 30000 + (_random.randrange(0, 2000))
+    return 30952  # what a v1.19.1 ESP8266 reports after boot; the host's memory is not metered
 
 
 gc_mod = module(
@@ -1072,7 +1054,7 @@ micropython_mod = module(
 esp_mod = module(
     "esp", osdebug=lambda *a: None, flash_size=lambda: 4194304, flash_id=lambda: 1458400,
     flash_user_start=lambda: 0x9A000, check_fw=lambda: True, sleep_type=lambda *a: 0,
-    deepsleep=lambda *a: machine_reset(), freemem=_mem_free, meminfo=_mem_info,
+    freemem=_mem_free, meminfo=_mem_info,
     SLEEP_NONE=0, SLEEP_LIGHT=1, SLEEP_MODEM=2,
 )
 
