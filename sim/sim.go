@@ -36,6 +36,9 @@ const (
 	WiFiNever                   // never connects
 )
 
+// wifiModes are the names the runtime knows the modes by.
+var wifiModes = map[WiFiMode]string{WiFiInstant: "instant", WiFiDelay: "delay", WiFiNever: "never"}
+
 // WiFiBehaviour is the Wi-Fi the virtual board finds.
 type WiFiBehaviour struct {
 	Mode  WiFiMode
@@ -104,51 +107,17 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 		return nil, err
 	}
 	opts.Python = python
+	if _, ok := wifiModes[opts.WiFi.Mode]; !ok {
+		return nil, fmt.Errorf("sim: unknown Wi-Fi mode %d", opts.WiFi.Mode)
+	}
 	dir, err := os.MkdirTemp("", "hil-sim-")
 	if err != nil {
 		return nil, err
 	}
 	b := &Board{opts: opts, ownDir: dir, wifiUp: true, pins: newPinBoard(), relayDone: make(chan struct{})}
-	if err := os.WriteFile(filepath.Join(dir, "board.py"), runtimeSource, 0o644); err != nil {
+	if err := b.prepare(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
-	}
-	b.flash = opts.FlashDir
-	if b.flash == "" {
-		b.flash = filepath.Join(dir, "flash")
-		if err := os.Mkdir(b.flash, 0o755); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	} else if st, err := os.Stat(b.flash); err != nil || !st.IsDir() {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("sim: flash directory %q is not a directory", b.flash)
-	}
-	if abs, err := filepath.Abs(b.flash); err == nil {
-		b.flash = abs
-	}
-	if opts.LineRate {
-		perByte := time.Second * 10 / time.Duration(opts.BaudRate) // 8N1: 10 bits a byte
-		b.rx, b.tx = &pacer{perByte: perByte}, &pacer{perByte: perByte}
-	}
-
-	b.master, b.slave, err = pty.Open()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("sim: open pty: %w", err)
-	}
-	b.port = b.slave.Name()
-	if b.master, err = pollable(b.master); err != nil {
-		b.slave.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("sim: pty master: %w", err)
-	}
-	// Raw from the start: no echo, no CR/NL translation before a client sets its own mode.
-	if _, err := term.MakeRaw(int(b.slave.Fd())); err != nil {
-		b.master.Close()
-		b.slave.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("sim: raw mode on pty: %w", err)
 	}
 	go b.relayInput()
 
@@ -157,6 +126,45 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// prepare lays out the runtime and the flash and opens the pty; on error the caller removes ownDir.
+func (b *Board) prepare() error {
+	if err := os.WriteFile(filepath.Join(b.ownDir, "board.py"), runtimeSource, 0o644); err != nil {
+		return err
+	}
+	b.flash = b.opts.FlashDir
+	if b.flash == "" {
+		b.flash = filepath.Join(b.ownDir, "flash")
+		if err := os.Mkdir(b.flash, 0o755); err != nil {
+			return err
+		}
+	} else if st, err := os.Stat(b.flash); err != nil || !st.IsDir() {
+		return fmt.Errorf("sim: flash directory %q is not a directory", b.flash)
+	}
+	if abs, err := filepath.Abs(b.flash); err == nil {
+		b.flash = abs
+	}
+	if b.opts.LineRate {
+		perByte := time.Second * 10 / time.Duration(b.opts.BaudRate) // 8N1: 10 bits a byte
+		b.rx, b.tx = &pacer{perByte: perByte}, &pacer{perByte: perByte}
+	}
+	master, slave, err := pty.Open()
+	if err != nil {
+		return fmt.Errorf("sim: open pty: %w", err)
+	}
+	// Raw from the start: no echo, no CR/NL translation before a client sets its own mode.
+	if _, err := term.MakeRaw(int(slave.Fd())); err != nil {
+		master.Close()
+		slave.Close()
+		return fmt.Errorf("sim: raw mode on pty: %w", err)
+	}
+	if master, err = pollable(master); err != nil {
+		slave.Close()
+		return fmt.Errorf("sim: pty master: %w", err)
+	}
+	b.master, b.slave, b.port = master, slave, slave.Name()
+	return nil
 }
 
 // Port is the pty slave path, to be opened like /dev/ttyUSB0.
@@ -233,10 +241,7 @@ func (b *Board) startProcess(ctx context.Context, cause int) error {
 	b.mu.Lock()
 	wifiUp := b.wifiUp
 	b.mu.Unlock()
-	mode := map[WiFiMode]string{WiFiInstant: "instant", WiFiDelay: "delay", WiFiNever: "never"}[b.opts.WiFi.Mode]
-	if mode == "" {
-		return fmt.Errorf("sim: unknown Wi-Fi mode %d", b.opts.WiFi.Mode)
-	}
+	mode := wifiModes[b.opts.WiFi.Mode]
 	args, err := json.Marshal(map[string]any{
 		"flash":        b.flash,
 		"raw_paste":    !b.opts.NoRawPaste,

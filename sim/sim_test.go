@@ -454,6 +454,9 @@ func TestStartErrors(t *testing.T) {
 	_, err = Start(context.Background(), Options{FlashDir: filepath.Join(t.TempDir(), "missing")})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not a directory")
+	_, err = Start(context.Background(), Options{WiFi: WiFiBehaviour{Mode: 9}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "unknown Wi-Fi mode")
 }
 
 func BenchmarkStartToPrompt(b *testing.B) {
