@@ -214,6 +214,15 @@ func TestFirmwareOnVirtualBoardAgainstBroker(t *testing.T) {
 	e.up(mark)
 	e.push("on", 1)
 
+	// Ctrl-C stops the firmware: a KeyboardInterrupt, the REPL, and the
+	// broker sees the connection end.
+	mark = e.b.Events().Mark()
+	_, err := e.port.Write([]byte{0x03})
+	require.NoError(t, err)
+	e.expect(`^KeyboardInterrupt`)
+	e.expect(`^Type "help\(\)" for more information\.`)
+	e.event(mark, "the connection to end", broker.Is(broker.Disconnected, e2eDevice))
+
 	// Every echo line keeps to the grammar the harness parses, and nothing
 	// secret reached the serial port.
 	var n int
@@ -224,7 +233,7 @@ func TestFirmwareOnVirtualBoardAgainstBroker(t *testing.T) {
 			continue
 		}
 		n++
-		_, err := echo.ParseHIL(ln.Text)
+		_, err = echo.ParseHIL(ln.Text)
 		assert.NoError(t, err, "echo line %q", ln.Text)
 	}
 	assert.GreaterOrEqual(t, n, 15)
