@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -43,6 +44,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	product := fs.String("product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
 	ctrlUser := fs.String("controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
 	brokerPID := fs.Int("broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
+	gogc := fs.Int("gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own), e.g. 400; 0 = leave as is, -1 = off")
+	memLimit := fs.String("gomemlimit", "", "set this process's soft memory limit (GOMEMLIMIT syntax: 1GiB, 512MiB)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile of this process at the end to this file")
 	worker := fs.Bool("fleet-worker", false, "internal: serve as the fleet's child process on stdin/stdout")
@@ -101,6 +104,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("finding this program for the fleet's child process: %w", err)
 		}
 		opts.FleetWorker = []string{exe, "bench", "--fleet-worker"}
+	}
+	if *gogc != 0 {
+		debug.SetGCPercent(*gogc)
+	}
+	if *memLimit != "" {
+		n, err := parseBytes(*memLimit)
+		if err != nil {
+			return fmt.Errorf("--gomemlimit: %w", err)
+		}
+		debug.SetMemoryLimit(n)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -165,6 +178,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rep := bench.NewReport(opts, results)
+	if *gogc != 0 {
+		rep.Machine.GOGC = strconv.Itoa(*gogc) + " (--gogc)"
+	}
+	if *memLimit != "" {
+		rep.Machine.Memlimit = *memLimit + " (--gomemlimit)"
+	}
 	fmt.Fprintln(stdout)
 	rep.WriteTable(stdout)
 	if *jsonFile != "" {
@@ -174,6 +193,26 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "figures written to %s\n", *jsonFile)
 	}
 	return ctx.Err()
+}
+
+// parseBytes reads GOMEMLIMIT's syntax: a number with an optional B, KiB,
+// MiB, GiB or TiB suffix.
+func parseBytes(orig string) (int64, error) {
+	s, mult := orig, int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = v, u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a size such as 1GiB", orig)
+	}
+	return n * mult, nil
 }
 
 func writeHeapProfile(path string) error {

@@ -57,3 +57,15 @@ func TestBenchSmallRunWritesTableAndJSON(t *testing.T) {
 		assert.Zero(t, r.Lost)
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "4096": 4096, "10KiB": 10 << 10, "7B": 7} {
+		got, err := parseBytes(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "1GB", "-1GiB", "lots"} {
+		_, err := parseBytes(bad)
+		assert.Error(t, err, bad)
+	}
+}
