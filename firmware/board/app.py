@@ -40,7 +40,10 @@ def echo(s):
 def load():
     global cfg
     with open("config.json") as f:
-        cfg = json.load(f)
+        c = json.load(f)
+    if not isinstance(c, dict):
+        raise ValueError("config")
+    cfg = c
 
 
 def boot():

@@ -272,11 +272,17 @@ test("boot: LED off, boot and wifi lines, no secret printed", async () => {
   w.run("import network\nnetwork.joinable[0] = False\nimport app\napp.WIFI_S = 0\nexec(open('boot.py').read())");
   assert.deepEqual(w.hil(), ["HIL boot fw=1.0.0 id=503367129", "HIL wifi down reason=password"]);
 
-  // No config.json: still boots, LED off, says why.
-  const n = await vm({ ...board, ...fakes });
-  n.run("exec(open('boot.py').read())\nimport machine");
-  assert.deepEqual(n.hil(), ["HIL boot fw=1.0.0 id=-", "HIL wifi down reason=config"]);
-  assert.equal(n.get("", "machine.levels[4]"), 0);
+  // No config.json, or not a JSON object: still boots, LED off, says why.
+  for (const extra of [{}, { "config.json": "[1, 2]" }, { "config.json": "{\"wifi\": " }]) {
+    const n = await vm({ ...board, ...fakes, ...extra });
+    n.run("exec(open('boot.py').read())\nimport machine");
+    assert.deepEqual(n.hil(), ["HIL boot fw=1.0.0 id=-", "HIL wifi down reason=config"]);
+    assert.equal(n.get("", "machine.levels[4]"), 0);
+    // main() reports it and keeps retrying (re-reading the file) until Ctrl-C.
+    n.run("import app\ndef nap(s):\n    raise KeyboardInterrupt\napp.sleep = nap");
+    expectPy(() => n.run("app.main()"), "KeyboardInterrupt");
+    assert.equal(n.hil().at(-1), "HIL mqtt down reason=config");
+  }
 });
 
 test("commands: $creq push, a toggle sequence on the custom topic, an unknown payload", async () => {
