@@ -524,3 +524,14 @@ func TestWatchdogResetsTheBoard(t *testing.T) {
 	c.enterRaw()
 	assert.Equal(t, "1\r\n", c.mustExec("import machine; print(machine.reset_cause())"), "WDT_RESET")
 }
+
+func TestPortHasNoResetLines(t *testing.T) {
+	_, c := startBoard(t, Options{})
+	c.expect(banner)
+	// As the design note says of a pty: DTR/RTS fail, so hosts fall back to a soft reset.
+	err := c.port.SetRTS(true)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "inappropriate ioctl")
+	c.write("1\r")
+	c.expect("1\r\n>>> ")
+}
