@@ -284,25 +284,39 @@ func run(ctx context.Context, t target, o Options) (*Result, error) {
 	brokerCPU0, selfCPU0 := t.cpu(), fleet.SelfUsage().CPU
 	peakRSS := rss1
 	start := time.Now()
-	jobs := make(chan job, 4096)
-	var wg sync.WaitGroup
-	for range snd.workers() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				if !l.sending(j.dev, time.Now()) {
-					continue
-				}
-				key, err := snd.send(ids[j.dev], []byte(j.cmd))
-				if err != nil {
-					l.refused(j.dev, LostRefused, err.Error())
-					continue
-				}
-				l.sent(j.dev, key)
-			}
-		}()
+	payloads := map[string][]byte{}
+	for _, c := range commandCycle {
+		payloads[c] = []byte(c) // senders copy or only read them
 	}
+	do := func(j job) {
+		if !l.sending(j.dev, time.Now()) {
+			return
+		}
+		key, err := snd.send(ids[j.dev], payloads[j.cmd])
+		if err != nil {
+			l.refused(j.dev, LostRefused, err.Error())
+			return
+		}
+		l.sent(j.dev, key)
+	}
+	// One sender sends from the pacing goroutine itself (no hand-off per
+	// command); several get a queue.
+	var jobs chan job
+	var wg sync.WaitGroup
+	if snd.workers() > 1 {
+		jobs = make(chan job, 4096)
+		for range snd.workers() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range jobs {
+					do(j)
+				}
+			}()
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	stopSweep := make(chan struct{})
 	sweepDone := make(chan struct{})
 	go func() {
@@ -337,7 +351,11 @@ pace:
 				issued = due // skip: every device is busy or gone
 				break
 			}
-			jobs <- job{dev: dev, cmd: cmd}
+			if jobs != nil {
+				jobs <- job{dev: dev, cmd: cmd}
+			} else {
+				do(job{dev: dev, cmd: cmd})
+			}
 		}
 		if now := time.Now(); now.After(nextProgress) {
 			progress("load", el)
@@ -357,10 +375,12 @@ pace:
 		case <-ctx.Done():
 			interrupted = true
 			break pace
-		case <-time.After(max(wait, 200*time.Microsecond)):
+		case <-resetTimer(timer, max(wait, 200*time.Microsecond)):
 		}
 	}
-	close(jobs)
+	if jobs != nil {
+		close(jobs)
+	}
 	wg.Wait()
 	loadEnd := time.Now()
 	if t.inProcess() {
@@ -433,6 +453,11 @@ pace:
 		res.Notes = append(res.Notes, "fleet: "+err.Error())
 	}
 	return res, nil
+}
+
+func resetTimer(t *time.Timer, d time.Duration) <-chan time.Time {
+	t.Reset(d) // Go 1.23+: Reset drops a stale expiry, no drain needed
+	return t.C
 }
 
 type job struct {
