@@ -245,7 +245,7 @@ func (b *Board) startProcess(ctx context.Context, cause int) error {
 	args, err := json.Marshal(map[string]any{
 		"flash":        b.flash,
 		"raw_paste":    !b.opts.NoRawPaste,
-		"boot_garbage": b.opts.BootGarbage && cause != causeSoft,
+		"boot_garbage": b.opts.BootGarbage, // the ROM prints its log after every reset
 		"redirects":    b.opts.Redirects,
 		"wifi_mode":    mode,
 		"wifi_delay":   b.opts.WiFi.Delay.Seconds(),
