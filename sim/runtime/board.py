@@ -32,7 +32,6 @@ import time as _time
 import traceback as _traceback
 import types
 
-VERSION = "v1.19.1"
 BANNER = b"MicroPython v1.19.1 on 2022-06-18; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PASTE_WINDOW = 128  # raw-paste window increment the board advertises
