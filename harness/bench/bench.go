@@ -123,6 +123,10 @@ type Result struct {
 	GCPauseMaxMs     float64 `json:"gc_pause_max_ms,omitempty"`
 	AllocPerCommandB float64 `json:"alloc_per_command_bytes,omitempty"`
 	HeapAfterLoginMB float64 `json:"heap_after_login_mb,omitempty"`
+	// FullGCMs is the wall time of one full, forced collection (and
+	// return of memory to the OS) with the fleet logged in: what a GC
+	// cycle costs at this fleet size.
+	FullGCMs float64 `json:"full_gc_ms,omitempty"`
 
 	Notes []string `json:"notes,omitempty"`
 }

@@ -26,6 +26,7 @@ type embeddedTarget struct {
 	auth    []string
 	missed  atomic.Int64 // events the collector's feed subscription dropped
 	stopped chan struct{}
+	lastGC  time.Duration // wall time of the last forced collection
 }
 
 func (t *embeddedTarget) name() string    { return "embedded" }
@@ -44,7 +45,9 @@ func (t *embeddedTarget) devices(n int) []fleet.Device {
 // and the heap figure hold what is live, not what the collector has yet
 // to find.
 func (t *embeddedTarget) memory() (int64, int64) {
+	start := time.Now()
 	debug.FreeOSMemory()
+	t.lastGC = time.Since(start)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return fleet.ProcRSSKB(osPid()), int64(ms.HeapAlloc+ms.StackInuse) / 1024
@@ -189,6 +192,7 @@ func RunEmbedded(ctx context.Context, o Options) (*Result, error) {
 			res.MemMethod += "; the fleet runs in the same process, so this includes its cost"
 			res.CPUMethod += "; the fleet runs in the same process, so this includes its cost"
 		}
+		res.FullGCMs = ms(t.lastGC)
 		if n := t.missed.Load(); n > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("the broker's event feed dropped %d events for the bench's subscriber: replies among them count as timeouts", n))
 		}

@@ -204,6 +204,8 @@ func (r *Report) writeRateTable(w io.Writer, results []*Result, ratio map[string
 		}
 	}
 	row("GC cycles in load", "", inproc(func(x *Result) string { return fmt.Sprint(x.GCCycles) }))
+	row("heap after login MB", "", inproc(func(x *Result) string { return num(x.HeapAfterLoginMB, 0) }))
+	row("one full GC, wall ms", "", inproc(func(x *Result) string { return num(x.FullGCMs, 0) }))
 	row("GC pause max ms", "", inproc(func(x *Result) string { return num(x.GCPauseMaxMs, 2) }))
 	row("bytes allocated per command", "", inproc(func(x *Result) string { return num(x.AllocPerCommandB, 0) }))
 	tw.Flush()
