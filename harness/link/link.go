@@ -53,6 +53,7 @@ var ErrNoModemLines = errors.New("port has no modem control lines")
 type Options struct {
 	Baud         int           // default 115200
 	LogPath      string        // timestamped line log file (appended); "" for none
+	Log          io.Writer     // also gets every timestamped line (e.g. a masking writer); nil for none
 	MaxLines     int           // lines kept in memory; default 5000
 	MaxRaw       int           // raw bytes kept for the REPL; default 1 MiB
 	WriteTimeout time.Duration // bound for one Write; default 5 s
@@ -276,13 +277,20 @@ func (l *Link) addLine(b []byte, t time.Time) Line {
 }
 
 func (l *Link) writeLog(lines []Line) {
-	if l.logw == nil || len(lines) == 0 {
+	if (l.logw == nil && l.opts.Log == nil) || len(lines) == 0 {
 		return
 	}
+	var b strings.Builder
 	for _, ln := range lines {
-		fmt.Fprintf(l.logw, "%s %s\n", ln.Time.UTC().Format(time.RFC3339Nano), ln.Text)
+		fmt.Fprintf(&b, "%s %s\n", ln.Time.UTC().Format(time.RFC3339Nano), ln.Text)
 	}
-	l.logw.Flush()
+	if l.logw != nil {
+		l.logw.WriteString(b.String())
+		l.logw.Flush()
+	}
+	if l.opts.Log != nil {
+		io.WriteString(l.opts.Log, b.String())
+	}
 }
 
 // wake tells every waiter that something changed; l.mu held.
@@ -472,18 +480,16 @@ func (l *Link) ExpectFrom(ctx context.Context, from int64, re *regexp.Regexp, ti
 	defer deadline.Stop()
 	for {
 		l.mu.Lock()
-		for _, ln := range l.linesLocked() {
-			if ln.Seq < from {
-				continue
-			}
+		// Sequence numbers are contiguous: index the ring directly rather
+		// than copying it on every wake-up (a burst wakes us per line).
+		oldest := l.nextSeq - int64(len(l.lines))
+		from = max(from, oldest) // earlier lines already fell out of the ring
+		for ; from < l.nextSeq; from++ {
+			ln := l.lines[(l.head+int(from-oldest))%len(l.lines)]
 			if g := re.FindStringSubmatch(ln.Text); g != nil {
 				l.mu.Unlock()
 				return Match{Line: ln, Groups: g}, nil
 			}
-			from = ln.Seq + 1
-		}
-		if l.nextSeq > from {
-			from = l.nextSeq // lines that already fell out of the ring
 		}
 		notify, err := l.notify, l.err
 		l.mu.Unlock()

@@ -58,12 +58,16 @@ func (r *Runner) SkipReason(sc *Scenario) string {
 			return fmt.Sprintf("the target (%s) cannot inject fault %s", r.Target.Describe(), f)
 		}
 	}
+	if s, ok := r.Target.(Skipper); ok {
+		return s.SkipReason(sc)
+	}
 	return ""
 }
 
 // RunScenario plays one scenario. It stops at the first failing step.
-func (r *Runner) RunScenario(ctx context.Context, sc *Scenario) report.Scenario {
-	res := report.Scenario{Name: sc.Name, File: sc.File, Started: time.Now()}
+func (r *Runner) RunScenario(ctx context.Context, sc *Scenario) (res report.Scenario) {
+	// res is named so that the deferred Duration reaches the caller.
+	res = report.Scenario{Name: sc.Name, File: sc.File, Started: time.Now()}
 	if r.Sink != nil {
 		r.Sink.ScenarioStarted(sc.Name, len(sc.Steps))
 	}

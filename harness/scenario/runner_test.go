@@ -57,6 +57,7 @@ func TestRunnerPassesOnVirtualBoard(t *testing.T) {
 	assert.Len(t, res.Latencies(), 5, "one latency per send")
 	assert.Equal(t, 0, res.Steps[3].Pin, "junk leaves the pin at 0")
 	assert.NotEmpty(t, res.Serial)
+	assert.Positive(t, res.Duration, "the scenario's duration reaches the caller")
 	assert.Equal(t, []Setup{{Scenario: "basic", Profile: "hil"}}, b.setups)
 }
 

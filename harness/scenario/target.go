@@ -47,6 +47,13 @@ type Target interface {
 	AwaitBroker(ctx context.Context, want BrokerEvent) error
 }
 
+// Skipper is an optional part of a Target: a reason it cannot run a
+// scenario the generic checks allow ("" when it can), e.g. a real board and
+// a program that dials a fixed address only the virtual board redirects.
+type Skipper interface {
+	SkipReason(sc *Scenario) string
+}
+
 // Setup is what a scenario needs from Begin.
 type Setup struct {
 	Scenario string

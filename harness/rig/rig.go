@@ -1,0 +1,453 @@
+// Package rig assembles the parts of a test bench into a scenario.Target:
+// the OneNET stand-in broker, a board (the virtual one from package sim, or
+// a real one on a serial port), the flasher (harness/board over
+// harness/link, the same code path for both) and the firmware. Its Begin is
+// the strategy that gets the board from whatever state it is in to "our
+// firmware running and logged in": upload what changed through the raw
+// REPL, reset, and wait for both the board's echo and the broker's event.
+package rig
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/firmware"
+	"github.com/onenet-hil/hil/harness/board"
+	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/harness/report"
+	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/sim"
+)
+
+// Environment variables of a run against a real board.
+const (
+	EnvPort         = "HIL_PORT"          // the board's serial port; unset: the virtual board
+	EnvWiFiSSID     = "HIL_WIFI_SSID"     // the network the real board joins
+	EnvWiFiPassword = "HIL_WIFI_PASSWORD" // its password (masked everywhere)
+	EnvBrokerHost   = "HIL_BROKER_HOST"   // this machine's address as the board sees it
+	EnvBrokerPort   = "HIL_BROKER_PORT"   // optional; default 6002
+)
+
+// The device under test, as the stand-in broker registers it (the
+// tutorial's product and device ids and its custom topic).
+const (
+	ProductID = broker.DemoProductID
+	DeviceID  = broker.DemoDeviceID
+	Topic     = "TurnipRobot"
+	LEDPin    = firmware.DefaultLEDPin
+)
+
+// OneNETAddr is the legacy MQTT address the tutorial's program dials; the
+// virtual board redirects it to the local broker.
+const OneNETAddr = "183.230.40.39:6002"
+
+// Options choose the board and how the broker is reached.
+type Options struct {
+	// Port is a real board's serial port; "" runs the virtual board.
+	Port string
+	// LineRate paces the virtual board's serial line at 115200 baud.
+	LineRate bool
+	// WiFiSSID and WiFiPassword are written to config.json. The virtual
+	// board accepts any; a real board needs the lab's.
+	WiFiSSID, WiFiPassword string
+	// BrokerListen is where the broker's MQTT listener binds. Default:
+	// 127.0.0.1:0 for the virtual board, BrokerHost:6002 for a real one.
+	BrokerListen string
+	// BrokerHost is the address the board dials (required for a real
+	// board; the virtual board uses the listener's own address).
+	BrokerHost string
+	// SerialLog receives every serial line, timestamped, with the secrets
+	// masked; nil for none.
+	SerialLog io.Writer
+	// Progress receives the flasher's progress lines; nil for silence.
+	Progress io.Writer
+	// BootTimeout bounds a reset until the board has logged in when the
+	// caller's ctx has no deadline. Default 60 s.
+	BootTimeout time.Duration
+}
+
+// FromEnv reads the options of `go test ./scenarios`: HIL_PORT chooses a
+// real board, which also needs HIL_WIFI_SSID, HIL_WIFI_PASSWORD and
+// HIL_BROKER_HOST (HIL_BROKER_PORT optional).
+func FromEnv() (Options, error) {
+	o := Options{
+		Port:         os.Getenv(EnvPort),
+		WiFiSSID:     os.Getenv(EnvWiFiSSID),
+		WiFiPassword: os.Getenv(EnvWiFiPassword),
+		BrokerHost:   os.Getenv(EnvBrokerHost),
+	}
+	if o.Port == "" {
+		return o, nil
+	}
+	port := 6002
+	if s := os.Getenv(EnvBrokerPort); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 65535 {
+			return o, fmt.Errorf("%s=%q: want a port number 1..65535", EnvBrokerPort, s)
+		}
+		port = n
+	}
+	if o.BrokerHost != "" {
+		o.BrokerListen = net.JoinHostPort(o.BrokerHost, strconv.Itoa(port))
+	}
+	return o, nil
+}
+
+// Rig is a board behind the broker, ready for scenarios. It implements
+// scenario.Target; its methods are meant for one runner at a time.
+type Rig struct {
+	opts   Options
+	br     *broker.Broker
+	sim    *sim.Board // nil for a real board
+	link   *link.Link
+	repl   *board.REPL
+	mask   *report.Masker
+	logw   *maskingWriter
+	host   string // what config.json names as the broker
+	port   int
+	resets bool // the port has modem lines (a real power cycle)
+
+	authInfo, masterKey, wrongKey string
+
+	mu       sync.Mutex
+	cursor   int64       // serial: the next line Next returns
+	mark     broker.Mark // broker feed: AwaitBroker looks after it
+	intruder map[uint64]bool
+}
+
+var _ scenario.Target = (*Rig)(nil)
+
+// secret returns a fresh random credential.
+func secret(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// New starts the broker and the board (virtual or real) and opens its
+// serial link. Nothing is flashed until Begin.
+func New(ctx context.Context, opts Options) (_ *Rig, err error) {
+	r := &Rig{opts: opts, intruder: map[uint64]bool{},
+		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-")}
+	real := opts.Port != ""
+	if real {
+		if opts.WiFiSSID == "" || opts.WiFiPassword == "" || opts.BrokerHost == "" {
+			return nil, fmt.Errorf("rig: a real board needs %s, %s and %s (the address the board can reach)",
+				EnvWiFiSSID, EnvWiFiPassword, EnvBrokerHost)
+		}
+		if opts.BrokerListen == "" {
+			opts.BrokerListen = net.JoinHostPort(opts.BrokerHost, "6002")
+		}
+	} else {
+		if opts.WiFiSSID == "" {
+			opts.WiFiSSID = "hil-lab"
+		}
+		if opts.WiFiPassword == "" {
+			opts.WiFiPassword = secret("wifi-")
+		}
+		if opts.BrokerListen == "" {
+			opts.BrokerListen = "127.0.0.1:0"
+		}
+	}
+	if opts.BootTimeout <= 0 {
+		opts.BootTimeout = 60 * time.Second
+	}
+	r.opts = opts
+	r.mask = report.NewMasker(opts.WiFiPassword, r.authInfo, r.masterKey, r.wrongKey)
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+
+	reg := broker.NewRegistry()
+	if err := reg.AddProduct(broker.Product{ID: ProductID, Name: Topic, MasterKey: r.masterKey}); err != nil {
+		return nil, err
+	}
+	if err := reg.AddDevice(ProductID, broker.Device{ID: DeviceID, Title: "led-board", AuthInfo: r.authInfo}); err != nil {
+		return nil, err
+	}
+	if r.br, err = broker.New(broker.Options{Registry: reg, MQTTAddr: opts.BrokerListen, HTTPAddr: "127.0.0.1:0"}); err != nil {
+		return nil, err
+	}
+	if err := r.br.Start(); err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
+	}
+	h, p, err := net.SplitHostPort(r.br.MQTTAddr())
+	if err != nil {
+		return nil, err
+	}
+	r.port, _ = strconv.Atoi(p)
+	r.host = h
+	if real {
+		r.host = opts.BrokerHost
+	}
+
+	port := opts.Port
+	if !real {
+		r.sim, err = sim.Start(ctx, sim.Options{
+			LineRate:  opts.LineRate,
+			Redirects: map[string]string{OneNETAddr: r.br.MQTTAddr()},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rig: virtual board: %w", err)
+		}
+		port = r.sim.Port()
+	}
+	if opts.SerialLog != nil {
+		r.logw = &maskingWriter{w: opts.SerialLog, m: r.mask}
+	}
+	lo := link.Options{MaxLines: 20000}
+	if r.logw != nil {
+		lo.Log = r.logw
+	}
+	if r.link, err = link.Open(port, lo); err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
+	}
+	r.repl = board.NewREPL(r.link, board.Options{})
+	// A port with modem lines can reset the chip (the ESP8266 auto-reset
+	// circuit): that is the real board's power cycle.
+	r.resets = real && !errors.Is(r.link.SetRTS(false), link.ErrNoModemLines)
+	return r, nil
+}
+
+// Close stops the board, the link and the broker.
+func (r *Rig) Close() error {
+	var errs []error
+	if r.link != nil {
+		errs = append(errs, r.link.Close())
+	}
+	if r.sim != nil {
+		errs = append(errs, r.sim.Close())
+	}
+	if r.br != nil {
+		errs = append(errs, r.br.Close())
+	}
+	if r.logw != nil {
+		r.logw.Flush()
+	}
+	return errors.Join(errs...)
+}
+
+// Masker masks every secret the rig knows (the Wi-Fi password, the
+// device's key, the product's API key, the wrong key).
+func (r *Rig) Masker() *report.Masker { return r.mask }
+
+// Broker is the stand-in broker the board talks to.
+func (r *Rig) Broker() *broker.Broker { return r.br }
+
+// Sim is the virtual board, or nil for a real one.
+func (r *Rig) Sim() *sim.Board { return r.sim }
+
+// Link is the board's serial link.
+func (r *Rig) Link() *link.Link { return r.link }
+
+// Describe names the board for reports.
+func (r *Rig) Describe() string {
+	if r.sim == nil {
+		return "board on " + r.opts.Port
+	}
+	d := "virtual board (" + r.sim.Port() + ")"
+	if r.opts.LineRate {
+		d += " at 115200 baud"
+	}
+	return d
+}
+
+// Virtual reports whether the board is the virtual one.
+func (r *Rig) Virtual() bool { return r.sim != nil }
+
+// Supports reports whether fault f can be injected here.
+func (r *Rig) Supports(f scenario.FaultKind) bool {
+	switch {
+	case r.sim != nil:
+		return true
+	case f.VirtualOnly():
+		return false
+	case f == scenario.PowerCycle:
+		return r.resets
+	}
+	return true
+}
+
+// SkipReason says why sc cannot run on this board (the runner asks).
+func (r *Rig) SkipReason(sc *scenario.Scenario) string {
+	if r.sim == nil && sc.Profile == "tutorial" {
+		return "the tutorial's mqtt.py dials OneNET (" + OneNETAddr + ") itself; only the virtual board redirects it to the local broker"
+	}
+	return ""
+}
+
+// config is the board's config.json for this run.
+func (r *Rig) config(wrong bool) firmware.Config {
+	key := r.authInfo
+	if wrong {
+		key = r.wrongKey
+	}
+	return firmware.Config{WiFiSSID: r.opts.WiFiSSID, WiFiPassword: r.opts.WiFiPassword,
+		BrokerHost: r.host, BrokerPort: r.port, DeviceID: DeviceID, ProductID: ProductID,
+		Key: key, Topic: Topic, LEDPin: LEDPin, Keepalive: 60}
+}
+
+// Ready lines by profile: logged in, refused.
+var readyLines = map[string][2]*regexp.Regexp{
+	"hil":      {board.DefaultReady, regexp.MustCompile(`^HIL mqtt refused\b`)},
+	"tutorial": {regexp.MustCompile(`^Connected to `), regexp.MustCompile(`MQTT\w*(?:Exception|Error): \d+$`)},
+}
+
+// Begin flashes the firmware of setup.Profile (only what changed), resets
+// the board and returns once it has logged in (or, with wrong
+// credentials, been refused) as both its echo and the broker tell.
+func (r *Rig) Begin(ctx context.Context, setup scenario.Setup) error {
+	ready, ok := readyLines[setup.Profile]
+	if !ok {
+		return fmt.Errorf("rig: unknown profile %q (want hil or tutorial)", setup.Profile)
+	}
+	if r.sim != nil {
+		// A scenario that failed during an outage must not leave it behind.
+		if err := r.sim.SetWiFi(true); err != nil {
+			return err
+		}
+	}
+	cfg := r.config(setup.WrongCredentials)
+	var files map[string][]byte
+	var cj []byte
+	switch setup.Profile {
+	case "hil":
+		files = firmware.Files()
+		var err error
+		if cj, err = cfg.JSON(); err != nil {
+			return err
+		}
+	case "tutorial":
+		files = firmware.Tutorial(cfg)
+	}
+	want := broker.Connected
+	line := ready[0]
+	if setup.WrongCredentials {
+		want, line = broker.Refused, ready[1]
+	}
+	boot := r.opts.BootTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		boot = time.Until(dl)
+	}
+	_, err := board.Flash(ctx, r.repl, files, cj, board.FlashOptions{
+		Prune: true, Keep: []string{"webrepl_cfg.py"}, Reset: board.ResetAuto, BootTimeout: boot,
+		Ready: line, Progress: r.opts.Progress,
+		ArmConnected: func() func(context.Context) error {
+			// Just before the reset: from here on every serial line and
+			// broker event belongs to this scenario.
+			r.mu.Lock()
+			r.cursor = r.link.Mark()
+			r.mark = r.br.Events().Mark()
+			clear(r.intruder)
+			mark := r.mark
+			r.mu.Unlock()
+			return func(ctx context.Context) error {
+				_, err := r.br.Events().WaitAfter(ctx, mark, r.match(scenario.BrokerEvent{Kind: kindName[want], RC: -1}))
+				return err
+			}
+		},
+	})
+	if err != nil {
+		return errors.New(r.mask.Mask(err.Error()))
+	}
+	return nil
+}
+
+// kindName maps the broker's event kinds to the scenario file's words.
+var kindName = map[broker.EventKind]string{
+	broker.Connected: "connected", broker.Refused: "refused", broker.Disconnected: "disconnected", broker.Kicked: "kicked",
+}
+
+// match selects the device's events of kind want, leaving out those of
+// the harness's own duplicate login (Fault(kick)).
+func (r *Rig) match(want scenario.BrokerEvent) func(broker.Event) bool {
+	return func(e broker.Event) bool {
+		if e.DeviceID != DeviceID || kindName[e.Kind] != want.Kind {
+			return false
+		}
+		if want.Kind == "refused" && want.RC >= 0 && int(e.Code) != want.RC {
+			return false
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return !r.intruder[e.Seq]
+	}
+}
+
+// AwaitBroker waits for want about the device, counting only events since
+// the last Begin or Fault.
+func (r *Rig) AwaitBroker(ctx context.Context, want scenario.BrokerEvent) error {
+	if _, ok := map[string]bool{"connected": true, "refused": true, "disconnected": true, "kicked": true}[want.Kind]; !ok {
+		return fmt.Errorf("rig: unknown broker event %q", want.Kind)
+	}
+	r.mu.Lock()
+	mark := r.mark
+	r.mu.Unlock()
+	_, err := r.br.Events().WaitAfter(ctx, mark, r.match(want))
+	return err
+}
+
+// newMark starts a fault: AwaitBroker looks only after this point.
+func (r *Rig) newMark() broker.Mark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mark = r.br.Events().Mark()
+	clear(r.intruder)
+	return r.mark
+}
+
+// maskingWriter masks secrets line by line (a secret never spans lines).
+type maskingWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	m   *report.Masker
+	buf []byte
+}
+
+func (w *maskingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := indexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if _, err := io.WriteString(w.w, w.m.Mask(string(w.buf[:i+1]))); err != nil {
+			return len(p), err
+		}
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// Flush writes an unfinished last line.
+func (w *maskingWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		io.WriteString(w.w, w.m.Mask(string(w.buf)))
+		w.buf = nil
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}

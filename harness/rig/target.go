@@ -1,0 +1,228 @@
+package rig
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/harness/board"
+	"github.com/onenet-hil/hil/harness/report"
+	"github.com/onenet-hil/hil/harness/scenario"
+)
+
+// Send delivers payload through ch: creq is the platform's $creq push,
+// topic a publish on the device's custom topic, http OneNET's POST /cmds.
+func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
+	switch ch {
+	case scenario.Creq:
+		_, err := r.br.SendCommand(DeviceID, payload, broker.CommandOptions{QoS: opt.QoS})
+		return err
+	case scenario.Topic:
+		if opt.QoS != 0 {
+			return errors.New("a custom-topic publish is never kept for an offline device: qos 1 needs channel creq or http")
+		}
+		return r.br.PublishCustom(ProductID, Topic, payload)
+	case scenario.HTTP:
+		return r.postCmd(ctx, payload, opt.QoS)
+	}
+	return fmt.Errorf("rig: unknown channel %q", ch)
+}
+
+// postCmd is OneNET's POST /cmds over a real HTTP connection.
+func (r *Rig) postCmd(ctx context.Context, payload []byte, qos int) error {
+	u := "http://" + r.br.HTTPAddr() + "/cmds?device_id=" + url.QueryEscape(DeviceID)
+	if qos != 0 {
+		u += "&qos=" + strconv.Itoa(qos)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("api-key", r.masterKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST /cmds: %w", err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Errno int    `json:"errno"`
+		Error string `json:"error"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("POST /cmds: HTTP %d, not a OneNET answer: %q", resp.StatusCode, r.mask.Mask(string(body)))
+	}
+	if env.Errno != 0 {
+		return fmt.Errorf("POST /cmds: errno %d: %s", env.Errno, r.mask.Mask(env.Error))
+	}
+	return nil
+}
+
+// Fault injects f and returns once it has taken effect as far as the
+// broker can tell.
+func (r *Rig) Fault(ctx context.Context, f scenario.FaultKind) error {
+	if !r.Supports(f) {
+		return fmt.Errorf("rig: %s cannot inject %s", r.Describe(), f)
+	}
+	mark := r.newMark()
+	gone := func(what string) error {
+		if _, err := r.br.Events().WaitAfter(ctx, mark, broker.Is(broker.Disconnected, DeviceID)); err != nil {
+			return fmt.Errorf("%s: the broker did not see the device go: %w", what, err)
+		}
+		return nil
+	}
+	switch f {
+	case scenario.RestartBroker:
+		return r.br.Restart(ctx)
+	case scenario.Kick:
+		return r.kick(ctx)
+	case scenario.DropConnection:
+		if err := r.br.DropConnection(DeviceID); err != nil {
+			return err
+		}
+		return gone("drop_connection")
+	case scenario.PowerCycle:
+		if r.sim != nil {
+			return r.sim.PowerCycle()
+		}
+		return board.HardReset(ctx, r.link)
+	case scenario.WifiDown:
+		if err := r.sim.SetWiFi(false); err != nil {
+			return err
+		}
+		return gone("wifi_down")
+	case scenario.WifiUp:
+		return r.sim.SetWiFi(true)
+	}
+	return fmt.Errorf("rig: unknown fault %q", f)
+}
+
+// kick logs in a second time with the device's own credentials (a real
+// MQTT 3.1.1 client over TCP), which makes OneNET close the board's
+// connection, then leaves. The intruder's own events are kept out of
+// AwaitBroker, so `expect: {broker: connected}` afterwards means the
+// board's new login.
+func (r *Rig) kick(ctx context.Context) error {
+	addr := r.br.MQTTAddr()
+	if h, p, err := net.SplitHostPort(addr); err == nil && (h == "0.0.0.0" || h == "::" || h == "") {
+		addr = net.JoinHostPort("127.0.0.1", p)
+	}
+	var local atomic.Value // the intruder's source address, set by the dialer
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
+		SetClientID(DeviceID).SetUsername(ProductID).SetPassword(r.authInfo).
+		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
+		SetKeepAlive(0).SetConnectTimeout(10 * time.Second).
+		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", u.Host)
+			if err == nil {
+				local.Store(c.LocalAddr().String())
+			}
+			return c, err
+		})
+	cl := paho.NewClient(opts)
+	tok := cl.Connect()
+	if !tok.WaitTimeout(time.Until(deadline(ctx, 10*time.Second))) {
+		return fmt.Errorf("kick: the duplicate login got no CONNACK in time")
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("kick: duplicate login: %v", r.mask.Mask(err.Error()))
+	}
+	r.mu.Lock()
+	mark := r.mark
+	r.mu.Unlock()
+	// The intruder's login, told apart by its source address.
+	in, err := r.br.Events().WaitAfter(ctx, mark, func(e broker.Event) bool {
+		return e.Kind == broker.Connected && e.DeviceID == DeviceID && e.Reason == "from "+fmt.Sprint(local.Load())
+	})
+	if err != nil {
+		cl.Disconnect(0)
+		return fmt.Errorf("kick: the broker did not report the duplicate login: %w", err)
+	}
+	r.mu.Lock()
+	r.intruder[in.Seq] = true
+	r.mu.Unlock()
+	cl.Disconnect(0)
+	// Its end: offline (disconnected), or already replaced by the board's
+	// next login (kicked); either belongs to the intruder.
+	end, err := r.br.Events().WaitAfter(ctx, broker.Mark(in.Seq), func(e broker.Event) bool {
+		return e.DeviceID == DeviceID && (e.Kind == broker.Disconnected || e.Kind == broker.Kicked)
+	})
+	if err != nil {
+		return fmt.Errorf("kick: the duplicate login did not end: %w", err)
+	}
+	r.mu.Lock()
+	r.intruder[end.Seq] = true
+	r.mu.Unlock()
+	return nil
+}
+
+func deadline(ctx context.Context, def time.Duration) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(def)
+}
+
+// Serial returns the board's serial lines from the last Begin on.
+func (r *Rig) Serial() scenario.Serial { return serialLines{r} }
+
+type serialLines struct{ r *Rig }
+
+var anyLine = regexp.MustCompile(``)
+
+// Next returns the line at the cursor (waiting for it) and moves on; an
+// ended ctx leaves the cursor where it was, so no line is lost.
+func (s serialLines) Next(ctx context.Context) (report.Line, error) {
+	r := s.r
+	r.mu.Lock()
+	from := r.cursor
+	r.mu.Unlock()
+	m, err := r.link.ExpectFrom(ctx, from, anyLine, 24*time.Hour) // bounded by ctx
+	if err != nil {
+		if ctx.Err() != nil {
+			return report.Line{}, ctx.Err()
+		}
+		return report.Line{}, errors.New(r.mask.Mask(err.Error()))
+	}
+	if m.Line.Seq != from {
+		return report.Line{}, fmt.Errorf("serial: %d line(s) fell out of the link's buffer before they were read", m.Line.Seq-from)
+	}
+	r.mu.Lock()
+	r.cursor = m.Line.Seq + 1
+	r.mu.Unlock()
+	return report.Line{At: m.Line.Time, Text: m.Line.Text}, nil
+}
+
+// Pin is the virtual board's LED pin; nil (a true nil interface) for a
+// real board.
+func (r *Rig) Pin() scenario.Pin {
+	if r.sim == nil {
+		return nil
+	}
+	return ledPin{r}
+}
+
+type ledPin struct{ r *Rig }
+
+func (p ledPin) Level() (int, error) { return p.r.sim.Pin(LEDPin), nil }
+
+func (p ledPin) Await(ctx context.Context, level int) (int, error) {
+	if err := p.r.sim.WaitPin(ctx, LEDPin, level); err != nil {
+		return p.r.sim.Pin(LEDPin), err
+	}
+	return level, nil
+}

@@ -1,0 +1,91 @@
+// Package scenarios_test plays every scenario file of this folder on a
+// board behind the stand-in broker: the virtual board, or the real one on
+// $HIL_PORT (with $HIL_WIFI_SSID, $HIL_WIFI_PASSWORD, $HIL_BROKER_HOST).
+// With $HIL_REPORT_DIR set it writes junit.xml, report.json, report.html
+// and serial.log there.
+package scenarios_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/harness/report"
+	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/harness/scenario"
+)
+
+// EnvReportDir is where the reports go when set.
+const EnvReportDir = "HIL_REPORT_DIR"
+
+// TestScenarios runs one subtest per scenario file, all on one board and
+// one broker (each scenario re-flashes what changed and resets the board).
+func TestScenarios(t *testing.T) {
+	scs, err := scenario.LoadDir(".")
+	require.NoError(t, err)
+	require.NotEmpty(t, scs)
+
+	opts, err := rig.FromEnv()
+	require.NoError(t, err)
+	dir := os.Getenv(EnvReportDir)
+	var serialLog *os.File
+	if dir != "" {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		serialLog, err = os.Create(filepath.Join(dir, "serial.log"))
+		require.NoError(t, err)
+		defer serialLog.Close()
+		opts.SerialLog = serialLog
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	r, err := rig.New(ctx, opts)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, r.Close()) }()
+
+	runner := &scenario.Runner{Target: r}
+	run := report.Run{Target: r.Describe(), Started: time.Now()}
+	var mu sync.Mutex
+	for _, sc := range scs {
+		name := strings.TrimSuffix(filepath.Base(sc.File), filepath.Ext(sc.File))
+		t.Run(name, func(t *testing.T) {
+			res := runner.RunScenario(ctx, sc)
+			mu.Lock()
+			run.Scenarios = append(run.Scenarios, res)
+			mu.Unlock()
+			msg := r.Masker().Mask(res.Reason)
+			switch res.Status {
+			case report.Skip:
+				t.Skip(msg)
+			case report.Fail:
+				t.Errorf("%s: %s", sc.Name, msg)
+			default:
+				t.Logf("%s", r.Masker().Mask(report.ResultLine(res)))
+			}
+		})
+	}
+	run.Duration = time.Since(run.Started)
+	if dir != "" {
+		writeReports(t, dir, run, r.Masker())
+	}
+}
+
+func writeReports(t *testing.T, dir string, run report.Run, m *report.Masker) {
+	for name, write := range map[string]func(*os.File) error{
+		"junit.xml":   func(f *os.File) error { return report.WriteJUnit(f, run, m) },
+		"report.json": func(f *os.File) error { return report.WriteJSON(f, run, m) },
+		"report.html": func(f *os.File) error { return report.WriteHTML(f, run, m) },
+	} {
+		f, err := os.Create(filepath.Join(dir, name))
+		require.NoError(t, err)
+		assert.NoError(t, write(f), name)
+		assert.NoError(t, f.Close(), name)
+	}
+	t.Logf("reports in %s", dir)
+}
