@@ -6,32 +6,44 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
 // Defaults applied by Config.JSON to zero fields.
 const (
-	DefaultPort      = 6002 // OneNET's legacy MQTT port
-	DefaultLEDPin    = 4    // the tutorial's G4
-	DefaultKeepalive = 60   // seconds
+	DefaultPort       = 6002 // OneNET's legacy MQTT port
+	DefaultStudioPort = 1883 // OneNET Studio's MQTT port (mqtts.heclouds.com, no TLS)
+	DefaultLEDPin     = 4    // the tutorial's G4
+	DefaultKeepalive  = 60   // seconds
 )
 
-// Config is the board's config.json (the contract in architecture.md).
-// Its String, GoString, LogValue and MarshalJSON mask the Wi-Fi password and
-// the key; only JSON renders them, for the board's flash.
+// Platforms: which OneNET service the firmware logs in to (onenet.md §1, §3).
+const (
+	Legacy = "legacy" // multi-protocol MQTT: password = key; $creq/$crsp/$dp
+	Studio = "studio" // OneNET Studio: password = token; $sys/{pid}/{name}/...
+)
+
+// Config is the board's config.json (the contract in architecture.md, plus
+// "platform" and "token" for OneNET Studio). Its String, GoString, LogValue
+// and MarshalJSON mask the Wi-Fi password, the key and the token; only JSON
+// renders them, for the board's flash.
 type Config struct {
 	WiFiSSID     string
 	WiFiPassword string // secret
 	BrokerHost   string
-	BrokerPort   int    // 0: DefaultPort
-	DeviceID     string // MQTT client id (设备ID)
+	BrokerPort   int    // 0: DefaultPort (legacy) or DefaultStudioPort (studio)
+	DeviceID     string // MQTT client id (legacy 设备ID; studio: the device name)
 	ProductID    string // MQTT user name (产品ID)
-	Key          string // secret: the device's auth_info or the product's APIKey
+	Key          string // secret, legacy: the device's auth_info or the product's APIKey
 	Topic        string // custom topic to subscribe to; "" for none
 	LEDPin       int    // 0: DefaultLEDPin (GPIO0 is a boot strap pin, never the LED)
 	Keepalive    int    // seconds; 0: DefaultKeepalive
+	Platform     string // Legacy (or "") or Studio
+	Token        string // secret, studio: the MQTT password (see `hil token`)
 }
 
 // wire is config.json's shape; field order is the contract's.
@@ -46,19 +58,37 @@ type wire struct {
 	} `json:"broker"`
 	DeviceID  string `json:"device_id"`
 	ProductID string `json:"product_id"`
-	Key       string `json:"key"`
+	Key       string `json:"key,omitempty"` // always set on legacy
 	Topic     string `json:"topic"`
 	LEDPin    int    `json:"led_pin"`
 	Keepalive int    `json:"keepalive"`
+	// Studio's additions; absent from a legacy config.json.
+	Platform string `json:"platform,omitempty"`
+	Token    string `json:"token,omitempty"`
 }
 
-// OneNET's legacy topic names: letters, digits and '/'.
-var topicRE = regexp.MustCompile(`^[A-Za-z0-9/]+$`)
+// Topic names: legacy letters, digits and '/'; studio also '_' and '-'.
+var (
+	topicRE       = regexp.MustCompile(`^[A-Za-z0-9/]+$`)
+	studioTopicRE = regexp.MustCompile(`^[A-Za-z0-9/_-]+$`)
+)
+
+// Studio keepalive bounds (the platform refuses others).
+const (
+	studioMinKeepalive = 10
+	studioMaxKeepalive = 1800
+)
+
+// IsStudio reports whether c logs in to OneNET Studio.
+func (c Config) IsStudio() bool { return c.Platform == Studio }
 
 // WithDefaults returns c with its zero port, LED pin and keepalive filled in.
 func (c Config) WithDefaults() Config {
 	if c.BrokerPort == 0 {
 		c.BrokerPort = DefaultPort
+		if c.IsStudio() {
+			c.BrokerPort = DefaultStudioPort
+		}
 	}
 	if c.LEDPin == 0 {
 		c.LEDPin = DefaultLEDPin
@@ -82,10 +112,26 @@ func (c Config) Validate() error {
 	need(c.BrokerHost, "broker host")
 	need(c.DeviceID, "device_id")
 	need(c.ProductID, "product_id")
-	need(c.Key, "key")
+	switch c.Platform {
+	case "", Legacy:
+		need(c.Key, "key")
+		if c.Token != "" {
+			errs = append(errs, errors.New(`token is for platform "studio"; legacy logs in with key`))
+		}
+	case Studio:
+		need(c.Token, "token")
+		if c.Token != "" {
+			if err := checkToken(c.Token, c.ProductID, c.DeviceID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("platform %q: want %q or %q", c.Platform, Legacy, Studio))
+	}
 	for _, f := range []struct{ name, v string }{
 		{"wifi ssid", c.WiFiSSID}, {"wifi password", c.WiFiPassword}, {"broker host", c.BrokerHost},
 		{"device_id", c.DeviceID}, {"product_id", c.ProductID}, {"key", c.Key}, {"topic", c.Topic},
+		{"token", c.Token},
 	} {
 		if !utf8.ValidString(f.v) {
 			errs = append(errs, fmt.Errorf("%s is not valid UTF-8", f.name))
@@ -94,13 +140,19 @@ func (c Config) Validate() error {
 	if c.BrokerPort < 1 || c.BrokerPort > 65535 {
 		errs = append(errs, fmt.Errorf("broker port %d is not in 1..65535", c.BrokerPort))
 	}
-	if c.Topic != "" && !topicRE.MatchString(c.Topic) {
+	switch {
+	case c.Topic == "":
+	case c.IsStudio() && !studioTopicRE.MatchString(c.Topic):
+		errs = append(errs, fmt.Errorf("topic %q: OneNET Studio topics are letters, digits, '/', '_' and '-' only", c.Topic))
+	case !c.IsStudio() && !topicRE.MatchString(c.Topic):
 		errs = append(errs, fmt.Errorf("topic %q: OneNET topics are letters, digits and '/' only", c.Topic))
 	}
 	if c.LEDPin < 1 || c.LEDPin > 16 {
 		errs = append(errs, fmt.Errorf("led_pin %d is not an ESP8266 GPIO (1..16)", c.LEDPin))
 	}
-	if c.Keepalive < 1 || c.Keepalive > 65535 {
+	if c.IsStudio() && (c.Keepalive < studioMinKeepalive || c.Keepalive > studioMaxKeepalive) {
+		errs = append(errs, fmt.Errorf("keepalive %d is not in %d..%d s (OneNET Studio)", c.Keepalive, studioMinKeepalive, studioMaxKeepalive))
+	} else if c.Keepalive < 1 || c.Keepalive > 65535 {
 		errs = append(errs, fmt.Errorf("keepalive %d is not in 1..65535 s", c.Keepalive))
 	}
 	return errors.Join(errs...)
@@ -121,6 +173,7 @@ func (c Config) wire() wire {
 	w.Broker.Host, w.Broker.Port = c.BrokerHost, c.BrokerPort
 	w.DeviceID, w.ProductID, w.Key = c.DeviceID, c.ProductID, c.Key
 	w.Topic, w.LEDPin, w.Keepalive = c.Topic, c.LEDPin, c.Keepalive
+	w.Platform, w.Token = c.Platform, c.Token
 	return w
 }
 
@@ -151,6 +204,7 @@ func ParseConfig(data []byte) (Config, error) {
 		BrokerHost: w.Broker.Host, BrokerPort: w.Broker.Port,
 		DeviceID: w.DeviceID, ProductID: w.ProductID, Key: w.Key,
 		Topic: w.Topic, LEDPin: w.LEDPin, Keepalive: w.Keepalive,
+		Platform: w.Platform, Token: w.Token,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("firmware config: %w", err)
@@ -182,9 +236,13 @@ func mask(s string) string {
 // String shows the configuration with the password and key masked.
 func (c Config) String() string {
 	c = c.WithDefaults()
-	return fmt.Sprintf("device_id=%s product_id=%s key=%s broker=%s:%d topic=%s led_pin=%d keepalive=%d wifi=%q wifi_password=%s",
+	s := fmt.Sprintf("device_id=%s product_id=%s key=%s broker=%s:%d topic=%s led_pin=%d keepalive=%d wifi=%q wifi_password=%s",
 		c.DeviceID, c.ProductID, mask(c.Key), c.BrokerHost, c.BrokerPort, c.Topic, c.LEDPin, c.Keepalive,
 		c.WiFiSSID, mask(c.WiFiPassword))
+	if c.Platform != "" || c.Token != "" {
+		s += fmt.Sprintf(" platform=%s token=%s", c.Platform, mask(c.Token))
+	}
+	return s
 }
 
 // GoString keeps %#v from printing the secrets.
@@ -197,6 +255,32 @@ func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 // report or log that embeds a Config cannot leak them. Use JSON for the board.
 func (c Config) MarshalJSON() ([]byte, error) {
 	w := c.wire()
-	w.WiFi.Password, w.Key = mask(w.WiFi.Password), mask(w.Key)
+	w.WiFi.Password, w.Key, w.Token = mask(w.WiFi.Password), mask(w.Key), mask(w.Token)
 	return encode(w)
+}
+
+// checkToken catches a token that cannot be this device's (a key pasted in
+// its place, another device's token) before it reaches the board. It checks
+// the shape only: the signature and expiry are the platform's to judge, and
+// tests flash bad ones on purpose. Errors never quote the token.
+func checkToken(tok, pid, name string) error {
+	if strings.ContainsAny(tok, " \t\r\n\"\\") {
+		return errors.New("token: has spaces or quotes; paste the output of `hil token` as is")
+	}
+	q, err := url.ParseQuery(tok)
+	if err != nil {
+		return errors.New("token: not a url query (want version=...&res=...&et=...&method=...&sign=..., from `hil token`)")
+	}
+	for _, f := range []string{"version", "res", "et", "method", "sign"} {
+		if len(q[f]) != 1 || q[f][0] == "" {
+			return fmt.Errorf("token: want exactly one %s= (from `hil token`)", f)
+		}
+	}
+	if _, err := strconv.ParseInt(q["et"][0], 10, 64); err != nil {
+		return errors.New("token: et is not unix seconds")
+	}
+	if res := q["res"][0]; res != "products/"+pid && res != "products/"+pid+"/devices/"+name {
+		return fmt.Errorf("token: res %q is not products/%s or products/%s/devices/%s", res, pid, pid, name)
+	}
+	return nil
 }

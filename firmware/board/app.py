@@ -1,6 +1,7 @@
-# The LED controller: OneNET login, on/off/toggle from $creq pushes and the
-# custom topic, one "HIL ..." line per event on the serial port (the grammar
-# is in firmware/README.md). Secrets are never printed.
+# The LED controller: OneNET login, on/off/toggle from commands ($creq
+# pushes, or Studio's $sys/{pid}/{name}/cmd/request/+) and the custom topic,
+# one "HIL ..." line per event on the serial port (the grammar is in
+# firmware/README.md). Secrets are never printed.
 import gc
 import json
 import time
@@ -14,6 +15,7 @@ WIFI_S = 20  # seconds to wait for Wi-Fi
 CAP = 30  # backoff cap, seconds
 DP = (b'\x03\x00\x09{"led":0}', b'\x03\x00\x09{"led":1}')  # $dp type 3
 RSP = (b'{"led":0}', b'{"led":1}')
+SDP = '{"id":%d,"dp":{"led":[{"v":%d}]}}'  # Studio dp/post/json
 CMDS = {b"on": 1, b"off": 0, b"toggle": 2}
 WHY = {-1: "closed", -2: "dns", -3: "dns", 103: "aborted", 104: "reset",
        110: "timeout", 111: "connrefused", 113: "unreachable"}
@@ -23,6 +25,9 @@ led = None
 state = 0
 client = None
 sta = None
+st = False  # platform "studio"
+req, rsp, dpt = b"$creq/", b"$crsp/", b"$dp"  # command, reply, data topics
+n = 0  # Studio dp id
 up = False  # the last session reached "mqtt up"
 wup = False  # the last Wi-Fi echo was "wifi up"
 sleep = time.sleep  # the tests replace it
@@ -108,7 +113,7 @@ def txt(b):
 
 
 def on_msg(topic, msg):
-    global state
+    global state, n
     c = CMDS.get(msg)
     if c is None:
         echo("ignored payload=%r via=%s" % (msg[:128], txt(topic)))
@@ -118,9 +123,13 @@ def on_msg(topic, msg):
     echo("led state=%d cmd=%s via=%s" % (state, msg.decode(), txt(topic)))
     m = client
     if m:
-        if topic[:6] == b"$creq/":
-            m.publish(b"$crsp/" + memoryview(topic)[6:], RSP[state])
-        m.publish(b"$dp", DP[state])
+        if topic.startswith(req):
+            m.publish(rsp + memoryview(topic)[len(req):], RSP[state])
+        if st:
+            n += 1
+            m.publish(dpt, SDP % (n, state))
+        else:
+            m.publish(dpt, DP[state])
 
 
 def why(e):
@@ -142,12 +151,23 @@ def why(e):
 
 def serve():
     # One session: returns when the login is refused, raises when it ends.
-    global client, up
+    global client, up, st, req, rsp, dpt
+    st = cfg.get("platform") == "studio"
     b = cfg["broker"]
     host = b["host"]
-    port = b.get("port", 6002)
+    port = b.get("port", 1883 if st else 6002)
+    subs = [cfg["topic"]] if cfg.get("topic") else []
+    if st:  # the platform's replies are subscribed to only when rejected
+        p = "$sys/%s/%s/" % (cfg["product_id"], cfg["device_id"])
+        req = (p + "cmd/request/").encode()
+        rsp = (p + "cmd/response/").encode()
+        dpt = (p + "dp/post/json").encode()
+        subs = [p + "cmd/request/+", p + "cmd/response/+/rejected",
+                p + "dp/post/json/rejected"] + subs
+    else:
+        req, rsp, dpt = b"$creq/", b"$crsp/", b"$dp"
     c = MQTTClient(cfg["device_id"], host, port, cfg["product_id"],
-                   cfg["key"], cfg.get("keepalive", 60))
+                   cfg["token"] if st else cfg["key"], cfg.get("keepalive", 60))
     c.set_callback(on_msg)
     try:
         c.connect()
@@ -158,9 +178,9 @@ def serve():
         raise
     client = c
     try:
-        if cfg.get("topic"):
+        for t in subs:
             try:
-                c.subscribe(cfg["topic"])
+                c.subscribe(t)
             except MQTTException as e:
                 if e.args[0] == 0x80:
                     raise Down("suback")

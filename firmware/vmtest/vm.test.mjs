@@ -514,6 +514,146 @@ select.idle = idle`);
   assert.deepEqual(v.hil(), ["HIL mqtt up broker=127.0.0.1:6002", "HIL mqtt down reason=keepalive"]);
 });
 
+// --- OneNET Studio (platform "studio") ---
+// A token as `hil token` prints it (the Python vector in cmd/hil/token_test.go).
+const TOKEN = "version=2018-10-31&res=products%2F386427%2Fdevices%2Fled-board_01&et=1924992000"
+  + "&method=sha256&sign=%2FNonpnljXm4XL8sN71LJ42HHXxRyhXp0oEI93EhlV88%3D";
+const SCFG = {
+  wifi: { ssid: "lab", password: "s3cret-wifi" },
+  broker: { host: "127.0.0.1", port: 1883 },
+  device_id: "led-board_01", product_id: "386427",
+  topic: "TurnipRobot", led_pin: 4, keepalive: 120, platform: "studio", token: TOKEN,
+};
+const SYS = "$sys/386427/led-board_01/";
+const STUDIO_SUBS = [SYS + "cmd/request/+", SYS + "cmd/response/+/rejected", SYS + "dp/post/json/rejected", "TurnipRobot"];
+const studioUp = () => bytes(CONNACK(0), ...STUDIO_SUBS.map((_, i) => SUBACK(i + 1, 0)));
+const studioLogin = () => bytes(
+  packet(0x10, mstr("MQTT"), [4, 0xc2, ...u16(120)], mstr("led-board_01"), mstr("386427"), mstr(TOKEN)),
+  ...STUDIO_SUBS.map((t, i) => packet(0x82, u16(i + 1), mstr(t), [0])));
+const studioDP = (id, v) => pub(SYS + "dp/post/json", `{"id":${id},"dp":{"led":[{"v":${v}}]}}`);
+
+test("studio: CONNECT carries the token, then the $sys subscriptions; byte-exact; no secret printed", async () => {
+  const v = await booted(SCFG);
+  v.out.length = 0;
+  v.run(`
+socket.plan[:] = [${pyBytes(studioUp())}]
+def idle(ms):
+    raise KeyboardInterrupt
+select.idle = idle`);
+  expectPy(() => v.run("exec(open('main.py').read())"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), ["HIL mqtt up broker=127.0.0.1:1883"]);
+  const r = v.get("s = socket.conns[-1]", "[list(s.addr), _x(s.tx)]");
+  assert.deepEqual(r[0], ["127.0.0.1", 1883]);
+  assert.equal(r[1], studioLogin().toString("hex"));
+  // The CONNECT's head spelled out by hand: 181 bytes follow (a 2-byte
+  // length), clean session with user and password, keepalive 120, client id
+  // "led-board_01", user "386427", then the 147-byte token.
+  assert.equal(TOKEN.length, 147);
+  assert.equal(r[1].slice(0, 78), "10b501" + "00044d515454" + "04" + "c2" + "0078"
+    + "000c" + "6c65642d626f6172645f3031" + "0006333836343237" + "0093" + "7665"); // "ve" of version=
+  assert.ok(!v.out.join("\n").includes("sign="), "the token is never printed");
+  for (const s of SECRETS) assert.ok(!v.out.join("\n").includes(s));
+
+  // No port in config.json: Studio's 1883, not the legacy 6002.
+  const w = await booted({ ...SCFG, broker: { host: "10.1.2.3" } });
+  w.run(`
+socket.plan[:] = [${pyBytes(studioUp())}]
+def idle(ms):
+    raise KeyboardInterrupt
+select.idle = idle`);
+  expectPy(() => w.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(w.get("", "list(socket.conns[-1].addr)"), ["10.1.2.3", 1883]);
+});
+
+test("studio: cmd/request -> cmd/response with the new state, dp/post/json with rising ids; rejections echoed", async () => {
+  const v = await booted(SCFG);
+  v.out.length = 0;
+  const req = (id) => SYS + "cmd/request/" + id;
+  const rejected = pub(SYS + "dp/post/json/rejected", '{"id":2,"err_code":98,"err_msg":"Illegal Data"}');
+  v.run(`
+socket.plan[:] = [${pyBytes(bytes(studioUp(), pub(req("a1b2"), "on"), pub(req("c3d4"), "toggle"),
+    pub("TurnipRobot", "toggle"), pub(req("e5f6"), "blink"), rejected))}]
+def idle(ms):
+    raise KeyboardInterrupt
+select.idle = idle
+machine.history.clear()`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), [
+    "HIL mqtt up broker=127.0.0.1:1883",
+    `HIL led state=1 cmd=on via=${req("a1b2")}`,
+    `HIL led state=0 cmd=toggle via=${req("c3d4")}`,
+    "HIL led state=1 cmd=toggle via=TurnipRobot",
+    `HIL ignored payload=b'blink' via=${req("e5f6")}`,
+    `HIL ignored payload=b'{"id":2,"err_code":98,"err_msg":"Illegal Data"}' via=${SYS}dp/post/json/rejected`,
+  ]);
+  const tx = v.get("", "_x(socket.conns[-1].tx)");
+  assert.equal(tx, bytes(studioLogin(),
+    pub(SYS + "cmd/response/a1b2", '{"led":1}'), studioDP(1, 1),
+    pub(SYS + "cmd/response/c3d4", '{"led":0}'), studioDP(2, 0),
+    studioDP(3, 1), // the custom topic: no response
+  ).toString("hex"));
+  assert.ok(!tx.includes(Buffer.from("$crsp").toString("hex")) && !tx.includes(Buffer.from("$dp").toString("hex")),
+    "no legacy topic on Studio (an illegal topic would disconnect the board)");
+  assert.deepEqual(v.get("", "[list(h) for h in machine.history]"), [[4, 1], [4, 0], [4, 1]]);
+
+  // One Studio command's heap: response and data point built, all garbage.
+  v.run(`
+from mqtt import MQTTClient
+socket.plan.append(${pyBytes(CONNACK(0))})
+c = MQTTClient("led-board_01", "127.0.0.1", 1883, "386427", "t", 120)
+c.set_callback(app.on_msg)
+c.connect()
+s = socket.conns[-1]
+app.client = c
+s.tx = bytearray()`);
+  v.out.length = 0;
+  const heap = v.get(`
+import gc
+s.rx.extend(${pyBytes(pub(req("9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0"), "off"))})
+gc.collect()
+before = gc.mem_free()
+c.check_msg()
+after = gc.mem_free()`, "[before, after]");
+  figures.heap_used_by_studio_command = heap[0] - heap[1];
+  assert.ok(heap[0] - heap[1] < 4096, `one Studio command allocated ${heap[0] - heap[1]} bytes`);
+  assert.deepEqual(v.hil(), [`HIL led state=0 cmd=off via=${req("9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0")}`]);
+  assert.equal(v.get("", "_x(s.tx)"), bytes(
+    pub(SYS + "cmd/response/9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0", '{"led":0}'), studioDP(4, 0)).toString("hex"));
+});
+
+test("studio: a refused token is echoed with its CONNACK code and retried with backoff; legacy after studio uses $creq again", async () => {
+  const v = await booted(SCFG);
+  v.out.length = 0;
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    if len(slept) == 3:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(CONNACK(5))}, ${pyBytes(CONNACK(4))}, ${pyBytes(CONNACK(2))}]`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), ["HIL mqtt refused rc=5", "HIL mqtt refused rc=4", "HIL mqtt refused rc=2"]);
+  assert.deepEqual(v.get("", "slept"), [1, 2, 4]);
+  assert.ok(!v.out.join("\n").includes("sign="));
+
+  // The same VM re-reads a legacy config.json: the legacy topics are back.
+  v.out.length = 0;
+  const uuid = "$creq/11111111-2222-3333-4444-555555555555";
+  v.run(`
+import json
+app.cfg = ${JSON.stringify(JSON.stringify(CFG))}
+app.cfg = json.loads(app.cfg)
+socket.plan[:] = [${pyBytes(bytes(CONNACK(0), SUBACK(1, 0), pub(uuid, "on")))}]
+def idle(ms):
+    raise KeyboardInterrupt
+select.idle = idle`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.hil(), ["HIL mqtt up broker=127.0.0.1:6002", `HIL led state=1 cmd=on via=${uuid}`]);
+  assert.ok(v.get("", "_x(socket.conns[-1].tx)").endsWith(bytes(pub("$crsp/" + uuid.slice(6), '{"led":1}'),
+    pub("$dp", bytes([3, 0, 9], '{"led":1}'))).toString("hex")));
+});
+
 // --- the tutorial's own program on our client ---
 test("the tutorial's mqtt.py runs unchanged with our client uploaded as simple.py", async () => {
   const dir = rendered || tutorialDir;
