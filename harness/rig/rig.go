@@ -62,8 +62,11 @@ type Options struct {
 	// board accepts any; a real board needs the lab's.
 	WiFiSSID, WiFiPassword string
 	// BrokerListen is where the broker's MQTT listener binds. Default:
-	// 127.0.0.1:0 for the virtual board, BrokerHost:6002 for a real one.
+	// 127.0.0.1:0 for the virtual board, BrokerHost:BrokerPort for a real one.
 	BrokerListen string
+	// BrokerPort is a real board's broker port when BrokerListen is
+	// empty; 0 means OneNET's 6002.
+	BrokerPort int
 	// BrokerHost is the address the board dials (required for a real
 	// board; the virtual board uses the listener's own address).
 	BrokerHost string
@@ -87,19 +90,12 @@ func FromEnv() (Options, error) {
 		WiFiPassword: os.Getenv(EnvWiFiPassword),
 		BrokerHost:   os.Getenv(EnvBrokerHost),
 	}
-	if o.Port == "" {
-		return o, nil
-	}
-	port := 6002
 	if s := os.Getenv(EnvBrokerPort); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 65535 {
 			return o, fmt.Errorf("%s=%q: want a port number 1..65535", EnvBrokerPort, s)
 		}
-		port = n
-	}
-	if o.BrokerHost != "" {
-		o.BrokerListen = net.JoinHostPort(o.BrokerHost, strconv.Itoa(port))
+		o.BrokerPort = n
 	}
 	return o, nil
 }
@@ -147,7 +143,11 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 				EnvWiFiSSID, EnvWiFiPassword, EnvBrokerHost)
 		}
 		if opts.BrokerListen == "" {
-			opts.BrokerListen = net.JoinHostPort(opts.BrokerHost, "6002")
+			port := opts.BrokerPort
+			if port == 0 {
+				port = firmware.DefaultPort
+			}
+			opts.BrokerListen = net.JoinHostPort(opts.BrokerHost, strconv.Itoa(port))
 		}
 	} else {
 		if opts.WiFiSSID == "" {

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/harness/report"
+	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/harness/scenario"
+)
+
+func init() {
+	register(command{
+		name:    "run",
+		summary: "play the scenarios on a board (virtual by default) and report: the main job",
+		run:     runRun,
+	})
+}
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("run", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	port := fl.String("port", "", "a real board's serial port, or \"auto\" (default $"+rig.EnvPort+"; unset: the virtual board)")
+	dir := fl.String("scenarios", "scenarios", "folder of scenario files (*.yaml)")
+	profile := fl.String("profile", "", "echo profile of this run, hil or tutorial; scenarios of the other are skipped (default: each scenario's own)")
+	junit := fl.String("junit", "", "write a JUnit XML report to this file")
+	jsonOut := fl.String("json", "", "write a JSON summary (totals, per scenario pass/fail, steps, latency p50/p99) to this file")
+	html := fl.String("html", "", "write a self-contained HTML report (LED timeline, latency histogram, serial log) to this file")
+	lineRate := fl.Bool("line-rate", false, "virtual board: pace its serial line at 115200 baud like the real one")
+	only := fl.String("run", "", "play only the scenarios whose name or file name matches this regexp")
+	serialLog := fl.String("log", "", "append every serial line, timestamped and masked, to this file")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: hil run [--port P] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE]")
+		fmt.Fprintln(stderr, "\nA real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
+			" (this machine's address as the board sees it; the broker listens there on port 6002 or $"+rig.EnvBrokerPort+").")
+		fmt.Fprintln(stderr, "Exit status: 0 when no scenario failed, 1 when one did or the run could not start.")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fl.Arg(0))
+	}
+	if *profile != "" && *profile != "hil" && *profile != "tutorial" {
+		return fmt.Errorf("--profile %q: want hil or tutorial", *profile)
+	}
+	var filter *regexp.Regexp
+	if *only != "" {
+		var err error
+		if filter, err = regexp.Compile(*only); err != nil {
+			return fmt.Errorf("--run: %w", err)
+		}
+	}
+
+	scs, err := scenario.LoadDir(*dir)
+	if err != nil {
+		return err
+	}
+	if filter != nil {
+		var keep []*scenario.Scenario
+		for _, sc := range scs {
+			base := strings.TrimSuffix(filepath.Base(sc.File), filepath.Ext(sc.File))
+			if filter.MatchString(sc.Name) || filter.MatchString(base) {
+				keep = append(keep, sc)
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("--run %q matches none of the %d scenarios in %s", *only, len(scs), *dir)
+		}
+		scs = keep
+	}
+	if len(scs) == 0 {
+		return fmt.Errorf("%s: no scenario files (*.yaml)", *dir)
+	}
+
+	// Open every output first: a bad path fails now, not after the run.
+	outs := map[string]*os.File{}
+	defer func() {
+		for _, f := range outs {
+			f.Close()
+		}
+	}()
+	for _, p := range []string{*junit, *jsonOut, *html} {
+		if p == "" {
+			continue
+		}
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		outs[p] = f
+	}
+
+	opts, err := rig.FromEnv()
+	if err != nil {
+		return err
+	}
+	if *port != "" {
+		opts.Port = *port
+	}
+	if opts.Port == "auto" {
+		p, err := link.FindBoard()
+		if err != nil {
+			return err
+		}
+		opts.Port = p.Name
+		fmt.Fprintf(stdout, "run: using %s (%s %s:%s)\n", p.Name, p.Chip, p.VID, p.PID)
+	}
+	opts.LineRate = *lineRate
+	if *serialLog != "" {
+		f, err := os.OpenFile(*serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		opts.SerialLog = f
+	}
+
+	r, err := rig.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	m := r.Masker()
+	fmt.Fprintf(stdout, "run: %d scenario(s) from %s on %s\n", len(scs), *dir, m.Mask(r.Describe()))
+	con := &report.Console{W: stdout, Live: isTTY(stdout), Mask: m}
+	runner := &scenario.Runner{Target: r, Sink: con, Profile: *profile}
+	run := runner.Run(ctx, scs)
+	fmt.Fprintln(stdout)
+	if err := report.WriteSummary(stdout, run, m); err != nil {
+		return err
+	}
+
+	for p, write := range map[string]func(io.Writer, report.Run, *report.Masker) error{
+		*junit: report.WriteJUnit, *jsonOut: report.WriteJSON, *html: report.WriteHTML,
+	} {
+		if p == "" {
+			continue
+		}
+		if err := write(outs[p], run, m); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+		if err := outs[p].Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+		delete(outs, p)
+		fmt.Fprintf(stdout, "report: %s\n", p)
+	}
+	if !run.OK() || ctx.Err() != nil {
+		return exitError{1}
+	}
+	return nil
+}
+
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
