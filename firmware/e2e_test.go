@@ -52,18 +52,28 @@ func startE2E(t *testing.T) *e2e {
 	require.NoError(t, b.Start())
 	t.Cleanup(func() { b.Close() })
 
-	host, p, err := net.SplitHostPort(b.MQTTAddr())
-	require.NoError(t, err)
-	mport, err := strconv.Atoi(p)
-	require.NoError(t, err)
-
-	flash := t.TempDir()
-	for name, data := range firmware.Files() {
-		require.NoError(t, os.WriteFile(filepath.Join(flash, name), data, 0o644))
-	}
+	host, mport := splitAddr(t, b.MQTTAddr())
 	cfg := firmware.Config{
 		WiFiSSID: "lab", WiFiPassword: e2eWiFiPW, BrokerHost: host, BrokerPort: mport,
 		DeviceID: e2eDevice, ProductID: e2eProduct, Key: e2eAuth, Topic: e2eTopic, LEDPin: e2eLED, Keepalive: 30,
+	}
+	return bootBoard(t, b, cfg)
+}
+
+func splitAddr(t *testing.T, addr string) (string, int) {
+	host, p, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	port, err := strconv.Atoi(p)
+	require.NoError(t, err)
+	return host, port
+}
+
+// bootBoard flashes our firmware with cfg onto a fresh virtual board and
+// opens its serial port.
+func bootBoard(t *testing.T, b *broker.Broker, cfg firmware.Config) *e2e {
+	flash := t.TempDir()
+	for name, data := range firmware.Files() {
+		require.NoError(t, os.WriteFile(filepath.Join(flash, name), data, 0o644))
 	}
 	cj, err := cfg.JSON()
 	require.NoError(t, err)
@@ -82,7 +92,7 @@ func startE2E(t *testing.T) *e2e {
 			t.Logf("serial log:\n%s", tailN(port, 200))
 		}
 	})
-	return &e2e{t: t, b: b, board: board, port: port, host: host, mport: mport}
+	return &e2e{t: t, b: b, board: board, port: port, host: cfg.BrokerHost, mport: cfg.WithDefaults().BrokerPort}
 }
 
 // expect waits for the next serial line matching pattern.
