@@ -1,0 +1,240 @@
+package rig
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/harness/report"
+	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/sim"
+)
+
+// Generous: the Python board, the broker and -race share 2 loaded cores.
+const wait = 30 * time.Second
+
+const wifiSecret = "rigtest-wifi-secret-7f2e"
+
+// syncBuffer is a bytes.Buffer safe for the link's reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newRig(t *testing.T, opts Options) *Rig {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	r, err := New(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close()) })
+	return r
+}
+
+func begin(t *testing.T, r *Rig, s scenario.Setup) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, r.Begin(ctx, s), "last serial lines: %v", r.Link().Tail(20))
+}
+
+// next reads serial lines until one matches re and returns every line read.
+func next(t *testing.T, r *Rig, re string) []string {
+	t.Helper()
+	pat := regexp.MustCompile(re)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var seen []string
+	for {
+		l, err := r.Serial().Next(ctx)
+		require.NoError(t, err, "waiting for /%s/; read so far: %q", re, seen)
+		seen = append(seen, l.Text)
+		if pat.MatchString(l.Text) {
+			return seen
+		}
+	}
+}
+
+func awaitBroker(r *Rig, want scenario.BrokerEvent, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return r.AwaitBroker(ctx, want)
+}
+
+func TestVirtualBoardBeginSendAndSerial(t *testing.T) {
+	log := &syncBuffer{}
+	r := newRig(t, Options{WiFiPassword: wifiSecret, SerialLog: log})
+	assert.True(t, r.Virtual())
+	assert.Contains(t, r.Describe(), "virtual board")
+	for _, f := range scenario.Faults {
+		assert.True(t, r.Supports(f), f)
+	}
+
+	begin(t, r, scenario.Setup{Scenario: "a", Profile: "hil"})
+	lines := next(t, r, `^HIL mqtt up broker=127\.0\.0\.1:\d+$`)
+	assert.Contains(t, lines, "HIL boot fw=1.0.0 id="+DeviceID)
+	for _, l := range lines {
+		assert.NotContains(t, l, `"config.json"`, "the upload's exchange came before the reset")
+	}
+	require.NoError(t, awaitBroker(r, scenario.BrokerEvent{Kind: "connected", RC: -1}, wait))
+
+	// Each channel reaches the board; the pin follows.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, r.Send(ctx, scenario.Creq, []byte("on"), scenario.SendOptions{}))
+	next(t, r, `^HIL led state=1 cmd=on via=\$creq/`)
+	got, err := r.Pin().Await(ctx, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 1, got)
+	require.NoError(t, r.Send(ctx, scenario.Topic, []byte("toggle"), scenario.SendOptions{}))
+	next(t, r, `^HIL led state=0 cmd=toggle via=`+Topic+`$`)
+	require.NoError(t, r.Send(ctx, scenario.HTTP, []byte("blink"), scenario.SendOptions{}))
+	next(t, r, `^HIL ignored payload=b'blink' via=\$creq/`)
+	lvl, err := r.Pin().Level()
+	require.NoError(t, err)
+	assert.Equal(t, 0, lvl)
+	err = r.Send(ctx, scenario.Topic, []byte("on"), scenario.SendOptions{QoS: 1})
+	assert.ErrorContains(t, err, "qos 1 needs channel creq or http")
+
+	// A Next whose ctx ends loses nothing: the line comes out of the next one.
+	ended, stop := context.WithCancel(context.Background())
+	stop()
+	_, err = r.Serial().Next(ended)
+	assert.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, r.Send(ctx, scenario.Creq, []byte("on"), scenario.SendOptions{}))
+	l, err := r.Serial().Next(ctx)
+	require.NoError(t, err)
+	assert.Regexp(t, `^HIL led state=1 cmd=on`, l.Text)
+
+	// A second Begin: the old lines (this "on") never come out again.
+	require.NoError(t, r.Send(ctx, scenario.Creq, []byte("off"), scenario.SendOptions{}))
+	begin(t, r, scenario.Setup{Scenario: "b", Profile: "hil"})
+	lines = next(t, r, `^HIL mqtt up`)
+	for _, l := range lines {
+		assert.NotContains(t, l, "HIL led", "a line from before the reset came out of Next")
+	}
+	lvl, _ = r.Pin().Level()
+	assert.Equal(t, 0, lvl, "the LED is off after the reset")
+
+	assert.Contains(t, log.String(), "HIL mqtt up")
+	for _, s := range []string{wifiSecret, r.authInfo, r.masterKey} {
+		assert.NotContains(t, log.String(), s)
+	}
+}
+
+func TestKickIsADuplicateLoginKeptOutOfAwaitBroker(t *testing.T) {
+	r := newRig(t, Options{})
+	begin(t, r, scenario.Setup{Profile: "hil"})
+	next(t, r, `^HIL mqtt up`)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+
+	mark := r.Broker().Events().Mark()
+	require.NoError(t, r.Fault(ctx, scenario.Kick))
+	next(t, r, `^HIL mqtt down reason=`)
+	require.NoError(t, awaitBroker(r, scenario.BrokerEvent{Kind: "kicked", RC: -1}, wait))
+	// The intruder's own disconnect is not the board's.
+	assert.Error(t, awaitBroker(r, scenario.BrokerEvent{Kind: "disconnected", RC: -1}, 300*time.Millisecond))
+	require.NoError(t, awaitBroker(r, scenario.BrokerEvent{Kind: "connected", RC: -1}, wait))
+	var logins []broker.Event
+	for _, e := range r.Broker().Events().Last(100) {
+		if e.Seq > uint64(mark) && e.Kind == broker.Connected && e.DeviceID == DeviceID {
+			logins = append(logins, e)
+		}
+	}
+	require.Len(t, logins, 2, "the duplicate login, then the board's own: %v", logins)
+	next(t, r, `^HIL mqtt up`)
+	assert.True(t, r.Broker().Online(DeviceID))
+}
+
+func TestWifiDownReturnsOnceTheBrokerSawTheDeviceGo(t *testing.T) {
+	r := newRig(t, Options{})
+	begin(t, r, scenario.Setup{Profile: "hil"})
+	next(t, r, `^HIL mqtt up`)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, r.Fault(ctx, scenario.WifiDown))
+	assert.False(t, r.Broker().Online(DeviceID))
+	require.NoError(t, r.Send(ctx, scenario.HTTP, []byte("on"), scenario.SendOptions{QoS: 1}), "kept for the next login")
+	assert.Error(t, r.Send(ctx, scenario.Creq, []byte("on"), scenario.SendOptions{}), "qos 0 to an offline device")
+	require.NoError(t, r.Fault(ctx, scenario.WifiUp))
+	next(t, r, `^HIL led state=1 cmd=on via=\$creq/`)
+
+	require.NoError(t, r.Fault(ctx, scenario.DropConnection))
+	require.NoError(t, awaitBroker(r, scenario.BrokerEvent{Kind: "disconnected", RC: -1}, wait))
+	next(t, r, `^HIL mqtt down`)
+	next(t, r, `^HIL mqtt up`)
+}
+
+func TestWrongCredentialsAreRefusedWithCode4(t *testing.T) {
+	r := newRig(t, Options{})
+	begin(t, r, scenario.Setup{Profile: "hil", WrongCredentials: true})
+	next(t, r, `^HIL mqtt refused rc=4$`)
+	require.NoError(t, awaitBroker(r, scenario.BrokerEvent{Kind: "refused", RC: 4}, wait))
+	assert.Error(t, awaitBroker(r, scenario.BrokerEvent{Kind: "refused", RC: 5}, 200*time.Millisecond))
+}
+
+// The real-board path (no pin, no Wi-Fi control, broker on a given host)
+// driven through a virtual board's pty, which has no modem lines either.
+func TestRealBoardPathOnAPty(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	b, err := sim.Start(ctx, sim.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	_, err = New(ctx, Options{Port: b.Port()})
+	require.ErrorContains(t, err, "a real board needs HIL_WIFI_SSID, HIL_WIFI_PASSWORD and HIL_BROKER_HOST")
+
+	r := newRig(t, Options{Port: b.Port(), WiFiSSID: "lab", WiFiPassword: wifiSecret,
+		BrokerHost: "127.0.0.1", BrokerListen: "127.0.0.1:0"})
+	assert.False(t, r.Virtual())
+	assert.Equal(t, "board on "+b.Port(), r.Describe())
+	assert.True(t, r.Pin() == nil, "a real nil Pin")
+	assert.False(t, r.Supports(scenario.WifiDown))
+	assert.False(t, r.Supports(scenario.PowerCycle), "a pty cannot reset the chip")
+	assert.True(t, r.Supports(scenario.Kick))
+	assert.NotEmpty(t, r.SkipReason(&scenario.Scenario{Profile: "tutorial"}))
+
+	sc, err := scenario.Parse("wifi.yaml", []byte("name: w\nrequires: [virtual]\nsteps:\n  - fault: wifi_down\n  - fault: wifi_up\n"))
+	require.NoError(t, err)
+	ok, err := scenario.Parse("ok.yaml", []byte("name: ok\nsteps:\n  - send: on\n  - expect: {led: 1}\n  - fault: kick\n  - send: toggle\n"))
+	require.NoError(t, err)
+	run := (&scenario.Runner{Target: r}).Run(ctx, []*scenario.Scenario{sc, ok})
+	require.Len(t, run.Scenarios, 2)
+	assert.Equal(t, report.Skip, run.Scenarios[0].Status)
+	assert.Contains(t, run.Scenarios[0].Reason, "needs a virtual board")
+	assert.Equal(t, report.Pass, run.Scenarios[1].Status, run.Scenarios[1].Reason)
+	assert.Equal(t, report.Unknown, run.Scenarios[1].Steps[0].Pin, "no pin was read")
+	assert.Equal(t, 1, run.Scenarios[1].Steps[0].Echo)
+}
+
+func TestMaskingWriterMasksWholeLines(t *testing.T) {
+	var out bytes.Buffer
+	w := &maskingWriter{w: &out, m: report.NewMasker("s3cret")}
+	_, _ = w.Write([]byte("a s3c"))
+	assert.Empty(t, out.String(), "nothing before the line ends")
+	_, _ = w.Write([]byte("ret b\nc s3cret"))
+	w.Flush()
+	assert.Equal(t, "a **** b\nc ****", out.String())
+	assert.False(t, strings.Contains(out.String(), "s3cret"))
+}
