@@ -629,6 +629,10 @@ func (x *expander) leaf(n *yaml.Node, st Step, burst bool) bool {
 		if st.Channel == "" {
 			st.Channel = sc.Channel
 		}
+		if st.QoS == 1 && st.Channel == Topic {
+			x.errf(n, "send: qos 1 needs channel creq or http (a command the broker keeps); a custom-topic publish is never kept for an offline device")
+			return false
+		}
 		if burst {
 			st.NoWait = true
 		}

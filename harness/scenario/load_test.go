@@ -44,6 +44,7 @@ steps:
   - expect: {broker: connected}
   - fault: wifi_down
   - send: toggle
+    channel: http
     qos: 1
     nowait: true
   - fault: wifi_up
@@ -74,7 +75,7 @@ steps:
 		"send on via topic", "expect led 1", "send blink via http", "expect ignored", "expect echo /HIL ignored/",
 		"wait 10ms", "send toggle via topic", "expect event led", "send toggle via topic", "expect event led",
 		"fault power_cycle", "expect led 0", "expect event mqtt down reason=kicked", "expect broker connected",
-		"fault wifi_down", "send toggle via topic (qos 1, nowait)", "fault wifi_up",
+		"fault wifi_down", "send toggle via http (qos 1, nowait)", "fault wifi_up",
 		"send toggle via creq (nowait)", "send toggle via creq (nowait)", "send toggle via creq (nowait)",
 		"sync (echo of every send in flight)", "expect led 0",
 	}, desc)
@@ -156,6 +157,7 @@ func TestParseErrors(t *testing.T) {
 		{"no action", "name: x\nsteps:\n  - timeout: 1s\n", "(found: )"},
 		{"unknown step key", "name: x\nsteps:\n  - send: on\n    qos: 1\n    retain: true\n", `bad.yaml:5:5: send step: unknown key "retain" (allowed: send, channel, qos, nowait, timeout)`},
 		{"bad qos", "name: x\nsteps:\n  - send: on\n    qos: 2\n", `qos: "2" is not a whole number from 0 to 1`},
+		{"qos on topic", "name: x\nchannel: topic\nsteps:\n  - send: on\n    qos: 1\n", "bad.yaml:4:5: send: qos 1 needs channel creq or http"},
 		{"null payload", "name: x\nsteps:\n  - send:\n", "bad.yaml:3:10: send must be a value"},
 		{"step scalar", "name: x\nsteps:\n  - on\n", "bad.yaml:3:5: a step must be a mapping"},
 		{"led contradicts model", "name: x\nsteps:\n  - send: on\n  - send: toggle\n  - expect: {led: 1}\n",
