@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,3 +279,48 @@ func TestWriteStallIsBounded(t *testing.T) {
 }
 
 var _ = serial.NoParity
+
+// After the ring wrapped, ExpectFrom still finds lines by sequence number,
+// skips those that fell out, and the Log writer got every line.
+func TestExpectFromAfterTheRingWrappedAndLogWriter(t *testing.T) {
+	m, path := newPeer(t)
+	var log strings.Builder
+	lw := &lockedWriter{w: &log}
+	l := openLink(t, path, Options{MaxLines: 4, Log: lw})
+	for i := 0; i < 10; i++ {
+		_, err := m.Write([]byte("line " + string(rune('0'+i)) + "\r\n"))
+		require.NoError(t, err)
+	}
+	_, err := l.Expect(`^line 9$`, 5*time.Second)
+	require.NoError(t, err)
+	ctx := context.Background()
+	first, err := l.ExpectFrom(ctx, 0, regexp.MustCompile(``), time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), first.Line.Seq, "lines 0..5 fell out of a ring of 4")
+	assert.Equal(t, "line 6", first.Line.Text)
+	eight, err := l.ExpectFrom(ctx, 7, regexp.MustCompile(`^line [89]$`), time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "line 8", eight.Line.Text)
+	_, err = l.ExpectFrom(ctx, 10, regexp.MustCompile(``), 50*time.Millisecond)
+	assert.ErrorContains(t, err, "timed out")
+	require.NoError(t, l.Close())
+	assert.Equal(t, 10, strings.Count(lw.String(), "\n"))
+	assert.Regexp(t, `(?m)^\d{4}-\d\d-\d\dT\S+Z line 9$`, lw.String())
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
+}
