@@ -31,10 +31,14 @@ func TestLoginWithAuthInfoAndMasterKey(t *testing.T) {
 
 // rawConnect builds a CONNECT packet byte by byte so every flag can be set.
 func rawConnect(name string, level, flags byte, id, user, pass string) []byte {
+	return rawConnectKA(name, level, flags, id, user, pass, 60)
+}
+
+func rawConnectKA(name string, level, flags byte, id, user, pass string, keepalive uint16) []byte {
 	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
 	var v []byte
 	v = append(v, str(name)...)
-	v = append(v, level, flags, 0, 60)
+	v = append(v, level, flags, byte(keepalive>>8), byte(keepalive))
 	if level == 5 {
 		v = append(v, 0) // no properties
 	}
@@ -52,7 +56,19 @@ func rawConnect(name string, level, flags byte, id, user, pass string) []byte {
 	if flags&0x40 != 0 {
 		v = append(v, str(pass)...)
 	}
-	return append([]byte{0x10, byte(len(v))}, v...)
+	pkt := []byte{0x10}
+	for n := len(v); ; { // remaining length, variable-length encoded
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		pkt = append(pkt, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(pkt, v...)
 }
 
 // rawReply sends pkt and returns everything the broker writes before it
