@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/onenet-hil/hil/harness/link"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/harness/scenario"
@@ -107,14 +106,6 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *port != "" {
 		opts.Port = *port
-	}
-	if opts.Port == "auto" {
-		p, err := link.FindBoard()
-		if err != nil {
-			return err
-		}
-		opts.Port = p.Name
-		fmt.Fprintf(stdout, "run: using %s (%s %s:%s)\n", p.Name, p.Chip, p.VID, p.PID)
 	}
 	opts.LineRate = *lineRate
 	if *serialLog != "" {

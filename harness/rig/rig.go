@@ -54,7 +54,8 @@ const OneNETAddr = "183.230.40.39:6002"
 
 // Options choose the board and how the broker is reached.
 type Options struct {
-	// Port is a real board's serial port; "" runs the virtual board.
+	// Port is a real board's serial port ("auto": the one ESP8266-looking
+	// USB serial port); "" runs the virtual board.
 	Port string
 	// LineRate paces the virtual board's serial line at 115200 baud.
 	LineRate bool
@@ -136,6 +137,13 @@ func secret(prefix string) string {
 func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	r := &Rig{opts: opts, intruder: map[uint64]bool{},
 		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-")}
+	if opts.Port == "auto" {
+		p, err := link.FindBoard()
+		if err != nil {
+			return nil, fmt.Errorf("rig: %s=auto: %w", EnvPort, err)
+		}
+		opts.Port = p.Name
+	}
 	real := opts.Port != ""
 	if real {
 		if opts.WiFiSSID == "" || opts.WiFiPassword == "" || opts.BrokerHost == "" {
