@@ -43,7 +43,13 @@ func TestScenarios(t *testing.T) {
 		defer serialLog.Close()
 		opts.SerialLog = serialLog
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	// Stop a little before `go test -timeout` would, so the reports are
+	// still written.
+	dl, ok := t.Deadline()
+	if !ok {
+		dl = time.Now().Add(24 * time.Hour)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), dl.Add(-30*time.Second))
 	defer cancel()
 	r, err := rig.New(ctx, opts)
 	require.NoError(t, err)
