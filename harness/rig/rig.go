@@ -116,6 +116,7 @@ type Rig struct {
 	resets bool // the port has modem lines (a real power cycle)
 
 	authInfo, masterKey, wrongKey string
+	tweak                         func(*firmware.Config) // tests: a deliberately wrong config
 
 	mu       sync.Mutex
 	cursor   int64       // serial: the next line Next returns
@@ -303,9 +304,13 @@ func (r *Rig) config(wrong bool) firmware.Config {
 	if wrong {
 		key = r.wrongKey
 	}
-	return firmware.Config{WiFiSSID: r.opts.WiFiSSID, WiFiPassword: r.opts.WiFiPassword,
+	c := firmware.Config{WiFiSSID: r.opts.WiFiSSID, WiFiPassword: r.opts.WiFiPassword,
 		BrokerHost: r.host, BrokerPort: r.port, DeviceID: DeviceID, ProductID: ProductID,
 		Key: key, Topic: Topic, LEDPin: LEDPin, Keepalive: 60}
+	if r.tweak != nil {
+		r.tweak(&c)
+	}
+	return c
 }
 
 // Ready lines by profile: logged in, refused.

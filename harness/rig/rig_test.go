@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
 	"github.com/onenet-hil/hil/sim"
@@ -237,4 +238,20 @@ func TestMaskingWriterMasksWholeLines(t *testing.T) {
 	w.Flush()
 	assert.Equal(t, "a **** b\nc ****", out.String())
 	assert.False(t, strings.Contains(out.String(), "s3cret"))
+}
+
+// The runner reads the virtual board's pin, not just the echo: firmware
+// driving another GPIO than the LED's fails, naming both.
+func TestRunnerCatchesAPinThatDisagreesWithTheEcho(t *testing.T) {
+	r := newRig(t, Options{})
+	r.tweak = func(c *firmware.Config) { c.LEDPin = 5 }
+	sc, err := scenario.Parse("pin.yaml", []byte("name: pin\nsteps:\n  - send: on\n  - expect: {led: 1}\n"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	res := (&scenario.Runner{Target: r}).RunScenario(ctx, sc)
+	assert.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, "echo and pin disagree after send on via creq: echo says LED=1, GPIO pin reads 0")
+	assert.Equal(t, 1, res.Steps[0].Echo)
+	assert.Equal(t, 0, res.Steps[0].Pin)
 }
