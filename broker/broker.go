@@ -22,8 +22,9 @@ import (
 
 // Default addresses of `hil broker`: OneNET's MQTT port, loopback only.
 const (
-	DefaultMQTTAddr = "127.0.0.1:6002"
-	DefaultHTTPAddr = "127.0.0.1:8080"
+	DefaultMQTTAddr   = "127.0.0.1:6002"
+	DefaultHTTPAddr   = "127.0.0.1:8080"
+	DefaultStudioAddr = "127.0.0.1:1883" // mqtts.heclouds.com's plain port
 )
 
 // Options configure a Broker. Empty addresses take the defaults; tests pass

@@ -12,6 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// testHTTP bounds every request: a hung handler fails the test.
+var testHTTP = &http.Client{Timeout: waitBound}
+
 type apiReply struct {
 	Errno int             `json:"errno"`
 	Error string          `json:"error"`
@@ -25,7 +28,7 @@ func call(t *testing.T, b *Broker, method, path, key, body string) (apiReply, []
 	if key != "" {
 		req.Header.Set("api-key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testHTTP.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)

@@ -219,7 +219,7 @@ func TestStudioSyncCommandAPI(t *testing.T) {
 		if tok != "" {
 			req.Header.Set("authorization", tok)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testHTTP.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		var out map[string]any

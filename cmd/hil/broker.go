@@ -26,9 +26,10 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	regPath := fs.String("registry", "", "registry YAML file of products and devices (default: the demo registry)")
 	mqttAddr := fs.String("mqtt", broker.DefaultMQTTAddr, "MQTT listen address (OneNET's port 6002; use 0.0.0.0:6002 or a LAN address for a real board)")
-	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET legacy HTTP API listen address")
+	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET HTTP API listen address (legacy API and the studio sync command API)")
+	studioAddr := fs.String("studio", broker.DefaultStudioAddr, "listen address of the current OneNET platform's MQTT (token login, $sys topics); empty = off")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR]")
+		fmt.Fprintln(stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR] [--studio ADDR]")
 		fmt.Fprintln(stderr, "\nRuns the OneNET stand-in until Ctrl-C; logs every event.")
 		fs.PrintDefaults()
 	}
@@ -50,14 +51,14 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, Logger: log})
+	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, StudioAddr: *studioAddr, Logger: log})
 	if err != nil {
 		return err
 	}
 	if err := b.Start(); err != nil {
 		return err
 	}
-	printConsole(stdout, reg, b.MQTTAddr(), b.HTTPAddr(), *regPath)
+	printConsole(stdout, reg, b.MQTTAddr(), b.HTTPAddr(), b.StudioAddr(), *regPath)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping broker")
 	return b.Close()
@@ -65,7 +66,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // printConsole shows, per device, what OneNET's console shows a developer:
 // the ids and server to put in the firmware, keys masked.
-func printConsole(w io.Writer, reg *broker.Registry, mqttAddr, httpAddr, regPath string) {
+func printConsole(w io.Writer, reg *broker.Registry, mqttAddr, httpAddr, studioAddr, regPath string) {
 	src := regPath
 	if src == "" {
 		src = "demo registry"
@@ -73,20 +74,24 @@ func printConsole(w io.Writer, reg *broker.Registry, mqttAddr, httpAddr, regPath
 	fmt.Fprintf(w, "OneNET stand-in broker (%s)\n", src)
 	fmt.Fprintf(w, "  MQTT server:  %s   (client id = device ID, user = product ID, password = auth_info or master key)\n", mqttAddr)
 	fmt.Fprintf(w, "  HTTP API:     http://%s   (header api-key: the product's master key)\n", httpAddr)
+	if studioAddr != "" {
+		fmt.Fprintf(w, "  Studio MQTT:  %s   (client id = device ID, user = product ID, password = token: hil token)\n", studioAddr)
+	}
 	if host, _, err := net.SplitHostPort(mqttAddr); err == nil {
 		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 			fmt.Fprintln(w, "  (loopback only: a real board needs --mqtt 0.0.0.0:6002 or this machine's LAN address)")
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nPRODUCT ID\tPRODUCT\tMASTER KEY\tDEVICE ID\tTITLE\tAUTH INFO\tSTATE")
+	fmt.Fprintln(tw, "\nPRODUCT ID\tPRODUCT\tMASTER KEY\tACCESS KEY\tDEVICE ID\tTITLE\tAUTH INFO\tDEVICE KEY\tSTATE")
 	for _, p := range reg.Products() {
 		for _, d := range p.Devices {
 			state := "enabled"
 			if d.Disabled {
 				state = "disabled"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Name, broker.Mask(p.MasterKey), d.ID, d.Title, broker.Mask(d.AuthInfo), state)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Name, broker.Mask(p.MasterKey), maskOrDash(p.AccessKey),
+				d.ID, d.Title, broker.Mask(d.AuthInfo), maskOrDash(d.Key), state)
 		}
 	}
 	_ = tw.Flush()
@@ -95,4 +100,11 @@ func printConsole(w io.Writer, reg *broker.Registry, mqttAddr, httpAddr, regPath
 	}
 	fmt.Fprintf(w, "\nSend a command:  curl -X POST -H 'api-key: <master key>' --data on 'http://%s/cmds?device_id=<device ID>'\n", httpAddr)
 	fmt.Fprintln(w, "Ctrl-C stops the broker.")
+}
+
+func maskOrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return broker.Mask(s)
 }

@@ -49,7 +49,7 @@ func TestBrokerCommand(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- runMain2(ctx, []string{"--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"}, outW, &stderr)
+		done <- runMain2(ctx, []string{"--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--studio", "127.0.0.1:0"}, outW, &stderr)
 		outW.Close()
 	}()
 
@@ -89,6 +89,9 @@ func TestBrokerCommand(t *testing.T) {
 	assert.Contains(t, out, "led-board")
 	assert.NotContains(t, out, broker.DemoMasterKey)
 	assert.NotContains(t, out, broker.DemoAuthInfo)
+	assert.NotContains(t, out, broker.DemoAccessKey)
+	assert.NotContains(t, out, broker.DemoDeviceKey)
+	assert.Contains(t, out, "Studio MQTT:  127.0.0.1:")
 
 	got := make(chan paho.Message, 1)
 	o := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(broker.DemoDeviceID).
@@ -103,7 +106,7 @@ func TestBrokerCommand(t *testing.T) {
 	req, err := http.NewRequest("POST", "http://"+httpAddr+"/cmds?device_id="+broker.DemoDeviceID, strings.NewReader("on"))
 	require.NoError(t, err)
 	req.Header.Set("api-key", broker.DemoMasterKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
