@@ -255,3 +255,26 @@ func TestRunnerCatchesAPinThatDisagreesWithTheEcho(t *testing.T) {
 	assert.Equal(t, 1, res.Steps[0].Echo)
 	assert.Equal(t, 0, res.Steps[0].Pin)
 }
+
+// One rig serves a whole run: a scenario that fails during a Wi-Fi outage
+// or in the middle of a burst does not spoil the next one.
+func TestNextScenarioRecoversFromAFailedOne(t *testing.T) {
+	r := newRig(t, Options{})
+	parse := func(src string) *scenario.Scenario {
+		sc, err := scenario.Parse("x.yaml", []byte(src))
+		require.NoError(t, err)
+		return sc
+	}
+	outage := parse("name: outage\nrequires: [virtual]\nsteps:\n  - fault: wifi_down\n  - expect: {echo: never}\n    timeout: 500ms\n  - fault: wifi_up\n")
+	// 300 commands in flight when the expect gives up.
+	burst := parse("name: burst\nsteps:\n  - repeat: 300\n    steps: [{send: toggle, nowait: true}]\n  - expect: {echo: never}\n    timeout: 1ms\n")
+	basic := parse("name: basic\nsteps:\n  - expect: {led: 0}\n  - send: on\n  - expect: {led: 1}\n  - send: toggle\n  - expect: {led: 0}\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	run := (&scenario.Runner{Target: r}).Run(ctx, []*scenario.Scenario{outage, basic, burst, basic})
+	want := []report.Status{report.Fail, report.Pass, report.Fail, report.Pass}
+	for i, s := range run.Scenarios {
+		assert.Equal(t, want[i], s.Status, "%s: %s", s.Name, s.Reason)
+	}
+	assert.Contains(t, run.Scenarios[0].Reason, "timed out after 500ms waiting for a serial line matching /never/")
+}
