@@ -355,28 +355,56 @@ func (r *Rig) Begin(ctx context.Context, setup scenario.Setup) error {
 	if dl, ok := ctx.Deadline(); ok {
 		boot = time.Until(dl)
 	}
-	_, err := board.Flash(ctx, r.repl, files, cj, board.FlashOptions{
-		Prune: true, Keep: []string{"webrepl_cfg.py"}, Reset: board.ResetAuto, BootTimeout: boot,
-		Ready: line, Progress: r.opts.Progress,
-		ArmConnected: func() func(context.Context) error {
-			// Just before the reset: from here on every serial line and
-			// broker event belongs to this scenario.
-			r.mu.Lock()
-			r.cursor = r.link.Mark()
-			r.mark = r.br.Events().Mark()
-			clear(r.intruder)
-			mark := r.mark
-			r.mu.Unlock()
-			return func(ctx context.Context) error {
-				_, err := r.br.Events().WaitAfter(ctx, mark, r.match(scenario.BrokerEvent{Kind: kindName[want], RC: -1}))
-				return err
-			}
-		},
-	})
-	if err != nil {
+	fo := board.FlashOptions{Prune: true, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
+
+	// First the upload alone: a board that does not answer its REPL is
+	// power-cycled once (where the rig can) and tried again.
+	up := fo
+	up.NoReset = true
+	if _, err := board.Flash(ctx, r.repl, files, cj, up); err != nil {
+		if ctx.Err() != nil || !r.canPowerCycle() {
+			return errors.New(r.mask.Mask(err.Error()))
+		}
+		if perr := r.powerCycle(ctx); perr != nil {
+			return errors.New(r.mask.Mask(fmt.Sprintf("%v; power cycle to recover: %v", err, perr)))
+		}
+		if _, err2 := board.Flash(ctx, r.repl, files, cj, up); err2 != nil {
+			return errors.New(r.mask.Mask(fmt.Sprintf("%v; again after a power cycle: %v", err, err2)))
+		}
+	}
+
+	// Then the reset: the files are in place (checked again, nothing is
+	// uploaded), and Begin returns once the board and the broker agree.
+	fo.NoSoftReset, fo.Reset, fo.BootTimeout, fo.Ready = true, board.ResetAuto, boot, line
+	fo.ArmConnected = func() func(context.Context) error {
+		// Just before the reset: from here on every serial line and
+		// broker event belongs to this scenario.
+		r.mu.Lock()
+		r.cursor = r.link.Mark()
+		r.mark = r.br.Events().Mark()
+		clear(r.intruder)
+		mark := r.mark
+		r.mu.Unlock()
+		return func(ctx context.Context) error {
+			_, err := r.br.Events().WaitAfter(ctx, mark, r.match(scenario.BrokerEvent{Kind: kindName[want], RC: -1}))
+			return err
+		}
+	}
+	if _, err := board.Flash(ctx, r.repl, files, cj, fo); err != nil {
 		return errors.New(r.mask.Mask(err.Error()))
 	}
 	return nil
+}
+
+func (r *Rig) canPowerCycle() bool { return r.sim != nil || r.resets }
+
+// powerCycle restarts the board: the virtual one's power, a real one's
+// reset line.
+func (r *Rig) powerCycle(ctx context.Context) error {
+	if r.sim != nil {
+		return r.sim.PowerCycle()
+	}
+	return board.HardReset(ctx, r.link)
 }
 
 // kindName maps the broker's event kinds to the scenario file's words.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/firmware"
+	"github.com/onenet-hil/hil/harness/board"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
 	"github.com/onenet-hil/hil/sim"
@@ -277,4 +278,33 @@ func TestNextScenarioRecoversFromAFailedOne(t *testing.T) {
 		assert.Equal(t, want[i], s.Status, "%s: %s", s.Name, s.Reason)
 	}
 	assert.Contains(t, run.Scenarios[0].Reason, "timed out after 500ms waiting for a serial line matching /never/")
+}
+
+// A board whose program ignores Ctrl-C cannot be flashed through its REPL:
+// Begin power-cycles it once and tries again.
+func TestBeginPowerCyclesABoardThatDoesNotAnswer(t *testing.T) {
+	r := newRig(t, Options{})
+	r.repl = board.NewREPL(r.Link(), board.Options{Step: time.Second}) // fail fast
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	// main.py hangs with Ctrl-C disabled, once: it removes its flag file first.
+	stuck := "import os, time, micropython\nif 'stuck' in os.listdir():\n    os.remove('stuck')\n    micropython.kbd_intr(-1)\n    print('STUCK')\n    while True:\n        time.sleep_ms(50)\n"
+	_, err := r.repl.Put(ctx, "main.py", []byte(stuck))
+	require.NoError(t, err)
+	_, err = r.repl.Put(ctx, "stuck", []byte("1"))
+	require.NoError(t, err)
+	mark := r.Link().Mark()
+	_, err = r.repl.Reset(ctx, board.ResetSoft)
+	require.NoError(t, err)
+	_, err = r.Link().ExpectFrom(ctx, mark, regexp.MustCompile(`^STUCK$`), wait)
+	require.NoError(t, err)
+
+	require.NoError(t, r.Begin(ctx, scenario.Setup{Profile: "hil"}))
+	next(t, r, `^HIL mqtt up`)
+	lines := r.Link().Lines()
+	var texts []string
+	for _, l := range lines {
+		texts = append(texts, l.Text)
+	}
+	assert.Contains(t, strings.Join(texts, "\n"), "STUCK")
 }

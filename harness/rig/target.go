@@ -18,7 +18,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/onenet-hil/hil/broker"
-	"github.com/onenet-hil/hil/harness/board"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
 )
@@ -95,10 +94,7 @@ func (r *Rig) Fault(ctx context.Context, f scenario.FaultKind) error {
 		}
 		return gone("drop_connection")
 	case scenario.PowerCycle:
-		if r.sim != nil {
-			return r.sim.PowerCycle()
-		}
-		return board.HardReset(ctx, r.link)
+		return r.powerCycle(ctx)
 	case scenario.WifiDown:
 		if err := r.sim.SetWiFi(false); err != nil {
 			return err
