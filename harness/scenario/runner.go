@@ -22,8 +22,9 @@ type Runner struct {
 	// Timeouts override DefaultTimeouts for the whole run (zero fields keep
 	// the default); a scenario's and a step's own timeouts win over them.
 	Timeouts Timeouts
-	// PinGrace bounds how long the pin may lag the echo (default 500ms):
-	// the virtual board reports the pin and the serial line separately.
+	// PinGrace bounds how long the pin may lag the echo: the virtual board
+	// reports the pin and the serial line separately. Default 2s, for a
+	// loaded machine; a pin that agrees ends the wait at once.
 	PinGrace time.Duration
 	// TailLines is how many serial lines a failure message shows (default 20).
 	TailLines int
@@ -97,7 +98,7 @@ func (r *Runner) RunScenario(ctx context.Context, sc *Scenario) (res report.Scen
 	}
 	grace := r.PinGrace
 	if grace <= 0 {
-		grace = 500 * time.Millisecond
+		grace = 2 * time.Second
 	}
 	x := &execution{r: r, sc: sc, prof: prof, res: &res, ser: r.Target.Serial(), pin: r.Target.Pin(),
 		to: sc.Timeouts.or(r.Timeouts.or(DefaultTimeouts)), tail: tail, grace: grace,
