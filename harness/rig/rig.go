@@ -226,8 +226,10 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	}
 	r.repl = board.NewREPL(r.link, board.Options{})
 	// A port with modem lines can reset the chip (the ESP8266 auto-reset
-	// circuit): that is the real board's power cycle.
-	r.resets = real && !errors.Is(r.link.SetRTS(false), link.ErrNoModemLines)
+	// circuit): that is the real board's power cycle. DTR off is the safe
+	// probe: it is the idle state HardReset starts from (DTR on with RTS
+	// off would hold GPIO0 low and start the bootloader at the next reset).
+	r.resets = real && !errors.Is(r.link.SetDTR(false), link.ErrNoModemLines)
 	return r, nil
 }
 
