@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/board"
@@ -45,7 +47,10 @@ const (
 	ProductID = broker.DemoProductID
 	DeviceID  = broker.DemoDeviceID
 	Topic     = "TurnipRobot"
-	LEDPin    = firmware.DefaultLEDPin
+	// ControllerID is a second device of the product: the harness logs in
+	// as it to publish on the custom topic, as a phone app would.
+	ControllerID = "503367130"
+	LEDPin       = firmware.DefaultLEDPin
 )
 
 // OneNETAddr is the legacy MQTT address the tutorial's program dials; the
@@ -115,13 +120,14 @@ type Rig struct {
 	port   int
 	resets bool // the port has modem lines (a real power cycle)
 
-	authInfo, masterKey, wrongKey string
-	tweak                         func(*firmware.Config) // tests: a deliberately wrong config
+	authInfo, masterKey, wrongKey, ctrlKey string
+	tweak                                  func(*firmware.Config) // tests: a deliberately wrong config
 
 	mu       sync.Mutex
 	cursor   int64       // serial: the next line Next returns
 	mark     broker.Mark // broker feed: AwaitBroker looks after it
 	intruder map[uint64]bool
+	ctrl     paho.Client // the controller's session, made on the first topic send
 }
 
 var _ scenario.Target = (*Rig)(nil)
@@ -137,7 +143,7 @@ func secret(prefix string) string {
 // serial link. Nothing is flashed until Begin.
 func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	r := &Rig{opts: opts, intruder: map[uint64]bool{},
-		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-")}
+		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-"), ctrlKey: secret("ctrl-")}
 	if opts.Port == "auto" {
 		p, err := link.FindBoard()
 		if err != nil {
@@ -173,7 +179,7 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 		opts.BootTimeout = 60 * time.Second
 	}
 	r.opts = opts
-	r.mask = report.NewMasker(opts.WiFiPassword, r.authInfo, r.masterKey, r.wrongKey)
+	r.mask = report.NewMasker(opts.WiFiPassword, r.authInfo, r.masterKey, r.wrongKey, r.ctrlKey)
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -185,6 +191,9 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 		return nil, err
 	}
 	if err := reg.AddDevice(ProductID, broker.Device{ID: DeviceID, Title: "led-board", AuthInfo: r.authInfo}); err != nil {
+		return nil, err
+	}
+	if err := reg.AddDevice(ProductID, broker.Device{ID: ControllerID, Title: "controller", AuthInfo: r.ctrlKey}); err != nil {
 		return nil, err
 	}
 	if r.br, err = broker.New(broker.Options{Registry: reg, MQTTAddr: opts.BrokerListen, HTTPAddr: "127.0.0.1:0"}); err != nil {
@@ -236,6 +245,11 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 // Close stops the board, the link and the broker.
 func (r *Rig) Close() error {
 	var errs []error
+	r.mu.Lock()
+	if r.ctrl != nil {
+		r.ctrl.Disconnect(0)
+	}
+	r.mu.Unlock()
 	if r.link != nil {
 		errs = append(errs, r.link.Close())
 	}

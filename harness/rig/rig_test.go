@@ -308,3 +308,26 @@ func TestBeginPowerCyclesABoardThatDoesNotAnswer(t *testing.T) {
 	}
 	assert.Contains(t, strings.Join(texts, "\n"), "STUCK")
 }
+
+// The topic channel is a real MQTT publish from a second device of the
+// product, logged in again after a broker restart.
+func TestTopicChannelPublishesFromTheControllerDevice(t *testing.T) {
+	r := newRig(t, Options{})
+	begin(t, r, scenario.Setup{Profile: "hil"})
+	next(t, r, `^HIL mqtt up`)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	mark := r.Broker().Events().Mark()
+	require.NoError(t, r.Send(ctx, scenario.Topic, []byte("on"), scenario.SendOptions{}))
+	next(t, r, `^HIL led state=1 cmd=on via=`+Topic+`$`)
+	pub, err := r.Broker().Events().WaitAfter(ctx, mark, broker.Is(broker.Published, ControllerID))
+	require.NoError(t, err)
+	assert.Equal(t, Topic, pub.Topic)
+	assert.Equal(t, "on", string(pub.Payload))
+
+	require.NoError(t, r.Fault(ctx, scenario.RestartBroker))
+	next(t, r, `^HIL mqtt down`)
+	next(t, r, `^HIL mqtt up`)
+	require.NoError(t, r.Send(ctx, scenario.Topic, []byte("toggle"), scenario.SendOptions{}))
+	next(t, r, `^HIL led state=0 cmd=toggle via=`+Topic+`$`)
+}

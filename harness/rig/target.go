@@ -23,7 +23,8 @@ import (
 )
 
 // Send delivers payload through ch: creq is the platform's $creq push,
-// topic a publish on the device's custom topic, http OneNET's POST /cmds.
+// topic an MQTT publish on the custom topic from the controller device,
+// http OneNET's POST /cmds.
 func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
 	switch ch {
 	case scenario.Creq:
@@ -33,7 +34,7 @@ func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt
 		if opt.QoS != 0 {
 			return errors.New("a custom-topic publish is never kept for an offline device: qos 1 needs channel creq or http")
 		}
-		return r.br.PublishCustom(ProductID, Topic, payload)
+		return r.publish(ctx, payload)
 	case scenario.HTTP:
 		return r.postCmd(ctx, payload, opt.QoS)
 	}
@@ -106,25 +107,50 @@ func (r *Rig) Fault(ctx context.Context, f scenario.FaultKind) error {
 	return fmt.Errorf("rig: unknown fault %q", f)
 }
 
-// kick logs in a second time with the device's own credentials (a real
-// MQTT 3.1.1 client over TCP), which makes OneNET close the board's
-// connection, then leaves. The intruder's own events are kept out of
-// AwaitBroker, so `expect: {broker: connected}` afterwards means the
-// board's new login.
-func (r *Rig) kick(ctx context.Context) error {
+// publish sends payload on the custom topic from the controller device, a
+// real MQTT 3.1.1 session (made again after a broker restart ended it).
+func (r *Rig) publish(ctx context.Context, payload []byte) error {
+	r.mu.Lock()
+	cl := r.ctrl
+	r.mu.Unlock()
+	if cl == nil || !cl.IsConnectionOpen() {
+		var err error
+		if cl, err = r.dial(ctx, ControllerID, r.ctrlKey, nil); err != nil {
+			return fmt.Errorf("controller login: %w", err)
+		}
+		r.mu.Lock()
+		old := r.ctrl
+		r.ctrl = cl
+		r.mu.Unlock()
+		if old != nil {
+			old.Disconnect(0)
+		}
+	}
+	tok := cl.Publish(Topic, 0, false, payload)
+	if !tok.WaitTimeout(time.Until(deadline(ctx, 10*time.Second))) {
+		return errors.New("publish on the custom topic: not sent in time")
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("publish on the custom topic: %w", err)
+	}
+	return nil
+}
+
+// dial logs in to the broker as device id with MQTT 3.1.1 (paho); local,
+// when set, receives the connection's source address.
+func (r *Rig) dial(ctx context.Context, id, key string, local *atomic.Value) (paho.Client, error) {
 	addr := r.br.MQTTAddr()
 	if h, p, err := net.SplitHostPort(addr); err == nil && (h == "0.0.0.0" || h == "::" || h == "") {
 		addr = net.JoinHostPort("127.0.0.1", p)
 	}
-	var local atomic.Value // the intruder's source address, set by the dialer
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
-		SetClientID(DeviceID).SetUsername(ProductID).SetPassword(r.authInfo).
+		SetClientID(id).SetUsername(ProductID).SetPassword(key).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
 		SetKeepAlive(0).SetConnectTimeout(10 * time.Second).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "tcp", u.Host)
-			if err == nil {
+			if err == nil && local != nil {
 				local.Store(c.LocalAddr().String())
 			}
 			return c, err
@@ -132,10 +158,24 @@ func (r *Rig) kick(ctx context.Context) error {
 	cl := paho.NewClient(opts)
 	tok := cl.Connect()
 	if !tok.WaitTimeout(time.Until(deadline(ctx, 10*time.Second))) {
-		return fmt.Errorf("kick: the duplicate login got no CONNACK in time")
+		return nil, errors.New("no CONNACK in time")
 	}
 	if err := tok.Error(); err != nil {
-		return fmt.Errorf("kick: duplicate login: %v", r.mask.Mask(err.Error()))
+		return nil, errors.New(r.mask.Mask(err.Error()))
+	}
+	return cl, nil
+}
+
+// kick logs in a second time with the device's own credentials (a real
+// MQTT 3.1.1 client over TCP), which makes OneNET close the board's
+// connection, then leaves. The intruder's own events are kept out of
+// AwaitBroker, so `expect: {broker: connected}` afterwards means the
+// board's new login.
+func (r *Rig) kick(ctx context.Context) error {
+	var local atomic.Value // the intruder's source address, set by the dialer
+	cl, err := r.dial(ctx, DeviceID, r.authInfo, &local)
+	if err != nil {
+		return fmt.Errorf("kick: duplicate login: %w", err)
 	}
 	r.mu.Lock()
 	mark := r.mark
