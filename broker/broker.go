@@ -331,11 +331,14 @@ func (b *Broker) closeConn(deviceID, reason string) (*conn, error) {
 	return c, nil
 }
 
-// Online reports whether the device has a connection right now.
+// Online reports whether the device has a connection right now. A closed
+// connection counts as offline even before Mochi reports its end (and if
+// its CONNACK could not be written, Mochi never reports it).
 func (b *Broker) Online(deviceID string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.conns[deviceID] != nil
+	c := b.conns[deviceID]
+	return c != nil && !c.cl.Closed()
 }
 
 func (b *Broker) productOf(cl *mqtt.Client) string {
