@@ -217,7 +217,16 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.state = 2
+	lsts := append([]*mqttListener(nil), b.lsts...)
 	b.mu.Unlock()
+	// Close the listeners ourselves with a no-op closer, so Server.Close
+	// does not run Mochi's closeListenerClients: its Clients.GetByListener
+	// takes the read lock twice and deadlocks against a disconnecting
+	// client's Clients.Delete (mochi-mqtt/server PR #489). Our stopAll also
+	// closes without the DISCONNECT packet 3.1.1 clients do not expect.
+	for _, l := range lsts {
+		b.srv.Listeners.Close(l.id, func(string) {})
+	}
 	waits := b.stopAll("broker closed")
 	_ = b.srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
