@@ -44,6 +44,11 @@ type Config struct {
 	Keepalive    int    // seconds; 0: DefaultKeepalive
 	Platform     string // Legacy (or "") or Studio
 	Token        string // secret, studio: the MQTT password (see `hil token`)
+	// BackoffMS is the first reconnect delay in ms (doubling to the 30 s
+	// cap); 0 leaves it out of config.json and the firmware waits 1000.
+	// The harness shortens it on the virtual board, where waiting for a
+	// real network buys nothing.
+	BackoffMS int
 }
 
 // wire is config.json's shape; field order is the contract's.
@@ -65,12 +70,21 @@ type wire struct {
 	// Studio's additions; absent from a legacy config.json.
 	Platform string `json:"platform,omitempty"`
 	Token    string `json:"token,omitempty"`
+	// Optional on both platforms; absent means 1000.
+	BackoffMS int `json:"backoff_ms,omitempty"`
 }
 
 // Topic names: legacy letters, digits and '/'; studio also '_' and '-'.
 var (
 	topicRE       = regexp.MustCompile(`^[A-Za-z0-9/]+$`)
 	studioTopicRE = regexp.MustCompile(`^[A-Za-z0-9/_-]+$`)
+)
+
+// Backoff bounds, ms: the firmware's default and cap are 1000 and 30000.
+const (
+	DefaultBackoffMS = 1000
+	minBackoffMS     = 10
+	maxBackoffMS     = 30000
 )
 
 // Studio keepalive bounds (the platform refuses others).
@@ -155,6 +169,9 @@ func (c Config) Validate() error {
 	} else if c.Keepalive < 1 || c.Keepalive > 65535 {
 		errs = append(errs, fmt.Errorf("keepalive %d is not in 1..65535 s", c.Keepalive))
 	}
+	if c.BackoffMS != 0 && (c.BackoffMS < minBackoffMS || c.BackoffMS > maxBackoffMS) {
+		errs = append(errs, fmt.Errorf("backoff_ms %d is not in %d..%d (0: the firmware's %d)", c.BackoffMS, minBackoffMS, maxBackoffMS, DefaultBackoffMS))
+	}
 	return errors.Join(errs...)
 }
 
@@ -173,7 +190,7 @@ func (c Config) wire() wire {
 	w.Broker.Host, w.Broker.Port = c.BrokerHost, c.BrokerPort
 	w.DeviceID, w.ProductID, w.Key = c.DeviceID, c.ProductID, c.Key
 	w.Topic, w.LEDPin, w.Keepalive = c.Topic, c.LEDPin, c.Keepalive
-	w.Platform, w.Token = c.Platform, c.Token
+	w.Platform, w.Token, w.BackoffMS = c.Platform, c.Token, c.BackoffMS
 	return w
 }
 
@@ -204,7 +221,7 @@ func ParseConfig(data []byte) (Config, error) {
 		BrokerHost: w.Broker.Host, BrokerPort: w.Broker.Port,
 		DeviceID: w.DeviceID, ProductID: w.ProductID, Key: w.Key,
 		Topic: w.Topic, LEDPin: w.LEDPin, Keepalive: w.Keepalive,
-		Platform: w.Platform, Token: w.Token,
+		Platform: w.Platform, Token: w.Token, BackoffMS: w.BackoffMS,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("firmware config: %w", err)
@@ -241,6 +258,9 @@ func (c Config) String() string {
 		c.WiFiSSID, mask(c.WiFiPassword))
 	if c.Platform != "" || c.Token != "" {
 		s += fmt.Sprintf(" platform=%s token=%s", c.Platform, mask(c.Token))
+	}
+	if c.BackoffMS != 0 {
+		s += fmt.Sprintf(" backoff_ms=%d", c.BackoffMS)
 	}
 	return s
 }

@@ -48,6 +48,24 @@ func TestConfigJSONFollowsTheContract(t *testing.T) {
 	assert.Equal(t, c, back)
 }
 
+func TestConfigBackoff(t *testing.T) {
+	// Absent unless set: a default config.json keeps the contract's shape.
+	b, err := sample().JSON()
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "backoff_ms")
+
+	for _, c := range []firmware.Config{sample(), studioSample()} {
+		c.BackoffMS = 100
+		b, err := c.JSON()
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `,"backoff_ms":100}`)
+		back, err := firmware.ParseConfig(b)
+		require.NoError(t, err)
+		assert.Equal(t, c.WithDefaults(), back)
+		assert.Contains(t, c.String(), " backoff_ms=100")
+	}
+}
+
 func TestConfigRejectsBadValues(t *testing.T) {
 	cases := map[string]struct {
 		edit func(*firmware.Config)
@@ -61,6 +79,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		"topic":        {func(c *firmware.Config) { c.Topic = "a/#" }, `topic "a/#"`},
 		"pin":          {func(c *firmware.Config) { c.LEDPin = 17 }, "led_pin 17"},
 		"keepalive":    {func(c *firmware.Config) { c.Keepalive = -1 }, "keepalive -1"},
+		"backoff low":  {func(c *firmware.Config) { c.BackoffMS = 5 }, "backoff_ms 5 is not in 10..30000"},
+		"backoff high": {func(c *firmware.Config) { c.BackoffMS = 30001 }, "backoff_ms 30001 is not in 10..30000"},
 		"bad password": {func(c *firmware.Config) { c.WiFiPassword = "\xff" + wifiSecret }, "wifi password is not valid UTF-8"},
 	}
 	for name, tc := range cases {

@@ -12,7 +12,8 @@ from mqtt import MQTTClient, MQTTException
 
 VERSION = "1.0.0"
 WIFI_S = 20  # seconds to wait for Wi-Fi
-CAP = 30  # backoff cap, seconds
+BACKOFF = 1000  # first reconnect delay, ms (config.json "backoff_ms")
+CAP = 30000  # backoff cap, ms
 DP = (b'\x03\x00\x09{"led":0}', b'\x03\x00\x09{"led":1}')  # $dp type 3
 RSP = (b'{"led":0}', b'{"led":1}')
 SDP = '{"id":%d,"dp":{"led":[{"v":%d}]}}'  # Studio dp/post/json
@@ -30,7 +31,7 @@ req, rsp, dpt = b"$creq/", b"$crsp/", b"$dp"  # command, reply, data topics
 n = 0  # Studio dp id
 up = False  # the last session reached "mqtt up"
 wup = False  # the last Wi-Fi echo was "wifi up"
-sleep = time.sleep  # the tests replace it
+sleep = time.sleep_ms  # the tests replace it
 
 
 class Down(Exception):
@@ -218,7 +219,7 @@ def main():
     global up, wup
     if led is None:
         boot()
-    d = 1
+    d = 0
     while True:
         up = False
         try:
@@ -237,8 +238,8 @@ def main():
             if lost:
                 wup = False
                 echo("wifi down reason=lost")
-        if up:
-            d = 1
+        if up or not d:
+            d = (cfg or {}).get("backoff_ms", BACKOFF)
         gc.collect()
         sleep(d)
         d = min(d * 2, CAP)

@@ -364,7 +364,7 @@ after = gc.mem_free()`, "[before, after]");
   assert.deepEqual(v.hil(), ["HIL ignored payload=b'x' via=b'a b'"]);
 });
 
-test("main: refused login and socket errors back off 1, 2, 4 ... 30 s; up resets it; Ctrl-C stops it", async () => {
+test("main: refused login and socket errors back off 1, 2, 4 ... 30 s (app.sleep gets ms); up resets it; Ctrl-C stops it", async () => {
   const v = await booted();
   v.out.length = 0;
   const uuid = "$creq/11111111-2222-3333-4444-555555555555";
@@ -383,7 +383,7 @@ select.idle = idle`);
     "HIL mqtt up broker=127.0.0.1:6002",
     `HIL led state=1 cmd=on via=${uuid}`,
   ]);
-  assert.deepEqual(v.get("", "[slept, socket.conns[-1].closed, app.client]"), [[1, 2], true, null]);
+  assert.deepEqual(v.get("", "[slept, socket.conns[-1].closed, app.client]"), [[1000, 2000], true, null]);
   const sub = v.get("", "_x(socket.conns[-1].tx)");
   assert.ok(sub.includes(packet(0x82, u16(1), mstr("TurnipRobot"), [0]).toString("hex")), "subscribed to the custom topic");
 
@@ -398,7 +398,7 @@ def nap(s):
 app.sleep = nap
 socket.plan[:] = [${pyBytes(CONNACK(5))}] * 8`);
   expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
-  assert.deepEqual(v.get("", "slept"), [1, 2, 4, 8, 16, 30, 30, 30]);
+  assert.deepEqual(v.get("", "slept"), [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
   assert.equal(v.hil().length, 8);
 
   // After a session that was up, the delay starts again at 1 s.
@@ -417,8 +417,40 @@ select.idle = idle`);
   expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
   assert.deepEqual(v.hil(), ["HIL mqtt refused rc=3", "HIL mqtt up broker=127.0.0.1:6002",
     "HIL mqtt down reason=closed", "HIL mqtt refused rc=3"]);
-  assert.deepEqual(v.get("", "slept"), [1, 1, 2]);
+  assert.deepEqual(v.get("", "slept"), [1000, 1000, 2000]);
   for (const s of SECRETS) assert.ok(!v.out.join("\n").includes(s));
+});
+
+test("main: backoff_ms in config.json sets the first delay; it doubles to the 30 s cap and an up session resets it", async () => {
+  const v = await booted({ ...CFG, backoff_ms: 100 });
+  v.out.length = 0;
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    if len(slept) == 12:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(CONNACK(5))}] * 3 + [${pyBytes(bytes(CONNACK(0), SUBACK(1, 0)))}] + [${pyBytes(CONNACK(5))}] * 8
+def idle(ms):
+    socket.conns[-1].eof = True
+select.idle = idle`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.get("", "slept"), [100, 200, 400, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600]);
+  assert.deepEqual(v.hil().slice(0, 6), ["HIL mqtt refused rc=5", "HIL mqtt refused rc=5", "HIL mqtt refused rc=5",
+    "HIL mqtt up broker=127.0.0.1:6002", "HIL mqtt down reason=closed", "HIL mqtt refused rc=5"]);
+
+  // The cap holds for a short first delay too.
+  v.run(`
+slept = []
+def nap(s):
+    slept.append(s)
+    if len(slept) == 11:
+        raise KeyboardInterrupt
+app.sleep = nap
+socket.plan[:] = [${pyBytes(CONNACK(5))}] * 11`);
+  expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
+  assert.deepEqual(v.get("", "slept").slice(-3), [25600, 30000, 30000]);
 });
 
 test("main: SUBACK 0x80, Wi-Fi loss and a broker that never answers each end the session with a reason", async () => {
@@ -634,7 +666,7 @@ app.sleep = nap
 socket.plan[:] = [${pyBytes(CONNACK(5))}, ${pyBytes(CONNACK(4))}, ${pyBytes(CONNACK(2))}]`);
   expectPy(() => v.run("app.main()"), "KeyboardInterrupt");
   assert.deepEqual(v.hil(), ["HIL mqtt refused rc=5", "HIL mqtt refused rc=4", "HIL mqtt refused rc=2"]);
-  assert.deepEqual(v.get("", "slept"), [1, 2, 4]);
+  assert.deepEqual(v.get("", "slept"), [1000, 2000, 4000]);
   assert.ok(!v.out.join("\n").includes("sign="));
 
   // The same VM re-reads a legacy config.json: the legacy topics are back.
