@@ -1,16 +1,13 @@
 package board
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
-	"strconv"
 	"strings"
 )
 
@@ -130,19 +127,7 @@ func (r *REPL) Stat(ctx context.Context, p string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("stat %s: %w", p, err)
 	}
-	f := strings.Fields(string(out))
-	if len(f) == 1 && f[0] == "-" {
-		return Entry{}, notFound(p)
-	}
-	if len(f) != 2 {
-		return Entry{}, fmt.Errorf("stat %s: unexpected answer %q", p, out)
-	}
-	mode, err1 := strconv.ParseInt(f[0], 10, 64)
-	size, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return Entry{}, fmt.Errorf("stat %s: unexpected answer %q", p, out)
-	}
-	return Entry{Path: p, Dir: mode&0x4000 != 0, Size: size}, nil
+	return parseStat(p, out)
 }
 
 // List lists a directory on the board (not recursive).
@@ -152,24 +137,7 @@ func (r *REPL) List(ctx context.Context, dir string) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
-	var raw [][]any
-	if err := json.Unmarshal(bytes.TrimSpace(out), &raw); err != nil {
-		return nil, fmt.Errorf("list %s: unexpected answer %q", dir, out)
-	}
-	if raw == nil {
-		return nil, notFound(dir)
-	}
-	entries := make([]Entry, 0, len(raw))
-	for _, e := range raw {
-		if len(e) != 3 {
-			return nil, fmt.Errorf("list %s: unexpected entry %v", dir, e)
-		}
-		name, _ := e[0].(string)
-		kind, _ := e[1].(float64)
-		size, _ := e[2].(float64)
-		entries = append(entries, Entry{Path: path.Join(dir, name), Dir: int(kind)&0x4000 != 0, Size: int64(size)})
-	}
-	return entries, nil
+	return parseList(dir, out)
 }
 
 // Walk lists every file under dir on the board, depth first.
@@ -257,28 +225,7 @@ func (r *REPL) Hashes(ctx context.Context, paths []string) (map[string]string, e
 	if err != nil {
 		return nil, fmt.Errorf("sha256 on the board: %w", err)
 	}
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if s := strings.TrimSpace(sc.Text()); s != "" {
-			lines = append(lines, s)
-		}
-	}
-	if len(lines) != len(paths) {
-		return nil, fmt.Errorf("sha256 on the board: %d answers for %d files: %q", len(lines), len(paths), out)
-	}
-	res := make(map[string]string, len(paths))
-	for i, p := range paths {
-		if lines[i] == "-" {
-			res[p] = ""
-			continue
-		}
-		if _, err := hex.DecodeString(lines[i]); err != nil || len(lines[i]) != 64 {
-			return nil, fmt.Errorf("sha256 on the board: bad answer %q for %s", lines[i], p)
-		}
-		res[p] = lines[i]
-	}
-	return res, nil
+	return parseHashes(paths, out)
 }
 
 // Hash returns the sha256 (hex) of one file on the board.
@@ -353,20 +300,5 @@ func (r *REPL) Get(ctx context.Context, p string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", p, err)
 	}
-	lines := strings.Fields(string(out))
-	if len(lines) == 1 && lines[0] == "-" {
-		return nil, notFound(p)
-	}
-	if len(lines) == 0 || lines[len(lines)-1] != "." {
-		return nil, fmt.Errorf("get %s: incomplete answer", p)
-	}
-	var data []byte
-	for _, l := range lines[:len(lines)-1] {
-		b, err := hex.DecodeString(l)
-		if err != nil {
-			return nil, fmt.Errorf("get %s: bad hex from the board", p)
-		}
-		data = append(data, b...)
-	}
-	return data, nil
+	return parseGet(p, out)
 }

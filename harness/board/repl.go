@@ -5,9 +5,7 @@
 package board
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -273,11 +271,11 @@ func (r *REPL) send(ctx context.Context, code []byte) error {
 		if err != nil {
 			return r.broken(fmt.Errorf("raw paste: %w", err))
 		}
-		switch {
-		case bytes.Equal(ans, []byte("R\x01")):
+		switch parsePasteAnswer(ans) {
+		case answerAccepted:
 			r.paste = pasteYes
 			return r.pasteWrite(ctx, code)
-		case bytes.Equal(ans, []byte("R\x00")):
+		case answerRefused:
 			// Understood, refused; pyexec then prompts ">" again.
 			r.paste = pasteNo
 			if _, err := r.link.ReadUntil(ctx, []byte(">"), r.opts.Step); err != nil {
@@ -308,9 +306,9 @@ func (r *REPL) pasteWrite(ctx context.Context, code []byte) error {
 	if err != nil {
 		return r.broken(fmt.Errorf("raw paste window: %w", err))
 	}
-	window := int(hdr[0]) | int(hdr[1])<<8
-	if window == 0 {
-		return r.broken(errors.New("raw paste: board offered a zero window"))
+	window, err := parseWindow(hdr)
+	if err != nil {
+		return r.broken(err)
 	}
 	remain := window
 	for i := 0; i < len(code); {

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Run every Go fuzz target in the repository for a set time each.
+#
+#   scripts/fuzz.sh [SECONDS]      # default 30 s per target
+#
+# Targets are discovered with `go test -list 'Fuzz.*'` in every package
+# whose tests declare one, so new targets (the broker's, say) are picked
+# up without editing this script. A crash, a hang (the fuzzer's own 10 s
+# per-input watchdog) or a process that grows past FUZZ_MAX_RSS_MB
+# (default 2048) fails the run; the failing input is left in the
+# package's testdata/fuzz/<Target>/ for `go test` to replay.
+#
+# Environment: FUZZ_PARALLEL workers per target (default 1: the machine
+# is shared), FUZZ_MAX_RSS_MB.
+set -u
+cd "$(dirname "$0")/.."
+
+secs=${1:-30}
+case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
+par=${FUZZ_PARALLEL:-1}
+maxrss=${FUZZ_MAX_RSS_MB:-2048}
+logdir=$(mktemp -d)
+trap 'rm -rf "$logdir"' EXIT
+
+# Packages whose test files declare a fuzz target.
+pkgs=$(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v node_modules | xargs -r -n1 dirname | sort -u)
+if [ -z "$pkgs" ]; then
+	echo "no fuzz targets found" >&2
+	exit 1
+fi
+
+fail=0
+total=0
+printf '%-34s %-18s %12s %8s %9s %s\n' package target execs seconds maxrss result
+for pkg in $pkgs; do
+	targets=$(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz') || { echo "$pkg: go test -list failed" >&2; fail=1; continue; }
+	for t in $targets; do
+		log=$logdir/$(echo "$pkg.$t" | tr '/.' '__').log
+		start=$(date +%s.%N)
+		/usr/bin/time -f 'MAXRSS_KB %M' -o "$log.time" \
+			go test -run '^$' -fuzz "^$t\$" -fuzztime "${secs}s" -parallel "$par" "$pkg" >"$log" 2>&1
+		rc=$?
+		end=$(date +%s.%N)
+		execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+		rss=$(awk '/MAXRSS_KB/ {print int($2/1024)}' "$log.time")
+		result=ok
+		if [ $rc -ne 0 ]; then
+			result=FAIL
+		elif [ -n "$rss" ] && [ "$rss" -gt "$maxrss" ]; then
+			result="FAIL (rss > ${maxrss} MB)"
+		fi
+		printf '%-34s %-18s %12s %8.1f %6s MB %s\n' "${pkg#./}" "$t" "${execs:-?}" "$(echo "$end - $start" | bc)" "${rss:-?}" "$result"
+		total=$((total + ${execs:-0}))
+		if [ "$result" != ok ]; then
+			fail=1
+			echo "---- $pkg $t output (tail) ----"
+			tail -30 "$log"
+			echo "----"
+		fi
+	done
+done
+echo "total execs: $total"
+if [ $fail -ne 0 ]; then
+	echo "FUZZ FAILED" >&2
+	exit 1
+fi
