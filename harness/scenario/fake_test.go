@@ -31,12 +31,14 @@ type fakeBoard struct {
 	setups   []Setup
 
 	// misbehaviour, by 1-based delivery number (0: never)
-	wrongStateAt int  // echo the opposite state
-	silentAt     int  // print nothing
-	swapAt       int  // echo deliveries n and n+1 in the wrong order
-	rebootAt     int  // reboot instead of handling it
-	pinStuck     bool // the pin never changes
-	wrongVia     bool // echo creq pushes as if they came on the topic
+	wrongStateAt int      // echo the opposite state
+	silentAt     int      // print nothing
+	swapAt       int      // echo deliveries n and n+1 in the wrong order
+	rebootAt     int      // reboot instead of handling it
+	pinStuck     bool     // the pin never changes
+	wrongVia     bool     // echo creq pushes as if they came on the topic
+	pushVia      string   // echo creq pushes on this topic ("": the platform's)
+	platform     Platform // "": not said (legacy)
 	noFault      map[FaultKind]bool
 	swapped      *string
 }
@@ -55,7 +57,16 @@ func (b *fakeBoard) Describe() string {
 	}
 	return "fake real board"
 }
-func (b *fakeBoard) Virtual() bool { return b.virtual }
+func (b *fakeBoard) Virtual() bool      { return b.virtual }
+func (b *fakeBoard) Platform() Platform { return b.platform }
+
+// refusedRC is the code the fake's broker gives wrong credentials.
+func (b *fakeBoard) refusedRC() int {
+	if b.platform == Studio {
+		return 5
+	}
+	return 4
+}
 func (b *fakeBoard) Supports(f FaultKind) bool {
 	return !b.noFault[f] && (b.virtual || !f.VirtualOnly())
 }
@@ -98,8 +109,8 @@ func (b *fakeBoard) boot(wrongCreds bool) {
 	b.print("HIL boot fw=0.1.0 id=503367129")
 	b.print("HIL wifi up ip=10.0.0.2")
 	if wrongCreds {
-		b.print("HIL mqtt refused rc=4")
-		b.broker = append(b.broker, BrokerEvent{Kind: "refused", RC: 4})
+		b.print(fmt.Sprintf("HIL mqtt refused rc=%d", b.refusedRC()))
+		b.broker = append(b.broker, BrokerEvent{Kind: "refused", RC: b.refusedRC()})
 		return
 	}
 	b.print("HIL mqtt up broker=127.0.0.1:6002")
@@ -129,6 +140,12 @@ func (b *fakeBoard) Send(_ context.Context, ch Channel, payload []byte, opt Send
 	via := "TurnipRobot"
 	if ch != Topic && !b.wrongVia {
 		via = "$creq/1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+		if b.platform == Studio {
+			via = "$sys/386427/503367129/cmd/request/1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+		}
+		if b.pushVia != "" {
+			via = b.pushVia
+		}
 	}
 	b.deliver(string(payload), via)
 	return nil

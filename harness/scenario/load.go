@@ -496,8 +496,16 @@ func (l *loader) expect(n *yaml.Node, st *Step) {
 		l.errf(n, "expect needs exactly one of led, ignored, echo, event, broker (found: %s)", strings.Join(what, ", "))
 		return
 	}
-	if f["rc"] != nil {
-		st.RC, _ = l.integer(f["rc"], "rc", 0, 255)
+	if v := f["rc"]; v != nil {
+		if v.Kind == yaml.ScalarNode && v.Value == "bad_credentials" {
+			st.RC = RCBadCredentials // the platform's code: legacy 4, studio 5
+		} else if _, ok := l.str(v, "rc"); ok {
+			if n, err := strconv.Atoi(v.Value); err != nil || n < 0 || n > 255 {
+				l.errf(v, "rc: %q is not a CONNACK code 0..255 or bad_credentials (the platform's code for wrong credentials)", v.Value)
+			} else {
+				st.RC = n
+			}
+		}
 	}
 	if f["reason"] != nil {
 		st.Reason, _ = l.str(f["reason"], "reason")

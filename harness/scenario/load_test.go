@@ -167,6 +167,7 @@ func TestParseErrors(t *testing.T) {
 		{"ignored first", "name: x\nsteps:\n  - expect: ignored\n", "there is no send before it"},
 		{"expect two things", "name: x\nsteps:\n  - expect: {led: 1, echo: x}\n", "expect needs exactly one of led, ignored, echo, event, broker (found: led, echo)"},
 		{"expect rc with led", "name: x\nsteps:\n  - expect: {led: 0, rc: 4}\n", "expect: rc only goes with event or broker"},
+		{"rc word", "name: x\ncredentials: wrong\nsteps:\n  - expect: {event: mqtt_refused, rc: wrong}\n", `rc: "wrong" is not a CONNACK code 0..255 or bad_credentials`},
 		{"bad regexp", "name: x\nsteps:\n  - expect: {echo: 'a(('}\n", "bad.yaml:3:20: echo: bad regular expression"},
 		{"bad event", "name: x\nsteps:\n  - expect: {event: reboot}\n", `event: "reboot" is not an echo event`},
 		{"event profile lacks", "name: x\nprofile: tutorial\nsteps:\n  - expect: {event: boot}\n", "event: profile tutorial never prints boot"},
@@ -336,4 +337,33 @@ func TestReadmeExampleLoads(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "toggle parity", sc.Name)
 	assert.Greater(t, len(sc.Steps), 1000)
+}
+
+func TestParseBadCredentialsRC(t *testing.T) {
+	sc, err := Parse("w.yaml", []byte("name: w\ncredentials: wrong\nsteps:\n  - expect: {event: mqtt_refused, rc: bad_credentials}\n  - expect: {broker: refused, rc: bad_credentials}\n  - expect: {broker: refused, rc: 5}\n"))
+	require.NoError(t, err)
+	require.Len(t, sc.Steps, 3)
+	assert.Equal(t, RCBadCredentials, sc.Steps[0].RC)
+	assert.Equal(t, "expect event mqtt refused rc=bad_credentials", sc.Steps[0].String())
+	assert.Equal(t, BrokerEvent{Kind: "refused", RC: RCBadCredentials}, sc.Steps[1].Broker)
+	assert.Equal(t, "expect broker refused rc=bad_credentials", sc.Steps[1].String())
+	assert.Equal(t, 5, sc.Steps[2].Broker.RC)
+	assert.Equal(t, 4, Legacy.ResolveRC(RCBadCredentials))
+	assert.Equal(t, 5, Studio.ResolveRC(RCBadCredentials))
+	assert.Equal(t, 3, Studio.ResolveRC(3))
+	assert.Equal(t, -1, Studio.ResolveRC(-1))
+}
+
+func TestParsePlatform(t *testing.T) {
+	for in, want := range map[string]Platform{"": Legacy, "legacy": Legacy, "studio": Studio} {
+		p, err := ParsePlatform(in)
+		require.NoError(t, err)
+		assert.Equal(t, want, p)
+	}
+	_, err := ParsePlatform("Studio")
+	assert.EqualError(t, err, `platform "Studio": want legacy or studio`)
+	assert.True(t, Studio.CommandTopic("$sys/386427/d/cmd/request/u"))
+	assert.False(t, Studio.CommandTopic("$creq/u"))
+	assert.True(t, Legacy.CommandTopic("$creq/u"))
+	assert.False(t, Legacy.CommandTopic("$sys/386427/d/cmd/request/u"))
 }

@@ -51,6 +51,9 @@ func (r *Runner) SkipReason(sc *Scenario) string {
 	if r.Profile != "" && sc.Profile != r.Profile {
 		return fmt.Sprintf("written for profile %s; this run uses profile %s", sc.Profile, r.Profile)
 	}
+	if why := targetPlatform(r.Target).SkipReason(sc); why != "" {
+		return why
+	}
 	if sc.Needs(Virtual) && !r.Target.Virtual() {
 		return "needs a virtual board (requires: [virtual]); the target is " + r.Target.Describe()
 	}
@@ -100,7 +103,7 @@ func (r *Runner) RunScenario(ctx context.Context, sc *Scenario) (res report.Scen
 	if grace <= 0 {
 		grace = 2 * time.Second
 	}
-	x := &execution{r: r, sc: sc, prof: prof, res: &res, ser: r.Target.Serial(), pin: r.Target.Pin(),
+	x := &execution{r: r, sc: sc, prof: prof, res: &res, plat: targetPlatform(r.Target), ser: r.Target.Serial(), pin: r.Target.Pin(),
 		to: sc.Timeouts.or(r.Timeouts.or(DefaultTimeouts)), tail: tail, grace: grace,
 		echoLevel: report.Unknown, powerUp: true}
 	err = x.play(ctx)
@@ -143,6 +146,7 @@ type execution struct {
 	r     *Runner
 	sc    *Scenario
 	prof  echo.Profile
+	plat  Platform
 	res   *report.Scenario
 	ser   Serial
 	pin   Pin
@@ -270,16 +274,23 @@ func (x *execution) step(ctx context.Context, i int, st *Step) error {
 			func(l report.Line, _ echo.Event) bool { return st.Pattern.MatchString(l.Text) })
 
 	case ExpectEventStep:
-		return x.expectLine(ctx, i, x.timeout(st, x.to.Expect), "the echo "+st.String()[len("expect event "):],
+		rc := x.plat.ResolveRC(st.RC)
+		what := "the echo " + st.String()[len("expect event "):]
+		if rc != st.RC {
+			what += fmt.Sprintf(" (%d on %s)", rc, x.plat)
+		}
+		return x.expectLine(ctx, i, x.timeout(st, x.to.Expect), what,
 			func(_ report.Line, ev echo.Event) bool {
-				return ev.Kind == st.Event && (st.RC < 0 || ev.RC == st.RC) && (st.Reason == "" || ev.Reason == st.Reason)
+				return ev.Kind == st.Event && (rc < 0 || ev.RC == rc) && (st.Reason == "" || ev.Reason == st.Reason)
 			})
 
 	case ExpectBrokerStep:
 		bctx, cancel := context.WithTimeout(ctx, x.timeout(st, x.to.Expect))
 		defer cancel()
-		if err := x.r.Target.AwaitBroker(bctx, st.Broker); err != nil {
-			return x.fail(i, "waiting for %s: %v", st.Broker, err)
+		want := st.Broker
+		want.RC = x.plat.ResolveRC(want.RC)
+		if err := x.r.Target.AwaitBroker(bctx, want); err != nil {
+			return x.fail(i, "waiting for %s: %v", want, err)
 		}
 		return nil
 
@@ -548,15 +559,21 @@ func (x *execution) match(ctx context.Context, l report.Line, ev echo.Event) err
 	return x.fail(p.idx, "unexpected echo %q after %s", ev.Line, ShowPayload(payload))
 }
 
-// checkVia: a $creq push (creq, http) must arrive on a $creq/ topic, a
+// checkVia: a command push (creq, http) must arrive on the platform's
+// command topic ($creq/{uuid}, or studio's $sys/.../cmd/request/{uuid}), a
 // topic publish on another topic.
 func (x *execution) checkVia(p *pending, ev echo.Event) error {
 	if ev.Via == "" {
 		return nil
 	}
-	creq := strings.HasPrefix(ev.Via, "$creq/")
-	if (p.step.Channel == Topic) == creq {
-		return x.fail(p.idx, "sent via %s but the board got it on topic %q: %q", p.step.Channel, ev.Via, ev.Line)
+	cmd := x.plat.CommandTopic(ev.Via)
+	if (p.step.Channel == Topic) == cmd {
+		want := "the platform's command topic " + x.plat.commandTopicName()
+		if p.step.Channel == Topic {
+			want = "the custom topic"
+		}
+		return x.fail(p.idx, "sent via %s on %s, so it must arrive on %s, but the board got it on topic %q: %q",
+			p.step.Channel, x.plat, want, ev.Via, ev.Line)
 	}
 	return nil
 }

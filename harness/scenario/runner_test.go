@@ -3,6 +3,7 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -258,7 +259,65 @@ func TestRunnerChecksTheTopicTheCommandCameOn(t *testing.T) {
 	b.wrongVia = true
 	res := run(t, b, "name: via\nchannel: http\nsteps:\n  - send: on\n")
 	require.Equal(t, report.Fail, res.Status)
-	assert.Contains(t, res.Reason, `sent via http but the board got it on topic "TurnipRobot"`)
+	assert.Contains(t, res.Reason, `sent via http on legacy, so it must arrive on the platform's command topic $creq/{uuid}, but the board got it on topic "TurnipRobot"`)
+}
+
+func TestRunnerStudioPlatform(t *testing.T) {
+	const cmds = "name: p\nchannel: %s\nsteps:\n  - send: on\n  - send: junk\n  - expect: ignored\n  - send: toggle\n  - expect: {led: 0}\n"
+	for _, ch := range Channels {
+		b := newFakeBoard(true)
+		b.platform = Studio
+		res := run(t, b, fmt.Sprintf(cmds, ch))
+		assert.Equal(t, report.Pass, res.Status, "%s: %s", ch, res.Reason)
+	}
+
+	// A legacy $creq push is not a studio command, and the reverse.
+	b := newFakeBoard(true)
+	b.platform, b.pushVia = Studio, "$creq/1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+	res := run(t, b, fmt.Sprintf(cmds, "creq"))
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, `sent via creq on studio, so it must arrive on the platform's command topic $sys/{pid}/{name}/cmd/request/{uuid}, but the board got it on topic "$creq/`)
+	b = newFakeBoard(true)
+	b.pushVia = "$sys/386427/503367129/cmd/request/1b4e28ba"
+	res = run(t, b, fmt.Sprintf(cmds, "http"))
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, `sent via http on legacy, so it must arrive on the platform's command topic $creq/{uuid}`)
+
+	// bad_credentials is 4 on legacy, 5 on studio; a literal code is taken as is.
+	const wrong = "name: w\ncredentials: wrong\nsteps:\n  - expect: {event: mqtt_refused, rc: %s}\n  - expect: {broker: refused, rc: %s}\n"
+	for _, p := range Platforms {
+		b := newFakeBoard(false)
+		b.platform = p
+		res := run(t, b, fmt.Sprintf(wrong, "bad_credentials", "bad_credentials"))
+		assert.Equal(t, report.Pass, res.Status, "%s: %s", p, res.Reason)
+	}
+	b = newFakeBoard(false)
+	b.platform = Studio
+	res = run(t, b, fmt.Sprintf(wrong, "4", "4"))
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, `timed out after 2s waiting for the echo mqtt refused rc=4`)
+	b = newFakeBoard(false)
+	b.platform = Studio
+	res = run(t, b, fmt.Sprintf(wrong, "bad_credentials", "4"))
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, "waiting for broker refused rc=4: not seen")
+	b = newFakeBoard(false)
+	b.platform, b.wrongStateAt = Legacy, 0
+	res = run(t, b, "name: w\ncredentials: wrong\nsteps:\n  - expect: {event: mqtt_refused, rc: 5}\n")
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, "timed out")
+
+	// Studio skips what the platform cannot do, with the reason.
+	b = newFakeBoard(true)
+	b.platform = Studio
+	r := &Runner{Target: b}
+	res = r.RunScenario(context.Background(), mustParse(t, tutorial))
+	assert.Equal(t, report.Skip, res.Status)
+	assert.Contains(t, res.Reason, "the tutorial's mqtt.py logs in to the legacy platform")
+	res = r.RunScenario(context.Background(), mustParse(t, "name: q\nrequires: [virtual]\nchannel: http\nsteps:\n  - fault: wifi_down\n  - send: on\n    qos: 1\n    nowait: true\n  - fault: wifi_up\n  - expect: {led: 1}\n"))
+	assert.Equal(t, report.Skip, res.Status)
+	assert.Contains(t, res.Reason, "OneNET Studio keeps no command for an offline device")
+	assert.Empty(t, b.setups, "a skipped scenario never touches the board")
 }
 
 func TestRunnerSkipsWithReason(t *testing.T) {

@@ -136,14 +136,23 @@ func (k StepKind) String() string { return stepKindNames[k] }
 // broker's event feed about the device under test.
 type BrokerEvent struct {
 	Kind string // "connected", "refused", "disconnected" or "kicked"
-	RC   int    // CONNACK return code for "refused"; -1: any
+	// RC is the CONNACK return code for "refused"; -1: any;
+	// RCBadCredentials: the platform's code (the runner resolves it).
+	RC int
 }
 
 func (b BrokerEvent) String() string {
-	if b.Kind == "refused" && b.RC >= 0 {
-		return fmt.Sprintf("broker %s rc=%d", b.Kind, b.RC)
+	if b.Kind == "refused" && b.RC != -1 {
+		return fmt.Sprintf("broker %s rc=%s", b.Kind, rcString(b.RC))
 	}
 	return "broker " + b.Kind
+}
+
+func rcString(rc int) string {
+	if rc == RCBadCredentials {
+		return "bad_credentials"
+	}
+	return fmt.Sprint(rc)
 }
 
 // Step is one concrete step with the model's prediction.
@@ -160,7 +169,8 @@ type Step struct {
 	Level int
 	// ExpectEchoStep
 	Pattern *regexp.Regexp
-	// ExpectEventStep: the kind, and RC (-1 any) / Reason ("" any).
+	// ExpectEventStep: the kind, and RC (-1 any, RCBadCredentials the
+	// platform's code) / Reason ("" any).
 	Event  echo.Kind
 	RC     int
 	Reason string
@@ -218,8 +228,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("expect echo /%s/", s.Pattern)
 	case ExpectEventStep:
 		d := "expect event " + s.Event.String()
-		if s.RC >= 0 {
-			d += fmt.Sprintf(" rc=%d", s.RC)
+		if s.RC != -1 {
+			d += " rc=" + rcString(s.RC)
 		}
 		if s.Reason != "" {
 			d += " reason=" + s.Reason
