@@ -1,8 +1,10 @@
 // Package scenarios_test plays every scenario file of this folder on a
 // board behind the stand-in broker: the virtual board, or the real one on
 // $HIL_PORT (with $HIL_WIFI_SSID, $HIL_WIFI_PASSWORD, $HIL_BROKER_HOST).
-// With $HIL_REPORT_DIR set it writes junit.xml, report.json, report.html
-// and serial.log there.
+// The virtual board plays them on both OneNET platforms, legacy then
+// studio (only $HIL_PLATFORM's when it is set); a real board plays
+// $HIL_PLATFORM's (default legacy). With $HIL_REPORT_DIR set it writes
+// junit.xml, report.json, report.html and serial.log there.
 package scenarios_test
 
 import (
@@ -25,8 +27,10 @@ import (
 // EnvReportDir is where the reports go when set.
 const EnvReportDir = "HIL_REPORT_DIR"
 
-// TestScenarios runs one subtest per scenario file, all on one board and
-// one broker (each scenario re-flashes what changed and resets the board).
+// TestScenarios runs one subtest per platform and scenario file
+// (TestScenarios/legacy/basic_on_off, TestScenarios/studio/...), all on one
+// board and one broker: each scenario re-flashes what changed (between
+// platforms, config.json alone) and resets the board.
 func TestScenarios(t *testing.T) {
 	scs, err := scenario.LoadDir(".")
 	require.NoError(t, err)
@@ -51,28 +55,44 @@ func TestScenarios(t *testing.T) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), dl.Add(-30*time.Second))
 	defer cancel()
+	platforms := []scenario.Platform{opts.Platform}
+	if opts.Port == "" && os.Getenv(rig.EnvPlatform) == "" {
+		platforms = scenario.Platforms
+	}
+	opts.Platform = platforms[0]
 	r, err := rig.New(ctx, opts)
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, r.Close()) }()
 
 	runner := &scenario.Runner{Target: r}
 	run := report.Run{Target: r.Describe(), Started: time.Now()}
+	if len(platforms) > 1 {
+		run.Target += ", legacy and OneNET Studio"
+	}
 	var mu sync.Mutex
-	for _, sc := range scs {
-		name := strings.TrimSuffix(filepath.Base(sc.File), filepath.Ext(sc.File))
-		t.Run(name, func(t *testing.T) {
-			res := runner.RunScenario(ctx, sc)
-			mu.Lock()
-			run.Scenarios = append(run.Scenarios, res)
-			mu.Unlock()
-			msg := r.Masker().Mask(res.Reason)
-			switch res.Status {
-			case report.Skip:
-				t.Skip(msg)
-			case report.Fail:
-				t.Errorf("%s: %s", sc.Name, msg)
-			default:
-				t.Logf("%s", r.Masker().Mask(report.ResultLine(res)))
+	for _, p := range platforms {
+		t.Run(string(p), func(t *testing.T) {
+			require.NoError(t, r.SetPlatform(p))
+			for _, sc := range scs {
+				name := strings.TrimSuffix(filepath.Base(sc.File), filepath.Ext(sc.File))
+				t.Run(name, func(t *testing.T) {
+					res := runner.RunScenario(ctx, sc)
+					if len(platforms) > 1 {
+						res.Name = string(p) + ": " + res.Name
+					}
+					mu.Lock()
+					run.Scenarios = append(run.Scenarios, res)
+					mu.Unlock()
+					msg := r.Masker().Mask(res.Reason)
+					switch res.Status {
+					case report.Skip:
+						t.Skip(msg)
+					case report.Fail:
+						t.Errorf("%s: %s", sc.Name, msg)
+					default:
+						t.Logf("%s", r.Masker().Mask(report.ResultLine(res)))
+					}
+				})
 			}
 		})
 	}

@@ -10,6 +10,7 @@ package rig
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,8 +39,19 @@ const (
 	EnvWiFiSSID     = "HIL_WIFI_SSID"     // the network the real board joins
 	EnvWiFiPassword = "HIL_WIFI_PASSWORD" // its password (masked everywhere)
 	EnvBrokerHost   = "HIL_BROKER_HOST"   // this machine's address as the board sees it
-	EnvBrokerPort   = "HIL_BROKER_PORT"   // optional; default 6002
+	EnvBrokerPort   = "HIL_BROKER_PORT"   // optional; default 6002 (legacy) or 1883 (studio)
+	EnvPlatform     = "HIL_PLATFORM"      // legacy (default) or studio: the OneNET service the board logs in to
 )
+
+// VirtualBackoffMS is the firmware's first reconnect delay on the virtual
+// board (config.json "backoff_ms"): its network comes back at once, so the
+// real board's 1 s default would only slow the suite. A real board keeps
+// the default.
+const VirtualBackoffMS = 100
+
+// tokenTTL is how long the studio tokens flashed by a rig stay valid: any
+// run ends long before.
+const tokenTTL = 7 * 24 * time.Hour
 
 // The device under test, as the stand-in broker registers it (the
 // tutorial's product and device ids and its custom topic).
@@ -59,6 +71,10 @@ const OneNETAddr = "183.230.40.39:6002"
 
 // Options choose the board and how the broker is reached.
 type Options struct {
+	// Platform is the OneNET service the board logs in to: legacy (""),
+	// or studio (token login on the broker's studio listener, $sys topics).
+	// The virtual board's rig can switch later (SetPlatform).
+	Platform scenario.Platform
 	// Port is a real board's serial port ("auto": the one ESP8266-looking
 	// USB serial port); "" runs the virtual board.
 	Port string
@@ -67,11 +83,13 @@ type Options struct {
 	// WiFiSSID and WiFiPassword are written to config.json. The virtual
 	// board accepts any; a real board needs the lab's.
 	WiFiSSID, WiFiPassword string
-	// BrokerListen is where the broker's MQTT listener binds. Default:
-	// 127.0.0.1:0 for the virtual board, BrokerHost:BrokerPort for a real one.
+	// BrokerListen is where the broker's MQTT listener of the platform
+	// binds. Default: 127.0.0.1:0 for the virtual board,
+	// BrokerHost:BrokerPort for a real one (the other platform's listener
+	// then binds 127.0.0.1:0).
 	BrokerListen string
 	// BrokerPort is a real board's broker port when BrokerListen is
-	// empty; 0 means OneNET's 6002.
+	// empty; 0 means OneNET's 6002 (legacy) or 1883 (studio).
 	BrokerPort int
 	// BrokerHost is the address the board dials (required for a real
 	// board; the virtual board uses the listener's own address).
@@ -88,9 +106,14 @@ type Options struct {
 
 // FromEnv reads the options of `go test ./scenarios`: HIL_PORT chooses a
 // real board, which also needs HIL_WIFI_SSID, HIL_WIFI_PASSWORD and
-// HIL_BROKER_HOST (HIL_BROKER_PORT optional).
+// HIL_BROKER_HOST (HIL_BROKER_PORT optional); HIL_PLATFORM the platform.
 func FromEnv() (Options, error) {
+	p, err := scenario.ParsePlatform(os.Getenv(EnvPlatform))
+	if err != nil {
+		return Options{}, fmt.Errorf("%s: %w", EnvPlatform, err)
+	}
 	o := Options{
+		Platform:     p,
 		Port:         os.Getenv(EnvPort),
 		WiFiSSID:     os.Getenv(EnvWiFiSSID),
 		WiFiPassword: os.Getenv(EnvWiFiPassword),
@@ -117,13 +140,20 @@ type Rig struct {
 	mask   *report.Masker
 	logw   *maskingWriter
 	host   string // what config.json names as the broker
-	port   int
-	resets bool // the port has modem lines (a real power cycle)
+	port   int    // the legacy listener's port
+	sport  int    // the studio listener's port
+	resets bool   // the port has modem lines (a real power cycle)
 
 	authInfo, masterKey, wrongKey, ctrlKey string
-	tweak                                  func(*firmware.Config) // tests: a deliberately wrong config
+	// Studio: base64 keys as OneNET issues them, and the tokens made
+	// from them (the device's, one signed with a wrong key, the
+	// controller's, and a product-level one for the HTTP API).
+	devKey, accessKey, ctrlDevKey              string
+	devToken, wrongToken, ctrlToken, prodToken string
+	tweak                                      func(*firmware.Config) // tests: a deliberately wrong config
 
 	mu       sync.Mutex
+	platform scenario.Platform
 	cursor   int64       // serial: the next line Next returns
 	mark     broker.Mark // broker feed: AwaitBroker looks after it
 	intruder map[uint64]bool
@@ -139,11 +169,27 @@ func secret(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// secretB64 returns a fresh random studio key (base64, as OneNET issues them).
+func secretB64() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
 // New starts the broker and the board (virtual or real) and opens its
 // serial link. Nothing is flashed until Begin.
 func New(ctx context.Context, opts Options) (_ *Rig, err error) {
-	r := &Rig{opts: opts, intruder: map[uint64]bool{},
-		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-"), ctrlKey: secret("ctrl-")}
+	plat, err := scenario.ParsePlatform(string(opts.Platform))
+	if err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
+	}
+	opts.Platform = plat
+	r := &Rig{opts: opts, intruder: map[uint64]bool{}, platform: plat,
+		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-"), ctrlKey: secret("ctrl-"),
+		devKey: secretB64(), accessKey: secretB64(), ctrlDevKey: secretB64()}
+	if err := r.makeTokens(); err != nil {
+		return nil, err
+	}
 	if opts.Port == "auto" {
 		p, err := link.FindBoard()
 		if err != nil {
@@ -161,6 +207,9 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 			port := opts.BrokerPort
 			if port == 0 {
 				port = firmware.DefaultPort
+				if plat == scenario.Studio {
+					port = firmware.DefaultStudioPort
+				}
 			}
 			opts.BrokerListen = net.JoinHostPort(opts.BrokerHost, strconv.Itoa(port))
 		}
@@ -179,7 +228,8 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 		opts.BootTimeout = 60 * time.Second
 	}
 	r.opts = opts
-	r.mask = report.NewMasker(opts.WiFiPassword, r.authInfo, r.masterKey, r.wrongKey, r.ctrlKey)
+	r.mask = report.NewMasker(opts.WiFiPassword, r.authInfo, r.masterKey, r.wrongKey, r.ctrlKey,
+		r.devKey, r.accessKey, r.ctrlDevKey, r.devToken, r.wrongToken, r.ctrlToken, r.prodToken)
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -187,16 +237,22 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	}()
 
 	reg := broker.NewRegistry()
-	if err := reg.AddProduct(broker.Product{ID: ProductID, Name: Topic, MasterKey: r.masterKey}); err != nil {
+	if err := reg.AddProduct(broker.Product{ID: ProductID, Name: Topic, MasterKey: r.masterKey, AccessKey: r.accessKey}); err != nil {
 		return nil, err
 	}
-	if err := reg.AddDevice(ProductID, broker.Device{ID: DeviceID, Title: "led-board", AuthInfo: r.authInfo}); err != nil {
+	if err := reg.AddDevice(ProductID, broker.Device{ID: DeviceID, Title: "led-board", AuthInfo: r.authInfo, Key: r.devKey}); err != nil {
 		return nil, err
 	}
-	if err := reg.AddDevice(ProductID, broker.Device{ID: ControllerID, Title: "controller", AuthInfo: r.ctrlKey}); err != nil {
+	if err := reg.AddDevice(ProductID, broker.Device{ID: ControllerID, Title: "controller", AuthInfo: r.ctrlKey, Key: r.ctrlDevKey}); err != nil {
 		return nil, err
 	}
-	if r.br, err = broker.New(broker.Options{Registry: reg, MQTTAddr: opts.BrokerListen, HTTPAddr: "127.0.0.1:0"}); err != nil {
+	// Both listeners always run: the board dials its platform's, and the
+	// virtual board's rig can switch platform between scenarios.
+	legacyAddr, studioAddr := opts.BrokerListen, "127.0.0.1:0"
+	if real && plat == scenario.Studio {
+		legacyAddr, studioAddr = "127.0.0.1:0", opts.BrokerListen
+	}
+	if r.br, err = broker.New(broker.Options{Registry: reg, MQTTAddr: legacyAddr, StudioAddr: studioAddr, HTTPAddr: "127.0.0.1:0"}); err != nil {
 		return nil, err
 	}
 	if err := r.br.Start(); err != nil {
@@ -208,6 +264,11 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	}
 	r.port, _ = strconv.Atoi(p)
 	r.host = h
+	_, sp, err := net.SplitHostPort(r.br.StudioAddr())
+	if err != nil {
+		return nil, err
+	}
+	r.sport, _ = strconv.Atoi(sp)
 	if real {
 		r.host = opts.BrokerHost
 	}
@@ -278,16 +339,74 @@ func (r *Rig) Sim() *sim.Board { return r.sim }
 // Link is the board's serial link.
 func (r *Rig) Link() *link.Link { return r.link }
 
-// Describe names the board for reports.
+// Describe names the board for reports (and the platform when it is
+// studio).
 func (r *Rig) Describe() string {
-	if r.sim == nil {
-		return "board on " + r.opts.Port
+	d := "board on " + r.opts.Port
+	if r.sim != nil {
+		d = "virtual board (" + r.sim.Port() + ")"
+		if r.opts.LineRate {
+			d += " at 115200 baud"
+		}
 	}
-	d := "virtual board (" + r.sim.Port() + ")"
-	if r.opts.LineRate {
-		d += " at 115200 baud"
+	if r.Platform() == scenario.Studio {
+		d += ", OneNET Studio"
 	}
 	return d
+}
+
+// Platform is the OneNET service the board logs in to (the runner asks).
+func (r *Rig) Platform() scenario.Platform {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.platform
+}
+
+// SetPlatform switches the platform for the following scenarios (the next
+// Begin flashes the matching config.json). Only the virtual board can: a
+// real one dials the address its platform's listener was bound to in New.
+func (r *Rig) SetPlatform(p scenario.Platform) error {
+	p, err := scenario.ParsePlatform(string(p))
+	if err != nil {
+		return fmt.Errorf("rig: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p == r.platform {
+		return nil
+	}
+	if r.sim == nil {
+		return fmt.Errorf("rig: a real board runs the platform it was set up for (%s); start another rig for %s", r.platform, p)
+	}
+	r.platform = p
+	if r.ctrl != nil { // logged in on the other listener
+		r.ctrl.Disconnect(0)
+		r.ctrl = nil
+	}
+	return nil
+}
+
+// makeTokens signs the studio tokens: the device's and the controller's
+// (device level), one signed with a key the broker does not know, and a
+// product-level one for the synchronous command API.
+func (r *Rig) makeTokens() error {
+	et := time.Now().Add(tokenTTL)
+	dev := "products/" + ProductID + "/devices/" + DeviceID
+	var err error
+	for _, t := range []struct {
+		dst      *string
+		res, key string
+	}{
+		{&r.devToken, dev, r.devKey},
+		{&r.wrongToken, dev, secretB64()},
+		{&r.ctrlToken, "products/" + ProductID + "/devices/" + ControllerID, r.ctrlDevKey},
+		{&r.prodToken, "products/" + ProductID, r.accessKey},
+	} {
+		if *t.dst, err = broker.MakeToken(t.res, t.key, "sha256", et); err != nil {
+			return fmt.Errorf("rig: studio token: %w", err)
+		}
+	}
+	return nil
 }
 
 // Virtual reports whether the board is the virtual one.
@@ -314,15 +433,25 @@ func (r *Rig) SkipReason(sc *scenario.Scenario) string {
 	return ""
 }
 
-// config is the board's config.json for this run.
+// config is the board's config.json for this run: legacy logs in with the
+// device's auth_info, studio with a device-level token; wrong credentials
+// are a key the broker does not know, or a token signed with one.
 func (r *Rig) config(wrong bool) firmware.Config {
-	key := r.authInfo
-	if wrong {
-		key = r.wrongKey
-	}
 	c := firmware.Config{WiFiSSID: r.opts.WiFiSSID, WiFiPassword: r.opts.WiFiPassword,
 		BrokerHost: r.host, BrokerPort: r.port, DeviceID: DeviceID, ProductID: ProductID,
-		Key: key, Topic: Topic, LEDPin: LEDPin, Keepalive: 60}
+		Key: r.authInfo, Topic: Topic, LEDPin: LEDPin, Keepalive: 60}
+	if wrong {
+		c.Key = r.wrongKey
+	}
+	if r.Platform() == scenario.Studio {
+		c.Platform, c.BrokerPort, c.Key, c.Token = firmware.Studio, r.sport, "", r.devToken
+		if wrong {
+			c.Token = r.wrongToken
+		}
+	}
+	if r.sim != nil {
+		c.BackoffMS = VirtualBackoffMS
+	}
 	if r.tweak != nil {
 		r.tweak(&c)
 	}
@@ -342,6 +471,9 @@ func (r *Rig) Begin(ctx context.Context, setup scenario.Setup) error {
 	ready, ok := readyLines[setup.Profile]
 	if !ok {
 		return fmt.Errorf("rig: unknown profile %q (want hil or tutorial)", setup.Profile)
+	}
+	if setup.Profile == "tutorial" && r.Platform() == scenario.Studio {
+		return errors.New("rig: the tutorial profile is legacy only (its mqtt.py logs in with a key and reads $creq)")
 	}
 	if r.sim != nil {
 		// A scenario that failed during an outage must not leave it behind.

@@ -22,9 +22,10 @@ import (
 	"github.com/onenet-hil/hil/harness/scenario"
 )
 
-// Send delivers payload through ch: creq is the platform's $creq push,
-// topic an MQTT publish on the custom topic from the controller device,
-// http OneNET's POST /cmds.
+// Send delivers payload through ch: creq is the platform's command push
+// ($creq/{uuid}, or studio's $sys/.../cmd/request/{uuid}), topic an MQTT
+// publish on the custom topic from the controller device, http OneNET's
+// POST /cmds (studio: the synchronous command API).
 func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
 	switch ch {
 	case scenario.Creq:
@@ -36,6 +37,12 @@ func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt
 		}
 		return r.publish(ctx, payload)
 	case scenario.HTTP:
+		if r.Platform() == scenario.Studio {
+			if opt.QoS != 0 {
+				return errors.New("OneNET Studio's synchronous command API keeps nothing for an offline device: qos 1 is legacy only")
+			}
+			return r.syncCmd(ctx, payload)
+		}
 		return r.postCmd(ctx, payload, opt.QoS)
 	}
 	return fmt.Errorf("rig: unknown channel %q", ch)
@@ -69,6 +76,50 @@ func (r *Rig) postCmd(ctx context.Context, payload []byte, qos int) error {
 		return fmt.Errorf("POST /cmds: errno %d: %s", env.Errno, r.mask.Mask(env.Error))
 	}
 	return nil
+}
+
+// syncWait is the synchronous command API's timeout (its minimum): the
+// firmware answers on/off/toggle at once and never answers junk, so junk
+// costs this much per send.
+const syncWait = "1"
+
+// syncCmd is OneNET Studio's POST /datapoint/synccmds over a real HTTP
+// connection, authorised with a product-level token. It answers when the
+// device replies; "command timeout" (the device got it and did not answer,
+// as for junk) counts as delivered: the runner checks the echo either way.
+func (r *Rig) syncCmd(ctx context.Context, payload []byte) error {
+	u := "http://" + r.br.HTTPAddr() + "/datapoint/synccmds?product_id=" + url.QueryEscape(ProductID) +
+		"&device_name=" + url.QueryEscape(DeviceID) + "&timeout=" + syncWait
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("authorization", r.prodToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST /datapoint/synccmds: %w", err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Code int    `json:"code"`
+		Msg  string `json:"msg"`
+		Data struct {
+			UUID string `json:"cmd_uuid"`
+		} `json:"data"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("POST /datapoint/synccmds: HTTP %d, not a OneNET answer: %q", resp.StatusCode, r.mask.Mask(string(body)))
+	}
+	switch {
+	case env.Code == broker.StudioOK:
+		return nil
+	case env.Code == broker.StudioTimeout && env.Data.UUID != "":
+		if info, ok := r.br.Command(env.Data.UUID); ok && info.Status >= broker.CmdSent {
+			return nil
+		}
+	}
+	return fmt.Errorf("POST /datapoint/synccmds: code %d: %s", env.Code, r.mask.Mask(env.Msg))
 }
 
 // Fault injects f and returns once it has taken effect as far as the
@@ -114,8 +165,12 @@ func (r *Rig) publish(ctx context.Context, payload []byte) error {
 	cl := r.ctrl
 	r.mu.Unlock()
 	if cl == nil || !cl.IsConnectionOpen() {
+		pass := r.ctrlKey
+		if r.Platform() == scenario.Studio {
+			pass = r.ctrlToken
+		}
 		var err error
-		if cl, err = r.dial(ctx, ControllerID, r.ctrlKey, nil); err != nil {
+		if cl, err = r.dial(ctx, ControllerID, pass, nil); err != nil {
 			return fmt.Errorf("controller login: %w", err)
 		}
 		r.mu.Lock()
@@ -136,17 +191,21 @@ func (r *Rig) publish(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-// dial logs in to the broker as device id with MQTT 3.1.1 (paho); local,
-// when set, receives the connection's source address.
-func (r *Rig) dial(ctx context.Context, id, key string, local *atomic.Value) (paho.Client, error) {
-	addr := r.br.MQTTAddr()
+// dial logs in to the platform's listener as device id with MQTT 3.1.1
+// (paho), password = its key (legacy) or token (studio); local, when set,
+// receives the connection's source address.
+func (r *Rig) dial(ctx context.Context, id, password string, local *atomic.Value) (paho.Client, error) {
+	addr, keepalive := r.br.MQTTAddr(), time.Duration(0)
+	if r.Platform() == scenario.Studio {
+		addr, keepalive = r.br.StudioAddr(), 60*time.Second // studio refuses keepalive 0
+	}
 	if h, p, err := net.SplitHostPort(addr); err == nil && (h == "0.0.0.0" || h == "::" || h == "") {
 		addr = net.JoinHostPort("127.0.0.1", p)
 	}
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
-		SetClientID(id).SetUsername(ProductID).SetPassword(key).
+		SetClientID(id).SetUsername(ProductID).SetPassword(password).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(0).SetConnectTimeout(10 * time.Second).
+		SetKeepAlive(keepalive).SetConnectTimeout(10 * time.Second).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "tcp", u.Host)
@@ -173,7 +232,11 @@ func (r *Rig) dial(ctx context.Context, id, key string, local *atomic.Value) (pa
 // board's new login.
 func (r *Rig) kick(ctx context.Context) error {
 	var local atomic.Value // the intruder's source address, set by the dialer
-	cl, err := r.dial(ctx, DeviceID, r.authInfo, &local)
+	pass := r.authInfo
+	if r.Platform() == scenario.Studio {
+		pass = r.devToken
+	}
+	cl, err := r.dial(ctx, DeviceID, pass, &local)
 	if err != nil {
 		return fmt.Errorf("kick: duplicate login: %w", err)
 	}
