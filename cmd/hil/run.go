@@ -26,6 +26,9 @@ func init() {
 }
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if soakRequested(args) { // run_soak.go
+		return runSoak(ctx, args, stdout, stderr)
+	}
 	fl := flag.NewFlagSet("run", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	port := fl.String("port", "", "a real board's serial port, or \"auto\" (default $"+rig.EnvPort+"; unset: the virtual board)")
@@ -42,6 +45,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "\nA real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
 			" (this machine's address as the board sees it; the broker listens there on port 6002 or $"+rig.EnvBrokerPort+").")
 		fmt.Fprintln(stderr, "Exit status: 0 when no scenario failed, 1 when one did or the run could not start.")
+		fmt.Fprintln(stderr, "hil run --soak DURATION plays randomized commands with faults instead (see hil run --soak 1s -h).")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
