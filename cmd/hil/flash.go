@@ -65,7 +65,7 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	configFile := fl.String("config", "", "YAML file with wifi_ssid, wifi_password, device_id, product_id, key, topic, led_pin, broker, api, api_key")
 	brokerAddr := fl.String("broker", "", "HOST:PORT of a running broker the board should use (default: run an embedded one)")
 	api := fl.String("api", "", "with --broker: its OneNET-style HTTP API base URL, to see the board log in")
-	listen := fl.String("listen", "0.0.0.0:6002", "embedded broker: MQTT listen address")
+	listen := fl.String("listen", "", "embedded broker: MQTT listen address (default: the --advertise address, port 6002: only that\ninterface, the one the board reaches; give 0.0.0.0:6002 to listen on every interface)")
 	advertise := fl.String("advertise", "", "embedded broker: host the board connects to (default: this machine's LAN address)")
 	ssid := fl.String("wifi-ssid", "", "Wi-Fi network name")
 	wifiPass := fl.String("wifi-password", "", "Wi-Fi password (better: $"+envWiFiPass+" or --config)")
@@ -153,7 +153,13 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if s.DeviceID == "" && s.ProductID == "" && s.Key == "" {
 			s.DeviceID, s.ProductID, s.Key = broker.DemoDeviceID, broker.DemoProductID, broker.DemoAuthInfo
 		}
-		b, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: *listen, HTTPAddr: "127.0.0.1:0"})
+		host = *advertise
+		if host == "" {
+			host = lanAddress()
+		}
+		// A real board needs the broker on a LAN address: the one it is
+		// told to dial, not every interface, unless --listen says so.
+		b, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: flashListenAddr(*listen, host), HTTPAddr: "127.0.0.1:0"})
 		if err != nil {
 			return err
 		}
@@ -163,10 +169,6 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer b.Close()
 		_, p, _ := net.SplitHostPort(b.MQTTAddr())
 		mport = atoiOr(p, 0)
-		host = *advertise
-		if host == "" {
-			host = lanAddress()
-		}
 		fmt.Fprintf(stdout, "flash: embedded broker on %s (demo registry); the board will connect to %s:%d\n", b.MQTTAddr(), host, mport)
 		deviceID := s.DeviceID
 		arm = func() func(ctx context.Context) error {
@@ -258,6 +260,15 @@ func readFirmwareDir(dir string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("--firmware %s: holds a %s; the flasher writes that one", dir, board.ConfigPath)
 	}
 	return files, nil
+}
+
+// flashListenAddr is the embedded broker's MQTT address: --listen when
+// given, else the advertised host on OneNET's port 6002.
+func flashListenAddr(listen, advertised string) string {
+	if listen != "" {
+		return listen
+	}
+	return net.JoinHostPort(advertised, strconv.Itoa(firmware.DefaultPort))
 }
 
 func atoiOr(s string, def int) int {
