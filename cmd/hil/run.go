@@ -40,10 +40,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	lineRate := fl.Bool("line-rate", false, "virtual board: pace its serial line at 115200 baud like the real one")
 	only := fl.String("run", "", "play only the scenarios whose name or file name matches this regexp")
 	serialLog := fl.String("log", "", "append every serial line, timestamped and masked, to this file")
+	platform := fl.String("platform", "", platformFlag) // run_platform.go
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil run [--port P] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE]")
+		fmt.Fprintln(stderr, "usage: hil run [--port P] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]")
 		fmt.Fprintln(stderr, "\nA real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
-			" (this machine's address as the board sees it; the broker listens there on port 6002 or $"+rig.EnvBrokerPort+").")
+			" (this machine's address as the board sees it; the broker listens there on port 6002, 1883 on studio, or $"+rig.EnvBrokerPort+").")
 		fmt.Fprintln(stderr, "Exit status: 0 when no scenario failed, 1 when one did or the run could not start.")
 		fmt.Fprintln(stderr, "hil run --soak DURATION plays randomized commands with faults instead (see hil run --soak 1s -h).")
 		fl.PrintDefaults()
@@ -56,6 +57,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *profile != "" && *profile != "hil" && *profile != "tutorial" {
 		return fmt.Errorf("--profile %q: want hil or tutorial", *profile)
+	}
+	if err := checkPlatformFlag(*platform); err != nil {
+		return err
 	}
 	var filter *regexp.Regexp
 	if *only != "" {
@@ -112,6 +116,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		opts.Port = *port
 	}
 	opts.LineRate = *lineRate
+	platforms, err := runPlatforms(*platform, opts)
+	if err != nil {
+		return err
+	}
+	opts.Platform = platforms[0]
 	if *serialLog != "" {
 		f, err := os.OpenFile(*serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -130,7 +139,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "run: %d scenario(s) from %s on %s\n", len(scs), *dir, m.Mask(r.Describe()))
 	con := &report.Console{W: stdout, Live: isTTY(stdout), Mask: m}
 	runner := &scenario.Runner{Target: r, Sink: con, Profile: *profile}
-	run := runner.Run(ctx, scs)
+	run, err := runOnPlatforms(ctx, runner, r, platforms, scs, stdout)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(stdout)
 	if err := report.WriteSummary(stdout, run, m); err != nil {
 		return err
