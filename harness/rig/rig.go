@@ -40,6 +40,8 @@ const (
 	EnvWiFiPassword = "HIL_WIFI_PASSWORD" // its password (masked everywhere)
 	EnvBrokerHost   = "HIL_BROKER_HOST"   // this machine's address as the board sees it
 	EnvBrokerPort   = "HIL_BROKER_PORT"   // optional; default 6002 (legacy) or 1883 (studio)
+	EnvDeviceKey    = "HIL_DEVICE_KEY"    // optional: the device's auth_info (default random)
+	EnvAPIKey       = "HIL_API_KEY"       // optional: the product's API key (default random)
 	EnvPlatform     = "HIL_PLATFORM"      // legacy (default) or studio: the OneNET service the board logs in to
 )
 
@@ -83,6 +85,10 @@ type Options struct {
 	// WiFiSSID and WiFiPassword are written to config.json. The virtual
 	// board accepts any; a real board needs the lab's.
 	WiFiSSID, WiFiPassword string
+	// AuthInfo and APIKey are the device's auth_info and the product's
+	// API key (master key) the broker registers; "" makes random ones.
+	// Both are masked everywhere, like every other secret.
+	AuthInfo, APIKey string
 	// BrokerListen is where the broker's MQTT listener of the platform
 	// binds. Default: 127.0.0.1:0 for the virtual board,
 	// BrokerHost:BrokerPort for a real one (the other platform's listener
@@ -118,6 +124,8 @@ func FromEnv() (Options, error) {
 		WiFiSSID:     os.Getenv(EnvWiFiSSID),
 		WiFiPassword: os.Getenv(EnvWiFiPassword),
 		BrokerHost:   os.Getenv(EnvBrokerHost),
+		AuthInfo:     os.Getenv(EnvDeviceKey),
+		APIKey:       os.Getenv(EnvAPIKey),
 	}
 	if s := os.Getenv(EnvBrokerPort); s != "" {
 		n, err := strconv.Atoi(s)
@@ -187,6 +195,12 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	r := &Rig{opts: opts, intruder: map[uint64]bool{}, platform: plat,
 		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-"), ctrlKey: secret("ctrl-"),
 		devKey: secretB64(), accessKey: secretB64(), ctrlDevKey: secretB64()}
+	if opts.AuthInfo != "" {
+		r.authInfo = opts.AuthInfo
+	}
+	if opts.APIKey != "" {
+		r.masterKey = opts.APIKey
+	}
 	if err := r.makeTokens(); err != nil {
 		return nil, err
 	}
