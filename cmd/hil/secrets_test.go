@@ -137,7 +137,7 @@ func TestNoSecretInAnyArtifact(t *testing.T) {
 	studioAddr := bout.await(t, regexp.MustCompile(`Studio MQTT:\s+(\S+)`), 30*time.Second)[1]
 
 	login := func(addr, id, user, pass string) error {
-		o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetUsername(user).SetPassword(pass).
+		o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(user).SetPassword(pass).
 			SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(10 * time.Second)
 		c := paho.NewClient(o)
 		tok := c.Connect()
