@@ -15,7 +15,7 @@ import (
 )
 
 // keyEnv carries the key so that it stays out of the shell history and ps.
-const keyEnv = "HIL_DEVICE_KEY"
+const keyEnv = "HIL_STUDIO_KEY" // not HIL_DEVICE_KEY: that one is a legacy auth_info (hil flash)
 
 // tokenNow is the clock --expires durations count from; tests replace it.
 var tokenNow = time.Now
