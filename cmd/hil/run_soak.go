@@ -126,7 +126,7 @@ func writeSoakJSON(f *os.File, res rig.SoakResult) error {
 		"seed": res.Seed, "duration_s": res.Duration.Seconds(), "commands": res.Commands,
 		"applied": res.Applied, "ignored": res.Ignored, "lost": res.Lost, "by_channel": byChan,
 		"mismatches": res.Mismatches, "mismatch_details": res.Details, "faults": faults,
-		"fault_errors": res.FaultErrs, "sync_probes": res.SyncProbes, "accounted": res.Accounted(), "ok": res.OK(),
+		"fault_errors": res.FaultErrs, "fault_errors_why": res.FaultWhy, "sync_probes": res.SyncProbes, "accounted": res.Accounted(), "ok": res.OK(),
 	}); err != nil {
 		return err
 	}

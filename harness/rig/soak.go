@@ -56,8 +56,9 @@ type SoakResult struct {
 	Mismatches int
 	Details    []string // the first mismatches, described
 	Faults     map[scenario.FaultKind]int
-	FaultErrs  int // faults that did not take effect (e.g. a kick during a restart)
-	SyncProbes int // junk sent after a loss to prove nothing late arrives (not counted as commands)
+	FaultErrs  int      // faults that did not take effect (e.g. a kick during a restart)
+	FaultWhy   []string // why, for the first of them
+	SyncProbes int      // junk sent after a loss to prove nothing late arrives (not counted as commands)
 }
 
 // Accounted reports whether every command ended applied, ignored or lost.
@@ -88,11 +89,21 @@ func (s SoakResult) String() string {
 	fmt.Fprintf(&b, "  by channel:%s\n", countList(s.ByChan))
 	fmt.Fprintf(&b, "  lost by reason:%s\n", countList(s.Lost))
 	fmt.Fprintf(&b, "  faults injected:%s (%d did not take effect)\n", countList(s.Faults), s.FaultErrs)
+	for _, w := range s.FaultWhy {
+		fmt.Fprintf(&b, "  fault without effect: %s\n", firstLine(w))
+	}
 	fmt.Fprintf(&b, "  sync probes after losses: %d\n", s.SyncProbes)
 	for _, d := range s.Details {
 		fmt.Fprintf(&b, "  mismatch: %s\n", d)
 	}
 	return b.String()
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 func countList[K ~string](m map[K]int) string {
@@ -506,6 +517,9 @@ func (s *soak) faults(ctx context.Context, rng *rand.Rand) {
 		s.res.Faults[f]++
 		if err != nil {
 			s.res.FaultErrs++
+			if len(s.res.FaultWhy) < 10 {
+				s.res.FaultWhy = append(s.res.FaultWhy, s.r.mask.Mask(fmt.Sprintf("%s: %v", f, err)))
+			}
 		}
 		s.mu.Unlock()
 	}
