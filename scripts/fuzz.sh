@@ -5,10 +5,11 @@
 #
 # Targets are discovered with `go test -list 'Fuzz.*'` in every package
 # whose tests declare one, so new targets (the broker's, say) are picked
-# up without editing this script. A crash, a hang (the fuzzer's own 10 s
-# per-input watchdog) or a process that grows past FUZZ_MAX_RSS_MB
-# (default 2048) fails the run; the failing input is left in the
-# package's testdata/fuzz/<Target>/ for `go test` to replay.
+# up without editing this script. A crash or a failed check (the input is
+# then left in the package's testdata/fuzz/<Target>/ for `go test` to
+# replay), a hang (a target still running 120 s after its time is killed
+# by `timeout`), or a process that grew past FUZZ_MAX_RSS_MB (default
+# 2048) fails the run.
 #
 # Environment: FUZZ_PARALLEL workers per target (default 1: the machine
 # is shared), FUZZ_MAX_RSS_MB.
@@ -38,20 +39,27 @@ for pkg in $pkgs; do
 		log=$logdir/$(echo "$pkg.$t" | tr '/.' '__').log
 		start=$(date +%s.%N)
 		/usr/bin/time -f 'MAXRSS_KB %M' -o "$log.time" \
+			timeout -k 10 $((secs + 120)) \
 			go test -run '^$' -fuzz "^$t\$" -fuzztime "${secs}s" -parallel "$par" "$pkg" >"$log" 2>&1
 		rc=$?
 		end=$(date +%s.%N)
 		execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | awk '{print $2}')
 		rss=$(awk '/MAXRSS_KB/ {print int($2/1024)}' "$log.time")
 		result=ok
-		if [ $rc -ne 0 ]; then
+		if [ -z "$execs" ]; then
+			execs=0
+			result="ok (time spent on the corpus baseline: give more SECONDS)"
+		fi
+		if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+			result="FAIL (hung)"
+		elif [ $rc -ne 0 ]; then
 			result=FAIL
 		elif [ -n "$rss" ] && [ "$rss" -gt "$maxrss" ]; then
 			result="FAIL (rss > ${maxrss} MB)"
 		fi
 		printf '%-34s %-18s %12s %8.1f %6s MB %s\n' "${pkg#./}" "$t" "${execs:-?}" "$(echo "$end - $start" | bc)" "${rss:-?}" "$result"
 		total=$((total + ${execs:-0}))
-		if [ "$result" != ok ]; then
+		if [ "${result%% *}" != ok ]; then
 			fail=1
 			echo "---- $pkg $t output (tail) ----"
 			tail -30 "$log"
