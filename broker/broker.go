@@ -37,7 +37,14 @@ type Options struct {
 	// platform's MQTT (token login, $sys topics): see studio.go.
 	StudioAddr string
 	Logger     *slog.Logger // every event is logged here; nil = discard
+	// ConnectTimeout bounds the time from TCP accept to a complete CONNECT
+	// (0 = DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 }
+
+// DefaultConnectTimeout: a connection that has not sent a whole CONNECT
+// by then is closed (Mochi itself sets no deadline before the CONNECT).
+const DefaultConnectTimeout = 10 * time.Second
 
 // Broker is a running (or ready to run) OneNET stand-in.
 type Broker struct {
@@ -58,6 +65,10 @@ type Broker struct {
 	listenerN int
 	httpSrv   *http.Server
 	state     int // 0 new, 1 started, 2 closed
+
+	connectTimeout time.Duration
+	raw            map[*rawConn]struct{} // every accepted TCP connection still being served
+	rawWG          sync.WaitGroup        // one per entry of raw; Add only while state != 2
 }
 
 // mqttListener is one Mochi TCP listener; its id says which protocol it
@@ -111,12 +122,21 @@ func New(opts Options) (*Broker, error) {
 		dps:      map[string]map[string][]Datapoint{},
 		lsts:     []*mqttListener{{kind: kindLegacy, addr: opts.MQTTAddr}},
 		httpAddr: opts.HTTPAddr,
+		raw:      map[*rawConn]struct{}{},
+
+		connectTimeout: opts.ConnectTimeout,
 	}
+	if b.connectTimeout <= 0 {
+		b.connectTimeout = DefaultConnectTimeout
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = maxPacketSize // Mochi would allocate whatever a length field claims
 	if opts.StudioAddr != "" {
 		b.lsts = append(b.lsts, &mqttListener{kind: kindStudio, addr: opts.StudioAddr})
 	}
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
+		Capabilities: caps,
 		// Mochi's own log is about its internals; the event feed says what a
 		// OneNET user needs, so Mochi only reports errors.
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -171,7 +191,7 @@ const (
 func (b *Broker) listenLocked(l *mqttListener) error {
 	b.listenerN++
 	id := fmt.Sprintf("%s-%d", l.kind, b.listenerN)
-	tcp := listeners.NewTCP(listeners.Config{ID: id, Address: l.addr})
+	tcp := &tcpListener{TCP: listeners.NewTCP(listeners.Config{ID: id, Address: l.addr}), b: b}
 	if err := b.srv.AddListener(tcp); err != nil {
 		return fmt.Errorf("broker: %s mqtt listen %s: %w", l.kind, l.addr, err)
 	}
@@ -228,9 +248,19 @@ func (b *Broker) Close() error {
 		b.srv.Listeners.Close(l.id, func(string) {})
 	}
 	waits := b.stopAll("broker closed")
-	_ = b.srv.Close()
+	b.closeRaw() // Server.Close waits for every connection, even one that never sent a CONNECT
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Every connection has stopped being served before Server.Close waits
+	// for them: Mochi Adds to its WaitGroup inside each connection's
+	// goroutine, which must not race its Wait.
+	rawDone := make(chan struct{})
+	go func() { b.rawWG.Wait(); close(rawDone) }()
+	select {
+	case <-rawDone:
+	case <-ctx.Done():
+	}
+	_ = b.srv.Close()
 	err := b.httpSrv.Shutdown(ctx)
 	waitAll(ctx, waits)
 	b.log.Info("broker stopped")
@@ -283,7 +313,9 @@ func (b *Broker) Restart(ctx context.Context) error {
 		b.srv.Listeners.Close(l.id, func(string) {}) // stop accepting first
 		b.srv.Listeners.Delete(l.id)
 	}
-	if err := waitAll(ctx, b.stopAll("broker restart")); err != nil {
+	waits := b.stopAll("broker restart")
+	b.closeRaw()
+	if err := waitAll(ctx, waits); err != nil {
 		return fmt.Errorf("broker: restart: connections did not close: %w", err)
 	}
 	b.log.Info("broker restarting", "mqtt", b.MQTTAddr())
@@ -473,7 +505,12 @@ func (b *Broker) PublishCustom(productID, topic string, payload []byte) error {
 	return b.srv.Publish(productTopic(productID, topic), payload, false, 0)
 }
 
+// maxPayload bounds HTTP bodies and a legacy PUBLISH's payload: under 64 KB.
 const maxPayload = 64 * 1024
+
+// maxPacketSize is Mochi's limit for any packet read (fixed header
+// included): a studio payload of 256 KB with the longest topic fits.
+const maxPacketSize = studioMaxPayload + 64*1024 + 16
 
 const maxPointsPerStream = 10000
 

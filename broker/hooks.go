@@ -47,8 +47,20 @@ func (h *onenetHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 	if pk.FixedHeader.Type == packets.Publish && isStudio(cl) {
 		return h.b.studioPublishRead(cl, pk)
 	}
+	if pk.FixedHeader.Type == packets.Publish && len(pk.Payload) >= maxPayload {
+		reason := fmt.Sprintf("payload of %d bytes, limit is %d", len(pk.Payload), maxPayload-1)
+		h.b.mu.Lock()
+		if c := h.b.byClient[cl]; c != nil && c.reason == "" {
+			c.reason = reason
+		}
+		h.b.mu.Unlock()
+		return pk, fmt.Errorf("%s: %w", reason, packets.ErrRejectPacket)
+	}
 	if pk.FixedHeader.Type != packets.Connect || cl.ID != "" { // only the first CONNECT
 		return pk, nil
+	}
+	if rc, ok := cl.Net.Conn.(*rawConn); ok {
+		rc.hooked.Store(true) // from here on the hooks report how it ends
 	}
 	c := pk.Connect
 	ev := Event{Kind: Refused, DeviceID: c.ClientIdentifier, ProductID: string(c.Username)}

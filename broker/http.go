@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,7 +56,26 @@ func (b *Broker) httpHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, envelope{Errno: ErrnoNotFound, Error: "not found: " + r.Method + " " + r.URL.Path})
 	})
-	return mux
+	// ServeMux would answer a path like //cmds or /a/../cmds with a
+	// redirect; OneNET's API answers with an envelope.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanPath(r.URL.Path) {
+			writeEnvelope(w, envelope{Errno: ErrnoNotFound, Error: "not found: " + r.Method + " " + r.URL.Path})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if c != "/" && strings.HasSuffix(p, "/") {
+		c += "/"
+	}
+	return c == p
 }
 
 // OneNET answers HTTP 200 with the outcome in errno; so do we.

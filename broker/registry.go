@@ -227,13 +227,15 @@ func ParseRegistry(name string, data []byte) (*Registry, error) {
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
 			return nil, fmt.Errorf("%s:%s: %s", name, m[1], yamlLine.ReplaceAllString(msg, ""))
 		}
-		return nil, fmt.Errorf("%s: %s", name, msg)
+		// yaml gives no line when the stream itself ends early: that is
+		// the file's last line.
+		return nil, fmt.Errorf("%s:%d: %s", name, bytes.Count(data, []byte("\n"))+1, msg)
 	}
 	// A second pass over the node tree gives the line of each product and
 	// device, for errors that the decoder cannot see (missing ids).
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
+		return nil, fmt.Errorf("%s:1: %v", name, err) // the decoder above read it: not expected
 	}
 	pLines, dLines := nodeLines(&root)
 	r := NewRegistry()
