@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"syscall"
@@ -494,4 +495,78 @@ func readUntilClosed(t *testing.T, c net.Conn, msg string) []byte {
 	}
 	require.NoError(t, err, "%s (got %x)", msg, got)
 	return got
+}
+
+// The studio listener and its sync API refuse the same things, and a
+// legacy bystander notices nothing.
+func TestRefuseStudio(t *testing.T) {
+	b := startStudio(t)
+	by := newBystander(t, b)
+	base := runtime.NumGoroutine()
+	d := studioLogin(t, b)
+	own := "$sys/" + DemoProductID + "/" + DemoDeviceID + "/"
+	got := d.subscribe(t, own+"cmd/request/+",
+		"$sys/"+otherProductID+"/"+otherDeviceID+"/cmd/request/+", "$sys/"+DemoProductID+"/"+siblingID+"/#", "$sys/#", "#")
+	assert.Equal(t, map[string]byte{own + "cmd/request/+": 0,
+		"$sys/" + otherProductID + "/" + otherDeviceID + "/cmd/request/+": 0x80,
+		"$sys/" + DemoProductID + "/" + siblingID + "/#": 0x80, "$sys/#": 0x80, "#": 0x80}, got)
+
+	prodTok, err := MakeToken("products/"+DemoProductID, DemoAccessKey, "sha1", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	forged, err := MakeToken("products/"+otherProductID, DemoAccessKey, "sha1", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	post := func(tok, query, body string) (int, string) {
+		req, err := http.NewRequest("POST", "http://"+b.HTTPAddr()+"/datapoint/synccmds?"+query, strings.NewReader(body))
+		require.NoError(t, err)
+		if tok != "" {
+			req.Header.Set("authorization", tok)
+		}
+		resp, err := testHTTP.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		var out studioEnvelope
+		require.NoError(t, json.Unmarshal(raw, &out), "%s", raw)
+		return out.Code, string(raw)
+	}
+	q := func(pid, name string) string { return "product_id=" + pid + "&device_name=" + name + "&timeout=1" }
+	for _, tc := range []struct {
+		name, tok, query, body string
+		code                   int
+	}{
+		{"no token", "", q(DemoProductID, DemoDeviceID), "x", StudioAuthFailed},
+		{"wrong token", "version=2018-10-31&res=x&et=1&method=md5&sign=x", q(DemoProductID, DemoDeviceID), "x", StudioAuthFailed},
+		{"token of another product", forged, q(otherProductID, otherDeviceID), "x", StudioAuthFailed},
+		{"own token, other product", prodTok, q(otherProductID, otherDeviceID), "x", StudioAuthFailed},
+		{"own product, other product's device", prodTok, q(DemoProductID, otherDeviceID), "x", StudioNotFound},
+		{"body of 64 KB", prodTok, q(DemoProductID, DemoDeviceID), strings.Repeat("x", maxPayload), StudioBadRequest},
+	} {
+		code, raw := post(tc.tok, tc.query, tc.body)
+		assert.Equal(t, tc.code, code, "%s: %.300s", tc.name, raw)
+		for _, s := range []string{otherAuthInfo, "other-board", DemoAccessKey, DemoDeviceKey} {
+			assert.NotContains(t, raw, s, tc.name)
+		}
+	}
+
+	// garbage on the studio port: closed, recorded, nobody else touched
+	mark := b.Events().Mark()
+	c, err := net.Dial("tcp", b.StudioAddr())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x01})
+	require.NoError(t, err)
+	assert.Empty(t, readUntilClosed(t, c, "the studio listener must close the connection"))
+	e := waitEvent(t, b, mark, Is(Refused, ""))
+	assert.Contains(t, e.Reason, "variable byte integer out of range")
+	assert.True(t, b.Online(DemoDeviceID), "the studio device stays online")
+	select {
+	case err := <-d.lost:
+		t.Fatalf("studio device lost its connection: %v", err)
+	default:
+	}
+	by.check(t, b)
+	d.c.Disconnect(100)
+	waitGoroutines(t, base)
 }
