@@ -66,9 +66,10 @@ type Broker struct {
 	httpSrv   *http.Server
 	state     int // 0 new, 1 started, 2 closed
 
-	connectTimeout time.Duration
-	raw            map[*rawConn]struct{} // every accepted TCP connection still being served
-	rawWG          sync.WaitGroup        // one per entry of raw; Add only while state != 2
+	connectTimeout  time.Duration
+	httpReadTimeout time.Duration
+	raw             map[*rawConn]struct{} // every accepted TCP connection still being served
+	rawWG           sync.WaitGroup        // one per entry of raw; Add only while state != 2
 }
 
 // mqttListener is one Mochi TCP listener; its id says which protocol it
@@ -124,7 +125,8 @@ func New(opts Options) (*Broker, error) {
 		httpAddr: opts.HTTPAddr,
 		raw:      map[*rawConn]struct{}{},
 
-		connectTimeout: opts.ConnectTimeout,
+		connectTimeout:  opts.ConnectTimeout,
+		httpReadTimeout: 45 * time.Second, // over the sync API's 30 s wait: net/http cancels a request whose conn read times out
 	}
 	if b.connectTimeout <= 0 {
 		b.connectTimeout = DefaultConnectTimeout
@@ -175,7 +177,10 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("broker: http listen %s: %w", b.httpAddr, err)
 	}
 	b.httpAddr = ln.Addr().String()
-	b.httpSrv = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	// A request must arrive whole within httpReadTimeout: a client that
+	// stalls inside its body would otherwise hold a goroutine, and Close.
+	b.httpSrv = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: b.httpReadTimeout, IdleTimeout: 2 * time.Minute}
 	go func() { _ = b.httpSrv.Serve(ln) }()
 	b.state = 1
 	b.log.Info("broker started", "mqtt", b.lsts[0].addr, "http", b.httpAddr, "studio", b.studioAddrLocked())
@@ -262,6 +267,9 @@ func (b *Broker) Close() error {
 	}
 	_ = b.srv.Close()
 	err := b.httpSrv.Shutdown(ctx)
+	if err != nil {
+		_ = b.httpSrv.Close() // a request still running after the bound
+	}
 	waitAll(ctx, waits)
 	b.log.Info("broker stopped")
 	return err

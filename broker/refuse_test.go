@@ -570,3 +570,39 @@ func TestRefuseStudio(t *testing.T) {
 	d.c.Disconnect(100)
 	waitGoroutines(t, base)
 }
+
+// A request whose body stalls is answered errno 6 after the read timeout
+// and does not hold up Close.
+func TestRefuseStalledHTTPBody(t *testing.T) {
+	b, err := New(Options{Registry: testRegistry(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	b.httpReadTimeout = time.Second
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+	by := newBystander(t, b)
+
+	c, err := net.Dial("tcp", b.HTTPAddr())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = fmt.Fprintf(c, "POST /cmds?device_id=%s HTTP/1.1\r\nHost: x\r\napi-key: %s\r\nContent-Length: 100\r\n\r\nonly-part", siblingID, DemoMasterKey)
+	require.NoError(t, err)
+	got := string(readUntilClosed(t, c, "the API must give up on a stalled body"))
+	assert.Contains(t, got, "200 OK")
+	assert.Contains(t, got, `"errno":6`)
+	assert.Contains(t, got, "reading body")
+	by.check(t, b) // the partial command was never sent
+
+	// one more that stalls until Close
+	c2, err := net.Dial("tcp", b.HTTPAddr())
+	require.NoError(t, err)
+	defer c2.Close()
+	_, err = fmt.Fprintf(c2, "POST /mqtt?topic=a HTTP/1.1\r\nHost: x\r\napi-key: %s\r\nContent-Length: 100\r\n\r\nx", DemoMasterKey)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case <-done:
+	case <-time.After(waitBound):
+		t.Fatal("Close hung on a stalled HTTP request")
+	}
+}
