@@ -509,7 +509,7 @@ func TestRefuseStudio(t *testing.T) {
 		"$sys/"+otherProductID+"/"+otherDeviceID+"/cmd/request/+", "$sys/"+DemoProductID+"/"+siblingID+"/#", "$sys/#", "#")
 	assert.Equal(t, map[string]byte{own + "cmd/request/+": 0,
 		"$sys/" + otherProductID + "/" + otherDeviceID + "/cmd/request/+": 0x80,
-		"$sys/" + DemoProductID + "/" + siblingID + "/#": 0x80, "$sys/#": 0x80, "#": 0x80}, got)
+		"$sys/" + DemoProductID + "/" + siblingID + "/#":                  0x80, "$sys/#": 0x80, "#": 0x80}, got)
 
 	prodTok, err := MakeToken("products/"+DemoProductID, DemoAccessKey, "sha1", time.Now().Add(time.Hour))
 	require.NoError(t, err)
