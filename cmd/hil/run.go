@@ -15,6 +15,7 @@ import (
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/scenarios"
 )
 
 func init() {
@@ -32,7 +33,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fl := flag.NewFlagSet("run", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	port := fl.String("port", "", "a real board's serial port, or \"auto\" (default $"+rig.EnvPort+"; unset: the virtual board)")
-	dir := fl.String("scenarios", "scenarios", "folder of scenario files (*.yaml)")
+	dir := fl.String("scenarios", "scenarios", "folder of scenario files (*.yaml); when the default folder is absent, the suite built into hil")
 	profile := fl.String("profile", "", "echo profile of this run, hil or tutorial; scenarios of the other are skipped (default: each scenario's own)")
 	junit := fl.String("junit", "", "write a JUnit XML report to this file")
 	jsonOut := fl.String("json", "", "write a JSON summary (totals, per scenario pass/fail, steps, latency p50/p99) to this file")
@@ -69,7 +70,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	scs, err := scenario.LoadDir(*dir)
+	scs, err := loadScenarios(fl, *dir)
 	if err != nil {
 		return err
 	}
@@ -172,4 +173,16 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// loadScenarios reads the --scenarios folder. An installed hil run outside a
+// checkout has no ./scenarios: unless the user named a folder, it plays the
+// suite built into the binary.
+func loadScenarios(fl *flag.FlagSet, dir string) ([]*scenario.Scenario, error) {
+	named := false
+	fl.Visit(func(f *flag.Flag) { named = named || f.Name == "scenarios" })
+	if st, err := os.Stat(dir); !named && (err != nil || !st.IsDir()) {
+		return scenario.LoadFS(scenarios.Suite, "scenarios")
+	}
+	return scenario.LoadDir(dir)
 }

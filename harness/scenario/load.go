@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -48,7 +49,21 @@ var JunkPayloads = []string{"ON", "Off", "TOGGLE", "blink", "1", "0", "onoff", `
 // returns the scenarios that loaded and, joined, the errors of those that
 // did not.
 func LoadDir(dir string) ([]*Scenario, error) {
-	entries, err := os.ReadDir(dir)
+	// os.DirFS's errors name ".", not the folder: check it here first.
+	if _, err := os.Stat(dir); err != nil {
+		return nil, err
+	}
+	return loadFS(os.DirFS(dir), dir)
+}
+
+// LoadFS is LoadDir on a file system, such as the suite embedded in the
+// binary; name stands for it in errors and in each scenario's File.
+func LoadFS(fsys fs.FS, name string) ([]*Scenario, error) {
+	return loadFS(fsys, name)
+}
+
+func loadFS(fsys fs.FS, name string) ([]*Scenario, error) {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +74,12 @@ func LoadDir(dir string) ([]*Scenario, error) {
 		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
 			continue
 		}
-		sc, err := LoadFile(filepath.Join(dir, n))
+		data, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sc, err := Parse(filepath.Join(name, n), data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -67,7 +87,7 @@ func LoadDir(dir string) ([]*Scenario, error) {
 		out = append(out, sc)
 	}
 	if len(out) == 0 && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("%s: no scenario files (*.yaml)", dir))
+		errs = append(errs, fmt.Errorf("%s: no scenario files (*.yaml)", name))
 	}
 	return out, errors.Join(errs...)
 }
