@@ -112,9 +112,11 @@ func Open(path string, opts Options) (*Link, error) {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
-	port, err := serial.Open(path, &serial.Mode{
-		BaudRate: opts.Baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit,
-	})
+	port, err := serial.Open(path, portMode(opts.Baud, true))
+	if err != nil && noModemLinesAtOpen(err) {
+		// A pty has no modem lines to set: open it as it is.
+		port, err = serial.Open(path, portMode(opts.Baud, false))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open serial port %s: %w", path, err)
 	}
@@ -153,6 +155,31 @@ func Open(path string, opts Options) (*Link, error) {
 	}
 	go l.read()
 	return l, nil
+}
+
+// portMode is 8N1 at baud. With lines, DTR and RTS are set off at open:
+// Linux asserts both when a tty opens, and RTS on with DTR off holds an
+// ESP8266 in reset through its auto-reset circuit (both off: "run").
+func portMode(baud int, lines bool) *serial.Mode {
+	m := &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit}
+	if lines {
+		m.InitialStatusBits = &serial.ModemOutputBits{RTS: false, DTR: false}
+	}
+	return m
+}
+
+// noModemLinesAtOpen tells whether serial.Open failed only because the
+// port cannot set its modem lines (a pty: "inappropriate ioctl for
+// device"). go.bug.st/serial v1.8.0's PortError does not unwrap its cause,
+// so its text is all there is to go by.
+func noModemLinesAtOpen(err error) bool {
+	var pe *serial.PortError
+	if !errors.As(err, &pe) || pe.Code() != serial.InvalidSerialPort {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "modem bits") &&
+		(strings.Contains(msg, unix.ENOTTY.Error()) || strings.Contains(msg, unix.EINVAL.Error()))
 }
 
 // portFD reads the descriptor go.bug.st/serial keeps in its unexported
@@ -357,6 +384,15 @@ func (l *Link) SetDTR(on bool) error { return modemErr(l.port.SetDTR(on)) }
 
 // SetRTS: see SetDTR.
 func (l *Link) SetRTS(on bool) error { return modemErr(l.port.SetRTS(on)) }
+
+// HasModemLines reports whether the port has DTR and RTS, and leaves both
+// off ("run" on the ESP8266 auto-reset circuit). RTS goes off first: DTR
+// off while RTS is still on would hold the chip in reset, however briefly.
+// Any failure to drive the lines counts as "no lines" (the caller then
+// falls back to a soft reset, which reports a port that went away).
+func (l *Link) HasModemLines() bool {
+	return l.SetRTS(false) == nil && l.SetDTR(false) == nil
+}
 
 func modemErr(err error) error {
 	if err == nil {

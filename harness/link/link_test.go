@@ -220,6 +220,33 @@ func TestPtyHasNoModemLines(t *testing.T) {
 	l := openLink(t, path, Options{})
 	assert.ErrorIs(t, l.SetRTS(true), ErrNoModemLines)
 	assert.ErrorIs(t, l.SetDTR(false), ErrNoModemLines)
+	assert.False(t, l.HasModemLines(), "a pty has no DTR/RTS")
+}
+
+// Linux asserts DTR and RTS when a tty opens; RTS on with DTR off holds an
+// ESP8266 in reset. Open must ask go.bug.st/serial for both off ("run"),
+// and still open a pty, which cannot set them.
+func TestOpenSetsDTRAndRTSOff(t *testing.T) {
+	m := portMode(115200, true)
+	require.NotNil(t, m.InitialStatusBits, "without InitialStatusBits Linux leaves DTR and RTS on")
+	assert.Equal(t, serial.ModemOutputBits{DTR: false, RTS: false}, *m.InitialStatusBits)
+	assert.Equal(t, 8, m.DataBits)
+	assert.Nil(t, portMode(115200, false).InitialStatusBits)
+
+	// The library refuses a pty when asked to set the lines; that refusal,
+	// and only that one, makes Open retry without them.
+	_, path := newPeer(t)
+	p, err := serial.Open(path, portMode(115200, true))
+	if err == nil {
+		p.Close()
+		t.Skip("this kernel lets a pty set modem lines")
+	}
+	assert.True(t, noModemLinesAtOpen(err), "pty refusal not recognised: %v", err)
+	_, err = serial.Open(filepath.Join(t.TempDir(), "ttyUSB9"), portMode(115200, true))
+	require.Error(t, err)
+	assert.False(t, noModemLinesAtOpen(err), "a missing port is not a port without modem lines")
+	l := openLink(t, path, Options{})
+	assert.False(t, l.HasModemLines())
 }
 
 // A process holding 2,000 sockets (a broker with a fleet) opens its port
