@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/onenet-hil/hil/harness/report"
@@ -12,7 +13,7 @@ import (
 )
 
 // platformFlag is --platform's help.
-const platformFlag = "OneNET platform the board logs in to: legacy, studio, or both (virtual board only: every scenario on each) (default $" + rig.EnvPlatform + ", else legacy)"
+const platformFlag = "OneNET platform the board logs in to: legacy, studio, or both (virtual board only: every scenario on each) (default $" + rig.EnvPlatform + ", else both on the virtual board and legacy on a real one)"
 
 // checkPlatformFlag refuses a bad --platform before anything starts.
 func checkPlatformFlag(v string) error {
@@ -25,9 +26,13 @@ func checkPlatformFlag(v string) error {
 	return nil
 }
 
-// runPlatforms is the platforms --platform asks for ("": the options'
-// own, from $HIL_PLATFORM); both only on the virtual board.
+// runPlatforms is the platforms --platform asks for ("": $HIL_PLATFORM's,
+// else both on the virtual board, so the main job covers both platforms as
+// `go test ./scenarios` does); both only on the virtual board.
 func runPlatforms(v string, opts rig.Options) ([]scenario.Platform, error) {
+	if v == "" && opts.Port == "" && os.Getenv(rig.EnvPlatform) == "" {
+		v = "both"
+	}
 	switch v {
 	case "":
 		p, err := scenario.ParsePlatform(string(opts.Platform))

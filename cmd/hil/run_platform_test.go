@@ -85,3 +85,16 @@ func TestRunPlatformBadInput(t *testing.T) {
 		assert.NotContains(t, stdout.String(), "SCENARIO", "%v: nothing ran", c.args)
 	}
 }
+
+// With no --platform and no $HIL_PLATFORM the main job covers both
+// platforms on the virtual board.
+func TestRunPlatformDefaultsToBothOnTheVirtualBoard(t *testing.T) {
+	t.Setenv("HIL_PORT", "")
+	t.Setenv("HIL_PLATFORM", "")
+	dir := runDir(t, map[string]string{"a.yaml": runPass})
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"run", "--scenarios", dir}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	assert.Contains(t, stdout.String(), "platform legacy:")
+	assert.Contains(t, stdout.String(), "platform studio:")
+}

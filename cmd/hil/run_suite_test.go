@@ -11,6 +11,8 @@ import (
 // An installed hil, run outside a checkout, plays the built-in suite.
 func TestRunUsesBuiltInSuiteOutsideACheckout(t *testing.T) {
 	t.Chdir(t.TempDir())
+	t.Setenv("HIL_PORT", "")
+	t.Setenv("HIL_PLATFORM", "legacy")
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"run", "--run", "^basic on/off$"}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())

@@ -42,6 +42,7 @@ func runDir(t *testing.T, files map[string]string) string {
 // hil run on the virtual board: progress line per scenario, summary table,
 // the three report files, exit status 1 for a failure, secrets masked.
 func TestRunVirtualBoardReportsAndExitCode(t *testing.T) {
+	t.Setenv("HIL_PLATFORM", "legacy") // one platform: the counts below are per run
 	t.Setenv("HIL_PORT", "")
 	t.Setenv("HIL_WIFI_PASSWORD", runSecret)
 	dir := runDir(t, map[string]string{"a_pass.yaml": runPass, "b_fail.yaml": runFail})
@@ -96,6 +97,7 @@ func TestRunVirtualBoardReportsAndExitCode(t *testing.T) {
 }
 
 func TestRunOnlyPassingIsExitZero(t *testing.T) {
+	t.Setenv("HIL_PLATFORM", "legacy") // one platform: the counts below are per run
 	t.Setenv("HIL_PORT", "")
 	dir := runDir(t, map[string]string{"a_pass.yaml": runPass, "b_fail.yaml": runFail})
 	var stdout, stderr bytes.Buffer
