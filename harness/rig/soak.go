@@ -163,10 +163,11 @@ func (r *Rig) Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 		o.ProgressEvery = 10 * time.Second
 	}
 	res := SoakResult{Seed: o.Seed, Lost: map[string]int{}, ByChan: map[scenario.Channel]int{}, Faults: map[scenario.FaultKind]int{}}
+	before := r.br.Events().Mark()
 	if err := r.Begin(ctx, scenario.Setup{Scenario: "soak", Profile: "hil"}); err != nil {
 		return res, fmt.Errorf("soak: setting up the board: %w", err)
 	}
-	s := &soak{r: r, o: o, res: &res, rng: rand.New(rand.NewPCG(o.Seed, 0x50a6)), level: 0, cursor: r.link.Mark()}
+	s := &soak{r: r, o: o, res: &res, rng: rand.New(rand.NewPCG(o.Seed, 0x50a6)), level: 0, cursor: r.link.Mark(), scanned: before}
 
 	start := time.Now()
 	// The deadline stops new commands and the faults; the command in
@@ -212,7 +213,11 @@ type soak struct {
 	res    *SoakResult
 	level  int   // the LED model
 	cursor int64 // serial: lines before it are accounted for
-	probes int
+	// The device's subscription as the broker's feed tells it, followed
+	// up to scanned.
+	scanned    broker.Mark
+	subscribed bool
+	probes     int
 }
 
 var soakChannels = []scenario.Channel{scenario.Creq, scenario.Topic, scenario.HTTP}
@@ -260,8 +265,9 @@ func (s *soak) one(ctx context.Context) error {
 	r := s.r
 	ch := soakChannels[s.rng.IntN(len(soakChannels))]
 	p := s.payload()
-	online := r.br.Online(DeviceID)
 	mark := r.br.Events().Mark()
+	online := r.br.Online(DeviceID)
+	subscribed := s.subscribedAt(mark)
 	s.res.Commands++
 	s.res.ByChan[ch]++
 	if err := r.Send(ctx, ch, p, scenario.SendOptions{}); err != nil {
@@ -279,7 +285,7 @@ func (s *soak) one(ctx context.Context) error {
 		return err
 	}
 	if !seen {
-		reason := s.lossReason(ch, online, mark)
+		reason := s.lossReason(ch, online, subscribed, mark)
 		if reason == "" {
 			s.mismatch("%s: no echo within %s and nothing explains it", desc, s.o.EchoTimeout)
 			reason = "unexplained"
@@ -344,39 +350,42 @@ func (s *soak) endedSince(mark broker.Mark) bool {
 
 // lossReason explains a command the broker accepted and the board never
 // echoed; "" when nothing does.
-func (s *soak) lossReason(ch scenario.Channel, online bool, mark broker.Mark) string {
+func (s *soak) lossReason(ch scenario.Channel, online, subscribed bool, mark broker.Mark) string {
 	switch {
 	case s.endedSince(mark):
 		return LostInFlight
 	case !online:
 		return LostOffline
-	case ch == scenario.Topic && !s.subscribedBefore(mark):
+	case ch == scenario.Topic && !subscribed:
 		return LostNoSubscribe
 	}
 	return ""
 }
 
-// subscribedBefore reports whether the device's current session had
-// subscribed to the custom topic before mark.
-func (s *soak) subscribedBefore(mark broker.Mark) bool {
-	subscribed := false
-	for _, e := range s.r.br.Events().Last(4096) {
+// subscribedAt follows the broker's feed up to mark and reports whether
+// the device's session then had subscribed to the custom topic. The feed
+// is read incrementally (scanned), a few events per command.
+func (s *soak) subscribedAt(mark broker.Mark) bool {
+	c, cancel := context.WithCancel(context.Background())
+	cancel() // only what is already in the feed
+	_, _ = s.r.br.Events().WaitAfter(c, s.scanned, func(e broker.Event) bool {
 		if e.Seq > uint64(mark) {
-			break
+			return true // later events are for the next call
 		}
-		if e.DeviceID != DeviceID {
-			continue
-		}
-		switch e.Kind {
-		case broker.Connected, broker.Disconnected, broker.Kicked:
-			subscribed = false
-		case broker.Subscribed:
-			if e.Topic == Topic && e.Code == 0 {
-				subscribed = true
+		s.scanned = broker.Mark(e.Seq)
+		if e.DeviceID == DeviceID {
+			switch e.Kind {
+			case broker.Connected, broker.Disconnected, broker.Kicked:
+				s.subscribed = false
+			case broker.Subscribed:
+				if e.Topic == Topic && e.Code == 0 {
+					s.subscribed = true
+				}
 			}
 		}
-	}
-	return subscribed
+		return false
+	})
+	return s.subscribed
 }
 
 // sendReason names why the platform refused a send.

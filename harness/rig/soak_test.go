@@ -43,9 +43,11 @@ func TestSoakCountsOfflineCommandsLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	begin(t, r, scenario.Setup{Scenario: "soak-offline", Profile: "hil"})
-	require.NoError(t, r.Fault(ctx, scenario.WifiDown))
 	s := &soak{r: r, o: SoakOptions{EchoTimeout: 5 * time.Second}, res: &SoakResult{Lost: map[string]int{}, ByChan: map[scenario.Channel]int{}},
 		cursor: r.link.Mark()}
+	assert.True(t, s.subscribedAt(r.br.Events().Mark()), "logged in and subscribed to the custom topic")
+	require.NoError(t, r.Fault(ctx, scenario.WifiDown))
+	assert.False(t, s.subscribedAt(r.br.Events().Mark()), "offline: no subscription")
 	for _, ch := range scenario.Channels {
 		mark := r.br.Events().Mark()
 		s.res.Commands++
@@ -55,7 +57,7 @@ func TestSoakCountsOfflineCommandsLost(t *testing.T) {
 			_, seen, err := s.echo(ctx, mark, false)
 			require.NoError(t, err)
 			assert.False(t, seen)
-			s.lost(s.lossReason(ch, false, mark))
+			s.lost(s.lossReason(ch, false, false, mark))
 			continue
 		}
 		require.Error(t, err, "channel %s: a QoS 0 command for an offline device is refused", ch)
