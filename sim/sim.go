@@ -14,8 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -52,7 +57,7 @@ type Options struct {
 	BaudRate    int               // line rate used with LineRate; 0 = 115200
 	NoRawPaste  bool              // behave like firmware older than 1.14
 	BootGarbage bool              // ROM boot log bytes before the banner on power-up/hard reset
-	Redirects   map[string]string // "183.230.40.39:6002" -> "127.0.0.1:NNNN"; unmapped non-loopback -> OSError
+	Redirects   map[string]string // "183.230.40.39:6002" -> "127.0.0.1:NNNN" (loopback targets only); unmapped non-loopback -> OSError
 	WiFi        WiFiBehaviour
 	Python      string    // interpreter, default "python3"
 	Log         io.Writer // runtime diagnostics (stderr of the runtime), nil = discard
@@ -110,6 +115,13 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 	if _, ok := wifiModes[opts.WiFi.Mode]; !ok {
 		return nil, fmt.Errorf("sim: unknown Wi-Fi mode %d", opts.WiFi.Mode)
 	}
+	var errs []error
+	for _, from := range slices.Sorted(maps.Keys(opts.Redirects)) {
+		errs = append(errs, CheckRedirect(from, opts.Redirects[from]))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "hil-sim-")
 	if err != nil {
 		return nil, err
@@ -126,6 +138,25 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// CheckRedirect accepts a redirect of host:port from to a loopback IPv4
+// literal and port: the virtual board must never reach another host (a
+// target of 183.230.40.39:6002 would be the real OneNET).
+func CheckRedirect(from, to string) error {
+	host, port, err := net.SplitHostPort(from)
+	if err != nil || host == "" {
+		return fmt.Errorf("sim: redirect %q: want the address the firmware dials as host:port", from)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("sim: redirect %q: bad port %q", from, port)
+	}
+	ap, err := netip.ParseAddrPort(to)
+	if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+		return fmt.Errorf("sim: redirect %s -> %q refused: the target must be a loopback IPv4 address and port "+
+			"(127.x.x.x:PORT); the virtual board never reaches another host", from, to)
+	}
+	return nil
 }
 
 // prepare lays out the runtime and the flash and opens the pty; on error the caller removes ownDir.

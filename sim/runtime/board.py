@@ -39,7 +39,7 @@ PASTE_WINDOW = 128  # raw-paste window increment the board advertises
 OPTS = _json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 FLASH = _os.path.realpath(OPTS.get("flash", "."))
 RAW_PASTE = bool(OPTS.get("raw_paste", True))
-REDIRECTS = dict(OPTS.get("redirects") or {})
+REDIRECTS = dict(OPTS.get("redirects") or {})  # checked below: loopback targets only
 WIFI_MODE = OPTS.get("wifi_mode", "instant")  # instant | delay | never
 WIFI_DELAY = float(OPTS.get("wifi_delay", 0.0))
 RESET_CAUSE = int(OPTS.get("reset_cause", 0))
@@ -685,12 +685,36 @@ def _is_ip(host):
         return False
 
 
+def _is_loopback(host):
+    return _is_ip(host) and host.startswith("127.")
+
+
+def _redirect_target(target):
+    """A redirect target as (host, port) when it is a loopback IPv4 literal and a port, else None."""
+    h, _, p = str(target).rpartition(":")
+    if not _is_loopback(h) or not p.isdigit() or not 0 < int(p) < 65536:
+        return None
+    return (h, int(p))
+
+
+def _check_redirects():
+    # Defence in depth (the Go side checks first): the board never reaches another host, so a
+    # redirect to one (the real OneNET, say) stops the board before it runs anything.
+    for key, target in REDIRECTS.items():
+        if _redirect_target(target) is None:
+            log("refusing redirect %s -> %s: the target must be a loopback IPv4 address and port "
+                "(127.x.x.x:PORT)" % (key, target))
+            sys.exit(2)
+
+
+_check_redirects()
+
+
 def _route(host, port):
     key = "%s:%d" % (host, port)
     if key in REDIRECTS:
-        h, _, p = REDIRECTS[key].rpartition(":")
-        return (h, int(p))
-    if _is_ip(host) and host.startswith("127."):
+        return _redirect_target(REDIRECTS[key])
+    if _is_loopback(host):
         return (host, port)
     return None
 
@@ -706,10 +730,10 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
         host = "127.0.0.1"
     if not _is_ip(host):
         key = "%s:%d" % (host, port)
-        if key not in REDIRECTS or not _sta_up():
+        dest = _redirect_target(REDIRECTS.get(key, ""))
+        if dest is None or not _sta_up():
             raise oserr(-2)  # lwIP: name not resolved (no DNS query leaves the board)
-        host, _, p = REDIRECTS[key].rpartition(":")
-        port = int(p)
+        host, port = dest
     return [(2, 1, 0, "", (host, port))]
 
 
