@@ -310,10 +310,10 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	}
 	r.repl = board.NewREPL(r.link, board.Options{})
 	// A port with modem lines can reset the chip (the ESP8266 auto-reset
-	// circuit): that is the real board's power cycle. DTR off is the safe
-	// probe: it is the idle state HardReset starts from (DTR on with RTS
-	// off would hold GPIO0 low and start the bootloader at the next reset).
-	r.resets = real && !errors.Is(r.link.SetDTR(false), link.ErrNoModemLines)
+	// circuit): that is the real board's power cycle. The probe leaves both
+	// lines off, the "run" state (RTS on would hold the chip in reset, DTR on
+	// alone would start the bootloader at the next reset).
+	r.resets = real && r.link.HasModemLines()
 	return r, nil
 }
 
@@ -517,7 +517,10 @@ func (r *Rig) Begin(ctx context.Context, setup scenario.Setup) error {
 	if dl, ok := ctx.Deadline(); ok {
 		boot = time.Until(dl)
 	}
-	fo := board.FlashOptions{Prune: true, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
+	// Prune only the virtual board's flash, which is the rig's own: on a real
+	// board the user's other files (data, lib/, certificates) must survive a
+	// test run; the firmware's own files are overwritten either way.
+	fo := board.FlashOptions{Prune: r.sim != nil, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
 
 	// First the upload alone: a board that does not answer its REPL is
 	// power-cycled once (where the rig can) and tried again.

@@ -202,13 +202,19 @@ func (r *Rig) dial(ctx context.Context, id, password string, local *atomic.Value
 	if h, p, err := net.SplitHostPort(addr); err == nil && (h == "0.0.0.0" || h == "::" || h == "") {
 		addr = net.JoinHostPort("127.0.0.1", p)
 	}
+	// One bound for the whole login: paho's own connect timeout and the
+	// dial both end with it, so a CONNACK that comes late cannot leave a
+	// stray login (with the device's own key) behind to kick the board later.
+	limit := time.Until(deadline(ctx, 10*time.Second))
+	dctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
 		SetClientID(id).SetUsername(ProductID).SetPassword(password).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(keepalive).SetConnectTimeout(10 * time.Second).
+		SetKeepAlive(keepalive).SetConnectTimeout(limit).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", u.Host)
+			c, err := d.DialContext(dctx, "tcp", u.Host)
 			if err == nil && local != nil {
 				local.Store(c.LocalAddr().String())
 			}
@@ -216,8 +222,13 @@ func (r *Rig) dial(ctx context.Context, id, password string, local *atomic.Value
 		})
 	cl := paho.NewClient(opts)
 	tok := cl.Connect()
-	if !tok.WaitTimeout(time.Until(deadline(ctx, 10*time.Second))) {
-		return nil, errors.New("no CONNACK in time")
+	if !tok.WaitTimeout(limit) {
+		cancel()
+		// paho ends its attempt at ConnectTimeout (the same limit); wait for
+		// that, bounded, then make sure the client is down.
+		tok.WaitTimeout(2 * time.Second)
+		cl.Disconnect(0)
+		return nil, fmt.Errorf("no CONNACK within %s", limit.Round(time.Millisecond))
 	}
 	if err := tok.Error(); err != nil {
 		return nil, errors.New(r.mask.Mask(err.Error()))
