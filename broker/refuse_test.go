@@ -568,6 +568,7 @@ func TestRefuseStudio(t *testing.T) {
 	}
 	by.check(t, b)
 	d.c.Disconnect(100)
+	testHTTP.CloseIdleConnections() // keep-alive connections are not leaks
 	waitGoroutines(t, base)
 }
 
