@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -109,23 +111,61 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		outs[p] = f
 	}
 
+	// writeReports fills every report file asked for.
+	writeReports := func(run report.Run, m *report.Masker) error {
+		for p, write := range map[string]func(io.Writer, report.Run, *report.Masker) error{
+			*junit: report.WriteJUnit, *jsonOut: report.WriteJSON, *html: report.WriteHTML,
+		} {
+			if p == "" {
+				continue
+			}
+			if err := write(outs[p], run, m); err != nil {
+				return fmt.Errorf("writing %s: %w", p, err)
+			}
+			if err := outs[p].Close(); err != nil {
+				return fmt.Errorf("writing %s: %w", p, err)
+			}
+			delete(outs, p)
+			fmt.Fprintf(stdout, "report: %s\n", p)
+		}
+		return nil
+	}
+	// A run that cannot start still leaves reports that say why (one failed
+	// "setup" entry), never empty files a CI parser chokes on.
+	started := time.Now()
+	setupFailedAfter := func(run report.Run, err error, m *report.Masker) error {
+		msg := m.Mask(err.Error())
+		if run.Target == "" {
+			run.Target, run.Started = "setup", started
+		}
+		run.Duration = time.Since(started)
+		run.Scenarios = append(run.Scenarios, report.Scenario{
+			Name: "setup", Status: report.Fail, Reason: msg, Started: started, Duration: time.Since(started)})
+		if werr := writeReports(run, m); werr != nil {
+			return errors.Join(errors.New(msg), werr)
+		}
+		return errors.New(msg)
+	}
+	setupFailed := func(err error, m *report.Masker) error { return setupFailedAfter(report.Run{}, err, m) }
+
 	opts, err := rig.FromEnv()
 	if err != nil {
-		return err
+		return setupFailed(err, report.NewMasker())
 	}
+	early := report.NewMasker(opts.WiFiPassword)
 	if *port != "" {
 		opts.Port = *port
 	}
 	opts.LineRate = *lineRate
 	platforms, err := runPlatforms(*platform, opts)
 	if err != nil {
-		return err
+		return setupFailed(err, early)
 	}
 	opts.Platform = platforms[0]
 	if *serialLog != "" {
 		f, err := os.OpenFile(*serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
-			return err
+			return setupFailed(err, early)
 		}
 		defer f.Close()
 		opts.SerialLog = f
@@ -133,7 +173,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	r, err := rig.New(ctx, opts)
 	if err != nil {
-		return err
+		return setupFailed(err, early)
 	}
 	defer r.Close()
 	m := r.Masker()
@@ -142,27 +182,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	runner := &scenario.Runner{Target: r, Sink: con, Profile: *profile}
 	run, err := runOnPlatforms(ctx, runner, r, platforms, scs, stdout)
 	if err != nil {
-		return err
+		return setupFailedAfter(run, err, m) // keeps what ran before it
 	}
 	fmt.Fprintln(stdout)
 	if err := report.WriteSummary(stdout, run, m); err != nil {
 		return err
 	}
-
-	for p, write := range map[string]func(io.Writer, report.Run, *report.Masker) error{
-		*junit: report.WriteJUnit, *jsonOut: report.WriteJSON, *html: report.WriteHTML,
-	} {
-		if p == "" {
-			continue
-		}
-		if err := write(outs[p], run, m); err != nil {
-			return fmt.Errorf("writing %s: %w", p, err)
-		}
-		if err := outs[p].Close(); err != nil {
-			return fmt.Errorf("writing %s: %w", p, err)
-		}
-		delete(outs, p)
-		fmt.Fprintf(stdout, "report: %s\n", p)
+	if err := writeReports(run, m); err != nil {
+		return err
 	}
 	if !run.OK() || ctx.Err() != nil {
 		return exitError{1}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,4 +30,34 @@ func TestRunNamedScenarioFolderMustExist(t *testing.T) {
 	code := runMain([]string{"run", "--scenarios", "nowhere"}, &stdout, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "nowhere")
+}
+
+// A run that cannot start still writes its reports, saying why, and masks
+// the secrets it knows.
+func TestRunSetupFailureWritesReports(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HIL_PORT", "/dev/nonexistent-hil-port") // never opened: the bad port number stops it first
+	t.Setenv("HIL_WIFI_SSID", "lab")
+	t.Setenv("HIL_WIFI_PASSWORD", "Setup-Secret-Pw-77")
+	t.Setenv("HIL_BROKER_HOST", "127.0.0.1")
+	t.Setenv("HIL_BROKER_PORT", "0")
+	t.Setenv("HIL_PLATFORM", "legacy")
+	junit, js := filepath.Join(dir, "j.xml"), filepath.Join(dir, "r.json")
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"run", "--junit", junit, "--json", js, "--run", "^basic on/off$"}, &stdout, &stderr)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	for _, p := range []string{junit, js} {
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Contains(t, string(data), "setup", p)
+		assert.Contains(t, string(data), "HIL_BROKER_PORT", p)
+		assert.NotContains(t, string(data), "Setup-Secret-Pw-77", p)
+	}
+	var sum struct {
+		Failed int `json:"failed"`
+	}
+	data, _ := os.ReadFile(js)
+	require.NoError(t, json.Unmarshal(data, &sum))
+	assert.Equal(t, 1, sum.Failed)
+	assert.NotContains(t, stdout.String()+stderr.String(), "Setup-Secret-Pw-77")
 }
