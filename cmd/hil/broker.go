@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/onenet-hil/hil/broker"
@@ -56,6 +57,10 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if err := b.Start(); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			// Most often a system mosquitto on 1883 or another hil broker.
+			return fmt.Errorf("%w\n(another program listens there: choose other addresses with --mqtt, --http, --studio; --studio \"\" turns the studio listener off)", err)
+		}
 		return err
 	}
 	printConsole(stdout, reg, b.MQTTAddr(), b.HTTPAddr(), b.StudioAddr(), *regPath)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -148,4 +150,17 @@ func TestBrokerCommandBadRegistry(t *testing.T) {
 	assert.Equal(t, 1, code)
 	code = runMain([]string{"broker", "--nope"}, &out, &errOut)
 	assert.Equal(t, 2, code)
+}
+
+// A taken port (say, a system mosquitto on 1883) gets a hint, not a bare
+// "address already in use".
+func TestBrokerCommandPortInUseHint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--studio", ln.Addr().String()}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "address already in use")
+	assert.Contains(t, stderr.String(), `--studio ""`)
 }
