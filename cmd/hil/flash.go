@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,6 +25,7 @@ import (
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/board"
 	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/harness/report"
 )
 
 func init() {
@@ -57,7 +59,7 @@ const (
 	envAPIKey   = "HIL_API_KEY"
 )
 
-func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fl := flag.NewFlagSet("flash", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	port := fl.String("port", "", "serial port (default $"+envPort+", else the one ESP8266-looking USB port)")
@@ -68,17 +70,17 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fl.String("listen", "", "embedded broker: MQTT listen address (default: the --advertise address, port 6002: only that\ninterface, the one the board reaches; give 0.0.0.0:6002 to listen on every interface)")
 	advertise := fl.String("advertise", "", "embedded broker: host the board connects to (default: this machine's LAN address)")
 	ssid := fl.String("wifi-ssid", "", "Wi-Fi network name")
-	wifiPass := fl.String("wifi-password", "", "Wi-Fi password (better: $"+envWiFiPass+" or --config)")
-	deviceID := fl.String("device-id", "", "OneNET device id (default: the demo device)")
-	productID := fl.String("product-id", "", "OneNET product id (default: the demo product)")
-	key := fl.String("key", "", "device auth_info or APIKey (better: $"+envKey+" or --config)")
+	wifiPass := fl.String("wifi-password", "", "Wi-Fi password; prefer $"+envWiFiPass+" or wifi_password in --config\n(a flag's value shows in ps and the shell history)")
+	deviceID := fl.String("device-id", "", "OneNET device id (default: the demo device; the embedded broker registers the one given)")
+	productID := fl.String("product-id", "", "OneNET product id (default: the demo product; the embedded broker registers the one given)")
+	key := fl.String("key", "", "device auth_info or APIKey; prefer $"+envKey+" or key in --config\n(a flag's value shows in ps and the shell history)")
 	topic := fl.String("topic", "", "custom topic the firmware subscribes to")
 	ledPin := fl.Int("led-pin", 0, "GPIO of the LED (default 4)")
 	prune := fl.Bool("prune", false, "remove board files the firmware does not have (boot.py is kept)")
 	resetMode := fl.String("reset", "auto", "auto, hard (RTS), soft (Ctrl-D) or machine (machine.reset())")
 	ready := fl.String("ready", board.DefaultReady.String(), "serial line (regexp) that says the firmware is up")
 	timeout := fl.Duration("timeout", 60*time.Second, "bound for the board to come up after the reset")
-	serialLog := fl.String("log", "", "append the board's serial lines, timestamped, to this file")
+	serialLog := fl.String("log", "", "append the board's serial lines, timestamped and with secrets masked, to this file")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -126,6 +128,18 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		s.LEDPin = *ledPin
 	}
 
+	// Firmware may print what it was given: every secret is masked in what
+	// flash prints, in its errors (they carry the last serial lines) and in
+	// the serial log.
+	masterKey := rand.Text() // the embedded broker's product key, never shown
+	mask := report.NewMasker(s.WiFiPassword, s.Key, s.APIKey, masterKey)
+	stdout, stderr = &maskWriter{w: stdout, m: mask}, &maskWriter{w: stderr, m: mask}
+	defer func() {
+		if err != nil {
+			err = &maskedError{err: err, msg: mask.Mask(err.Error())}
+		}
+	}()
+
 	files := firmware.Files()
 	if *fwDir != "" {
 		if files, err = readFirmwareDir(*fwDir); err != nil {
@@ -150,16 +164,19 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		arm = apiOnlineWait(s.API, s.APIKey, s.DeviceID)
 	} else {
-		if s.DeviceID == "" && s.ProductID == "" && s.Key == "" {
-			s.DeviceID, s.ProductID, s.Key = broker.DemoDeviceID, broker.DemoProductID, broker.DemoAuthInfo
+		reg, regName, err := flashRegistry(&s, masterKey)
+		if err != nil {
+			return err
 		}
 		host = *advertise
 		if host == "" {
-			host = lanAddress()
+			var note string
+			host, note = lanAddress()
+			fmt.Fprintln(stdout, "flash: "+note)
 		}
 		// A real board needs the broker on a LAN address: the one it is
 		// told to dial, not every interface, unless --listen says so.
-		b, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: flashListenAddr(*listen, host), HTTPAddr: "127.0.0.1:0"})
+		b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: flashListenAddr(*listen, host), HTTPAddr: "127.0.0.1:0"})
 		if err != nil {
 			return err
 		}
@@ -169,7 +186,7 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer b.Close()
 		_, p, _ := net.SplitHostPort(b.MQTTAddr())
 		mport = atoiOr(p, 0)
-		fmt.Fprintf(stdout, "flash: embedded broker on %s (demo registry); the board will connect to %s:%d\n", b.MQTTAddr(), host, mport)
+		fmt.Fprintf(stdout, "flash: embedded broker on %s (%s); the board will connect to %s:%d\n", b.MQTTAddr(), regName, host, mport)
 		deviceID := s.DeviceID
 		arm = func() func(ctx context.Context) error {
 			m := b.Events().Mark()
@@ -203,7 +220,16 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*port = p.Name
 		fmt.Fprintf(stdout, "flash: using %s (%s %s:%s)\n", p.Name, p.Chip, p.VID, p.PID)
 	}
-	l, err := link.Open(*port, link.Options{LogPath: *serialLog})
+	lo := link.Options{}
+	if *serialLog != "" {
+		f, err := os.OpenFile(*serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("open serial log: %w", err)
+		}
+		defer f.Close() // after the link: its last lines are written on Close
+		lo.Log = &maskWriter{w: f, m: mask}
+	}
+	l, err := link.Open(*port, lo)
 	if err != nil {
 		return err
 	}
@@ -279,19 +305,92 @@ func atoiOr(s string, def int) int {
 	return n
 }
 
-// lanAddress is this machine's first non-loopback IPv4 address, the one a
-// board on the same network can reach; loopback if there is none.
-func lanAddress() string {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
+// lanAddress is this machine's first non-loopback IPv4 address on an
+// interface that is up (loopback if there is none), and a note saying which
+// it picked: the first is often docker0 or a VPN, not the board's Wi-Fi.
+func lanAddress() (addr, note string) {
+	ifs, _ := net.Interfaces()
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
 		for _, a := range addrs {
 			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
-				return ipn.IP.String()
+				ip := ipn.IP.String()
+				return ip, fmt.Sprintf("the board will dial %s (interface %s, this machine's first non-loopback IPv4 address); "+
+					"if the board is on another network, give --advertise with the address it can reach", ip, ifc.Name)
 			}
 		}
 	}
-	return "127.0.0.1"
+	return "127.0.0.1", "no non-loopback IPv4 address here: the board would dial 127.0.0.1, which only a virtual board reaches; " +
+		"give --advertise with an address the board can reach"
 }
+
+// flashRegistry is the embedded broker's registry: the demo one when no
+// credentials were given (s then gets the demo device's), else the given
+// product and device, the key as the device's auth_info. It returns a
+// name for the registry that holds no secret.
+func flashRegistry(s *flashSettings, masterKey string) (*broker.Registry, string, error) {
+	if s.DeviceID == "" && s.ProductID == "" && s.Key == "" {
+		s.DeviceID, s.ProductID, s.Key = broker.DemoDeviceID, broker.DemoProductID, broker.DemoAuthInfo
+	}
+	if s.DeviceID == broker.DemoDeviceID && s.ProductID == broker.DemoProductID && s.Key == broker.DemoAuthInfo {
+		return broker.DemoRegistry(), "demo registry", nil
+	}
+	var missing []string
+	for _, f := range []struct{ v, name string }{{s.DeviceID, "--device-id"}, {s.ProductID, "--product-id"}, {s.Key, "--key ($" + envKey + ")"}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, "", fmt.Errorf("give --device-id, --product-id and --key ($%s) together, or none for the demo device; missing %s",
+			envKey, strings.Join(missing, ", "))
+	}
+	reg := broker.NewRegistry()
+	if err := reg.AddProduct(broker.Product{ID: s.ProductID, Name: "hil flash", MasterKey: masterKey}); err != nil {
+		return nil, "", err
+	}
+	if err := reg.AddDevice(s.ProductID, broker.Device{ID: s.DeviceID, Title: "hil flash", AuthInfo: s.Key}); err != nil {
+		return nil, "", err
+	}
+	return reg, fmt.Sprintf("product %s, device %s", s.ProductID, s.DeviceID), nil
+}
+
+// maskWriter masks secrets in each write. Every writer it wraps gets
+// whole lines or short progress messages, so a secret never straddles two
+// writes.
+type maskWriter struct {
+	w io.Writer
+	m *report.Masker
+}
+
+// Fd is the wrapped file's descriptor (-1 if none), so that a terminal
+// still gets the progress bar.
+func (w *maskWriter) Fd() uintptr {
+	if f, ok := w.w.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
+}
+
+func (w *maskWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(w.w, w.m.Mask(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// maskedError shows err's text with the secrets masked; errors.Is and As
+// still see err.
+type maskedError struct {
+	err error
+	msg string
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
 
 // apiOnlineWait watches an external broker through its OneNET-style HTTP
 // API until it reports the device online. Weaker than the embedded broker's

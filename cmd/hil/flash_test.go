@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -110,6 +111,7 @@ func TestFlashCommandBadInput(t *testing.T) {
 		{[]string{"--config", badConf}, "wifi_sid"},
 		{[]string{"--port", filepath.Join(empty, "ttyUSB7"), "--listen", "127.0.0.1:0", "--wifi-ssid", "x", "--wifi-password", flashTestPassword}, "ttyUSB7"},
 		{[]string{"stray"}, "unexpected argument"},
+		{[]string{"--device-id", "777001", "--wifi-ssid", "x", "--wifi-password", flashTestPassword}, "--product-id, --key ($HIL_DEVICE_KEY)"},
 	}
 	for _, c := range cases {
 		var out, errOut bytes.Buffer
@@ -118,4 +120,91 @@ func TestFlashCommandBadInput(t *testing.T) {
 		assert.Contains(t, errOut.String(), c.want, "%v", c.args)
 		assert.NotContains(t, out.String()+errOut.String(), flashTestPassword)
 	}
+}
+
+const flashTestKey = "device-key-flash-test-31"
+
+// leakFirmware is the firmware with a main.py that first prints the
+// secrets it was given, as careless firmware might.
+func leakFirmware(t *testing.T, withRest bool) string {
+	dir := t.TempDir()
+	leak := "import json\n_c = json.load(open('config.json'))\nprint('LEAK', _c['wifi']['password'], _c['key'])\ndel _c\n"
+	files := map[string][]byte{"main.py": []byte(leak)}
+	if withRest {
+		files = firmware.Files()
+		files["main.py"] = append([]byte(leak), files["main.py"]...)
+	}
+	for name, data := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	return dir
+}
+
+// Given credentials are registered in the embedded broker (the board logs
+// in with them), and what the board prints of the secrets is masked on the
+// console and in the serial log.
+func TestFlashRegistersGivenDeviceAndMasksSecrets(t *testing.T) {
+	b := startSim(t)
+	t.Setenv(envWiFiPass, flashTestPassword)
+	t.Setenv(envKey, flashTestKey)
+	logPath := filepath.Join(t.TempDir(), "serial.log")
+	var out, errOut bytes.Buffer
+	code := runMain([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1",
+		"--wifi-ssid", "lab", "--device-id", "777001", "--product-id", "555001", "--firmware", leakFirmware(t, true),
+		"--log", logPath, "--timeout", "45s"}, &out, &errOut)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	assert.Contains(t, out.String(), "(product 555001, device 777001)")
+	assert.Contains(t, out.String(), "board up in")
+
+	cj, err := os.ReadFile(filepath.Join(b.FlashDir(), "config.json"))
+	require.NoError(t, err)
+	cfg, err := firmware.ParseConfig(cj)
+	require.NoError(t, err)
+	assert.Equal(t, flashTestKey, cfg.Key, "the key reaches the board")
+	assert.Equal(t, "777001", cfg.DeviceID)
+
+	serial, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(serial), "LEAK **** ****", "the board printed the secrets; the log has them masked")
+	assert.Contains(t, string(serial), "HIL mqtt up")
+	for _, secret := range []string{flashTestPassword, flashTestKey} {
+		assert.NotContains(t, string(serial), secret)
+		assert.NotContains(t, out.String()+errOut.String(), secret)
+	}
+}
+
+// An error that carries the last serial lines (the board never said it was
+// ready) has the secrets those lines hold masked, given as flags too.
+func TestFlashErrorWithSerialLinesIsMasked(t *testing.T) {
+	b := startSim(t)
+	logPath := filepath.Join(t.TempDir(), "serial.log")
+	var out, errOut bytes.Buffer
+	code := runMain([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1",
+		"--wifi-ssid", "lab", "--wifi-password", flashTestPassword, "--device-id", "777001", "--product-id", "555001",
+		"--key", flashTestKey, "--firmware", leakFirmware(t, false), "--ready", "^NEVER$", "--timeout", "10s",
+		"--log", logPath}, &out, &errOut)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	assert.Contains(t, errOut.String(), "last lines seen:")
+	assert.Contains(t, errOut.String(), "LEAK **** ****", "the error shows the line, masked")
+	serial, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(serial), "LEAK **** ****")
+	for _, secret := range []string{flashTestPassword, flashTestKey} {
+		assert.NotContains(t, out.String()+errOut.String()+string(serial), secret)
+	}
+}
+
+// The advertised address is picked from the interfaces; flash says which
+// and how to change it. The secret flags' help points at the safer ways.
+func TestFlashSaysWhichAddressAndHowToChangeIt(t *testing.T) {
+	addr, note := lanAddress()
+	require.NotNil(t, net.ParseIP(addr).To4(), "an IPv4 address: %q", addr)
+	assert.Contains(t, note, addr)
+	assert.Contains(t, note, "--advertise")
+
+	var out, errOut bytes.Buffer
+	runMain([]string{"flash", "-h"}, &out, &errOut)
+	assert.Contains(t, errOut.String(), "prefer $"+envWiFiPass+" or wifi_password in --config")
+	assert.Contains(t, errOut.String(), "prefer $"+envKey+" or key in --config")
+	assert.Contains(t, errOut.String(), "shows in ps and the shell history")
 }
