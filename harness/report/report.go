@@ -4,8 +4,13 @@
 package report
 
 import (
+	"encoding/json"
+	"fmt"
+	"html"
 	"math"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -133,11 +138,20 @@ type Sink interface {
 // Masker replaces secrets with "****".
 type Masker struct{ r *strings.Replacer }
 
-// NewMasker masks every non-empty secret; longer secrets are matched first
-// so that one secret containing another is masked whole.
+// NewMasker masks every non-empty secret, also in the escaped forms in which
+// it reaches a report or log (JSON, Go and Python literals, URLs, HTML);
+// longer secrets are matched first so that one secret containing another is
+// masked whole.
 func NewMasker(secrets ...string) *Masker {
-	s := slices.DeleteFunc(slices.Clone(secrets), func(x string) bool { return x == "" })
-	slices.SortFunc(s, func(a, b string) int { return len(b) - len(a) })
+	var s []string
+	for _, x := range secrets {
+		if x != "" {
+			s = append(s, escapedForms(x)...)
+		}
+	}
+	slices.Sort(s)
+	s = slices.Compact(s)
+	slices.SortStableFunc(s, func(a, b string) int { return len(b) - len(a) })
 	var pairs []string
 	for _, x := range s {
 		pairs = append(pairs, x, "****")
@@ -175,4 +189,35 @@ func (m *Masker) Masked(r Run) Run {
 		out.Scenarios[i] = s
 	}
 	return out
+}
+
+// escapedForms is x as it is and as each encoder on the way to a report
+// writes it: a password with a quote or a non-ASCII byte would otherwise
+// slip past the mask inside a JSON string, a Python traceback or a URL.
+func escapedForms(x string) []string {
+	forms := []string{x, html.EscapeString(x), url.QueryEscape(x), url.PathEscape(x)}
+	if j, err := json.Marshal(x); err == nil {
+		forms = append(forms, string(j[1:len(j)-1]))
+	}
+	q := strconv.Quote(x)
+	forms = append(forms, q[1:len(q)-1], pythonBytesBody(x))
+	return forms
+}
+
+// pythonBytesBody is x inside a Python bytes literal (b'...'), as MicroPython
+// prints it and as the serial line log renders raw bytes.
+func pythonBytesBody(x string) string {
+	var b strings.Builder
+	for i := 0; i < len(x); i++ {
+		switch c := x[i]; {
+		case c == '\\' || c == '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		}
+	}
+	return b.String()
 }

@@ -194,3 +194,21 @@ func TestTimelineAndHistogramShapes(t *testing.T) {
 	assert.Equal(t, 2, h.Peak)
 	assert.Len(t, h.Bars, 30)
 }
+
+// A secret with quotes, backslashes and non-ASCII bytes is masked in each
+// escaped form it takes on the way to a report.
+func TestMaskerEscapedForms(t *testing.T) {
+	secret := `pa"ss\wörd'&=`
+	m := NewMasker(secret)
+	for _, form := range []string{
+		secret,
+		`pa\"ss\\wörd'\u0026=`,         // encoding/json
+		`pa\"ss\\wörd'&=`,              // Go %q keeps printable runes
+		`pa"ss\\w\xc3\xb6rd\'&=`,       // Python bytes literal
+		"pa%22ss%5Cw%C3%B6rd%27%26%3D", // URL query
+		"pa&#34;ss\\wörd&#39;&amp;=",   // HTML
+	} {
+		got := m.Mask("before " + form + " after")
+		assert.Equal(t, "before **** after", got, "form %q", form)
+	}
+}
