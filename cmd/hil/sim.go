@@ -12,7 +12,7 @@ import (
 	"github.com/onenet-hil/hil/sim"
 )
 
-// redirectFlags collects repeated --redirect host:port=host:port.
+// redirectFlags collects repeated --redirect host:port=127.x.x.x:port.
 type redirectFlags map[string]string
 
 func (r redirectFlags) String() string { return fmt.Sprint(map[string]string(r)) }
@@ -21,6 +21,10 @@ func (r redirectFlags) Set(v string) error {
 	from, to, ok := strings.Cut(v, "=")
 	if !ok || !strings.Contains(from, ":") || !strings.Contains(to, ":") {
 		return fmt.Errorf("want host:port=host:port, got %q", v)
+	}
+	// Only to this machine: the virtual board must never reach the real OneNET.
+	if err := sim.CheckRedirect(from, to); err != nil {
+		return err
 	}
 	r[from] = to
 	return nil
@@ -54,12 +58,22 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	noRawPaste := fs.Bool("no-raw-paste", false, "behave like MicroPython older than 1.14 (no raw-paste mode)")
 	garbage := fs.Bool("boot-garbage", true, "print the ESP8266 ROM boot log (garbage at 115200) on power-up")
 	redirects := redirectFlags{}
-	fs.Var(redirects, "redirect", "route host:port to a local host:port, e.g. 183.230.40.39:6002=127.0.0.1:1883 (repeatable)")
+	fs.Var(redirects, "redirect", "route host:port to a loopback IPv4 host:port, e.g. 183.230.40.39:6002=127.0.0.1:1883 (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: hil sim [--flash DIR] [--baud N] [--no-raw-paste] [--boot-garbage=false] [--redirect HOST:PORT=127.0.0.1:PORT]...")
+		fmt.Fprintln(stderr, "\nRuns a virtual TPYBoard on a pty until Ctrl-C: prints the port path, then every pin change.")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitError{2} // flag has already said what is wrong
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+		fmt.Fprintf(stderr, "hil sim: unexpected arguments: %v\n", fs.Args())
+		fs.Usage()
+		return exitError{2}
 	}
 	stderr = &lockedWriter{w: stderr} // the board's diagnostics arrive from another goroutine
 	if *baud < 0 {
