@@ -24,17 +24,17 @@ func Tutorial(cfg Config) map[string][]byte {
 	src := readAll(tutorialFS, "tutorial")
 	out := map[string][]byte{
 		"boot.py": replace(src["boot.py"], tutWiFi,
-			"sta_if.connect("+pyStr(cfg.WiFiSSID)+","+pyStr(cfg.WiFiPassword)+")"),
+			"sta_if.connect("+PyStr(cfg.WiFiSSID)+","+PyStr(cfg.WiFiPassword)+")"),
 		"main.py":   src["main.py"],
 		"simple.py": Files()["mqtt.py"],
 	}
 	m := src["mqtt.py"]
-	m = replace(m, tutClientID, "CLIENT_ID = "+pyStr(cfg.DeviceID))
+	m = replace(m, tutClientID, "CLIENT_ID = "+PyStr(cfg.DeviceID))
 	if cfg.Topic != "" {
 		m = replace(m, tutTopic, "TOPIC = "+pyBytes(cfg.Topic))
 	}
-	m = replace(m, tutUser, "username="+pyStr(cfg.ProductID))
-	m = replace(m, tutPassword, "password="+pyStr(cfg.Key))
+	m = replace(m, tutUser, "username="+PyStr(cfg.ProductID))
+	m = replace(m, tutPassword, "password="+PyStr(cfg.Key))
 	out["mqtt.py"] = m
 	return out
 }
@@ -49,9 +49,11 @@ func replace(src []byte, old, new string) []byte {
 	return []byte(strings.Replace(s, old, new, 1))
 }
 
-// pyStr renders s as a Python str literal: quotes, backslashes and control
-// characters escaped, other text (Chinese SSIDs too) kept as UTF-8.
-func pyStr(s string) string {
+// PyStr renders s as a Python str literal: quotes, backslashes and control
+// characters escaped, other text (Chinese SSIDs too) kept as UTF-8 (invalid
+// UTF-8 becomes U+FFFD: Python source must be UTF-8). The harness quotes
+// board paths with it too.
+func PyStr(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	var b strings.Builder
 	b.WriteByte('\'')

@@ -1,7 +1,6 @@
 package board
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +8,9 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+
+	"github.com/onenet-hil/hil/firmware"
+	"github.com/onenet-hil/hil/harness/echo"
 )
 
 // Entry is a file or directory on the board.
@@ -44,26 +46,6 @@ var MpremoteCopy = CopyOptions{ChunkSize: 256, Encoding: Repr}
 // DefaultCopy is Put's default.
 var DefaultCopy = CopyOptions{ChunkSize: 1024, Encoding: Literal}
 
-// pyStr quotes s as a Python string literal (source is UTF-8 on the board
-// and in CPython, so only quotes, backslashes and control bytes need escapes).
-func pyStr(s string) string {
-	var sb strings.Builder
-	sb.WriteByte('\'')
-	for _, c := range []byte(s) {
-		switch {
-		case c == '\\' || c == '\'':
-			sb.WriteByte('\\')
-			sb.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&sb, "\\x%02x", c)
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	sb.WriteByte('\'')
-	return sb.String()
-}
-
 // pyBytesLiteral is the Literal encoding.
 func pyBytesLiteral(b []byte) string {
 	var sb strings.Builder
@@ -86,36 +68,6 @@ func pyBytesLiteral(b []byte) string {
 	return sb.String()
 }
 
-// pyBytesRepr is Python's repr() of bytes.
-func pyBytesRepr(b []byte) string {
-	q := byte('\'')
-	if bytes.IndexByte(b, '\'') >= 0 && bytes.IndexByte(b, '"') < 0 {
-		q = '"'
-	}
-	var sb strings.Builder
-	sb.WriteString("b")
-	sb.WriteByte(q)
-	for _, c := range b {
-		switch {
-		case c == q || c == '\\':
-			sb.WriteByte('\\')
-			sb.WriteByte(c)
-		case c == '\t':
-			sb.WriteString(`\t`)
-		case c == '\n':
-			sb.WriteString(`\n`)
-		case c == '\r':
-			sb.WriteString(`\r`)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&sb, "\\x%02x", c)
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	sb.WriteByte(q)
-	return sb.String()
-}
-
 // notFound wraps fs.ErrNotExist with the board path.
 func notFound(p string) error {
 	return fmt.Errorf("board: %s: %w", p, fs.ErrNotExist)
@@ -123,7 +75,7 @@ func notFound(p string) error {
 
 // Stat describes one path; a missing path gives an error wrapping fs.ErrNotExist.
 func (r *REPL) Stat(ctx context.Context, p string) (Entry, error) {
-	out, err := r.Exec(ctx, "import os\ntry:\n s=os.stat("+pyStr(p)+")\n print(s[0],s[6])\nexcept OSError:\n print('-')")
+	out, err := r.Exec(ctx, "import os\ntry:\n s=os.stat("+firmware.PyStr(p)+")\n print(s[0],s[6])\nexcept OSError:\n print('-')")
 	if err != nil {
 		return Entry{}, fmt.Errorf("stat %s: %w", p, err)
 	}
@@ -132,7 +84,7 @@ func (r *REPL) Stat(ctx context.Context, p string) (Entry, error) {
 
 // List lists a directory on the board (not recursive).
 func (r *REPL) List(ctx context.Context, dir string) ([]Entry, error) {
-	code := "import os,json\ntry:\n l=[[e[0],e[1],os.stat(" + pyStr(strings.TrimSuffix(dir, "/")+"/") + "+e[0])[6]] for e in os.ilistdir(" + pyStr(dir) + ")]\nexcept OSError:\n l=None\nprint(json.dumps(l))"
+	code := "import os,json\ntry:\n l=[[e[0],e[1],os.stat(" + firmware.PyStr(strings.TrimSuffix(dir, "/")+"/") + "+e[0])[6]] for e in os.ilistdir(" + firmware.PyStr(dir) + ")]\nexcept OSError:\n l=None\nprint(json.dumps(l))"
 	out, err := r.Exec(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
@@ -167,7 +119,7 @@ func (r *REPL) MkdirAll(ctx context.Context, dir string) error {
 	if dir == "/" {
 		return nil
 	}
-	code := "import os\np=''\nfor c in " + pyStr(strings.TrimPrefix(dir, "/")) + ".split('/'):\n p+='/'+c\n try:\n  os.mkdir(p)\n except OSError as e:\n  if e.args[0]!=17:raise"
+	code := "import os\np=''\nfor c in " + firmware.PyStr(strings.TrimPrefix(dir, "/")) + ".split('/'):\n p+='/'+c\n try:\n  os.mkdir(p)\n except OSError as e:\n  if e.args[0]!=17:raise"
 	if _, err := r.Exec(ctx, code); err != nil {
 		return fmt.Errorf("mkdir %s: %w", dir, err)
 	}
@@ -176,7 +128,7 @@ func (r *REPL) MkdirAll(ctx context.Context, dir string) error {
 
 // Remove deletes a file; a missing file gives an error wrapping fs.ErrNotExist.
 func (r *REPL) Remove(ctx context.Context, p string) error {
-	out, err := r.Exec(ctx, "import os\ntry:\n os.remove("+pyStr(p)+")\n print('ok')\nexcept OSError as e:\n print(e.args[0])")
+	out, err := r.Exec(ctx, "import os\ntry:\n os.remove("+firmware.PyStr(p)+")\n print('ok')\nexcept OSError as e:\n print(e.args[0])")
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
@@ -219,7 +171,7 @@ func (r *REPL) Hashes(ctx context.Context, paths []string) (map[string]string, e
 	}
 	quoted := make([]string, len(paths))
 	for i, p := range paths {
-		quoted[i] = pyStr(p)
+		quoted[i] = firmware.PyStr(p)
 	}
 	out, err := r.Exec(ctx, fmt.Sprintf(hashCode, "("+strings.Join(quoted, ",")+",)"))
 	if err != nil {
@@ -272,9 +224,9 @@ func (r *REPL) WriteFile(ctx context.Context, p string, data []byte, opts CopyOp
 	}
 	enc := pyBytesLiteral
 	if opts.Encoding == Repr {
-		enc = pyBytesRepr
+		enc = echo.Quote // Python's repr() of bytes
 	}
-	if _, err := r.Exec(ctx, "f=open("+pyStr(p)+",'wb')\nw=f.write"); err != nil {
+	if _, err := r.Exec(ctx, "f=open("+firmware.PyStr(p)+",'wb')\nw=f.write"); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	for i := 0; i < len(data); i += opts.ChunkSize {
@@ -295,7 +247,7 @@ func (r *REPL) WriteFile(ctx context.Context, p string, data []byte, opts CopyOp
 
 // Get reads a file from the board.
 func (r *REPL) Get(ctx context.Context, p string) ([]byte, error) {
-	code := "import binascii\ntry:\n f=open(" + pyStr(p) + ",'rb')\nexcept OSError:\n f=None\n print('-')\nif f:\n while 1:\n  b=f.read(256)\n  if not b:break\n  print(binascii.hexlify(b).decode())\n f.close()\n print('.')"
+	code := "import binascii\ntry:\n f=open(" + firmware.PyStr(p) + ",'rb')\nexcept OSError:\n f=None\n print('-')\nif f:\n while 1:\n  b=f.read(256)\n  if not b:break\n  print(binascii.hexlify(b).decode())\n f.close()\n print('.')"
 	out, err := r.Exec(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", p, err)

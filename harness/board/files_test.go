@@ -131,3 +131,38 @@ func TestPortDisappearsMidUpload(t *testing.T) {
 	assert.Contains(t, err.Error(), "write big.py at byte")
 	assert.Contains(t, err.Error(), "went away")
 }
+
+// Paths are quoted with firmware.PyStr and Repr chunks are echo.Quote: a
+// path with quotes, a backslash, a space and Chinese, and every byte value
+// in mpremote's encoding, reach the board's flash exactly.
+func TestPathsThatNeedQuotingAndReprChunks(t *testing.T) {
+	ctx := testCtx(t)
+	b, _, r := startBoard(t, sim.Options{}, nil)
+	name := `it's "q"/配置 a\b.py`
+	data := append(allBytes(600), []byte(`it's "both" and a \ too`)...)
+	require.NoError(t, r.WriteFile(ctx, "x.bin", data, MpremoteCopy, nil))
+	skipped, err := r.Put(ctx, name, data)
+	require.NoError(t, err)
+	assert.False(t, skipped)
+	for _, p := range []string{"x.bin", name} {
+		onFlash, err := os.ReadFile(filepath.Join(b.FlashDir(), filepath.FromSlash(p)))
+		require.NoError(t, err, p)
+		assert.Equal(t, data, onFlash, p)
+	}
+	got, err := r.Get(ctx, name)
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+	st, err := r.Stat(ctx, name)
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)), st.Size)
+	hs, err := r.Hashes(ctx, []string{name})
+	require.NoError(t, err)
+	assert.Equal(t, SumHex(data), hs[name])
+	list, err := r.List(ctx, `/it's "q"`)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, `/it's "q"/配置 a\b.py`, list[0].Path)
+	require.NoError(t, r.Remove(ctx, name))
+	_, err = r.Stat(ctx, name)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
