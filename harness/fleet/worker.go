@@ -121,13 +121,9 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 		}
 		switch {
 		case req.Drop != "":
-			if err := f.Drop(req.Drop); err != nil {
-				send(report{Kind: "error", Error: err.Error()})
-			}
+			send(ack(f.Drop(req.Drop)))
 		case req.Fault != nil:
-			if err := f.Inject(req.Fault.Device, req.Fault.Fault); err != nil {
-				send(report{Kind: "error", Error: err.Error()})
-			}
+			send(ack(f.Inject(req.Fault.Device, req.Fault.Fault)))
 		case req.Usage:
 			u := SelfUsage()
 			u.BaseRSSKB = base
@@ -135,6 +131,16 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 			send(report{Kind: "usage", Usage: &u, Counts: &c})
 		}
 	}
+}
+
+// ack answers a request once it has taken effect in the worker, so that
+// what the parent does next (say, send the command a fault waits for)
+// cannot overtake it.
+func ack(err error) report {
+	if err != nil {
+		return report{Kind: "ack", Error: err.Error()}
+	}
+	return report{Kind: "ack"}
 }
 
 // Remote is a fleet running in a child process started by StartRemote.
@@ -145,6 +151,7 @@ type Remote struct {
 	login  Usage
 	mu     sync.Mutex // serialises requests
 	usage  chan report
+	acks   chan report
 	done   chan error
 	errMu  sync.Mutex
 	errs   []string
@@ -172,7 +179,7 @@ func StartRemote(ctx context.Context, argv []string, opts Options) (*Remote, err
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("fleet: starting worker: %w", err)
 	}
-	r := &Remote{cmd: cmd, stdin: stdin, usage: make(chan report, 1), done: make(chan error, 1)}
+	r := &Remote{cmd: cmd, stdin: stdin, usage: make(chan report, 1), acks: make(chan report, 1), done: make(chan error, 1)}
 	cfg, err := json.Marshal(opts)
 	if err != nil {
 		cmd.Process.Kill()
@@ -203,6 +210,8 @@ func StartRemote(ctx context.Context, argv []string, opts Options) (*Remote, err
 				}
 			case "usage":
 				r.usage <- rep
+			case "ack":
+				r.acks <- rep
 			case "error":
 				r.addErr(rep.Error)
 			}
@@ -257,7 +266,7 @@ func (r *Remote) request(req request) error {
 func (r *Remote) Drop(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.request(request{Drop: id})
+	return r.call(request{Drop: id})
 }
 
 // Inject sets a fault on one device in the worker.
@@ -269,7 +278,24 @@ func (r *Remote) Inject(id string, fault Fault) error {
 		Device string `json:"device"`
 		Fault  Fault  `json:"fault"`
 	}{id, fault}
-	return r.request(req)
+	return r.call(req)
+}
+
+// call sends a request and waits, bounded, until the worker has carried it
+// out. The caller holds r.mu.
+func (r *Remote) call(req request) error {
+	if err := r.request(req); err != nil {
+		return err
+	}
+	select {
+	case rep := <-r.acks:
+		if rep.Error != "" {
+			return errors.New(rep.Error)
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("fleet worker did not answer in 10s (%s)", r.errText())
+	}
 }
 
 // Usage asks the worker for its resource use and counters.
