@@ -215,7 +215,10 @@ steps:
 	assert.Equal(t, 1, code, "the leaky scenario fails; stdout:\n%s\nstderr:\n%s", rout.String(), rerr.String())
 	assert.Contains(t, rout.String(), "FAIL leaky failure")
 	assert.Contains(t, rout.String(), "**** **** ****", "the failure shows the pattern, masked")
-	assert.Contains(t, rout.String(), fmt.Sprintf("%d passed, 1 failed", len(files)), "every other scenario passed")
+	// Both platforms (hil run's default on the virtual board): the leaky
+	// scenario fails once on each, everything else passes or is skipped
+	// with its reason (studio has no tutorial and no offline qos 1).
+	assert.Contains(t, rout.String(), fmt.Sprintf("%d passed, 2 failed, 2 skipped", 2*len(files)-2), "every other scenario passed")
 	art["hil run stdout"], art["hil run stderr"] = rout.String(), rerr.String()
 	for _, p := range []string{junit, js, html, slog} {
 		art["hil run "+filepath.Base(p)] = readFile(t, p)
