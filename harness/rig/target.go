@@ -22,11 +22,11 @@ import (
 	"github.com/onenet-hil/hil/harness/scenario"
 )
 
-// Send delivers payload through ch: creq is the platform's command push
+// send delivers payload through ch: creq is the platform's command push
 // ($creq/{uuid}, or studio's $sys/.../cmd/request/{uuid}), topic an MQTT
 // publish on the custom topic from the controller device, http OneNET's
 // POST /cmds (studio: the synchronous command API).
-func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
+func (r *Rig) send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
 	switch ch {
 	case scenario.Creq:
 		_, err := r.br.SendCommand(DeviceID, payload, broker.CommandOptions{QoS: opt.QoS})

@@ -1,0 +1,39 @@
+package rig
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/onenet-hil/hil/harness/scenario"
+)
+
+// Send delivers payload through ch (see send). A failure while the
+// board's serial port has gone away says so: an unplugged board loses its
+// network first, so the broker's "device not online" alone would hide
+// why.
+func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
+	err := r.send(ctx, ch, payload, opt)
+	if err == nil {
+		return nil
+	}
+	return r.withPortFate(ctx, err)
+}
+
+// portGrace bounds how long a failure waits to learn whether the port
+// went away with it (the link notices at its next read).
+const portGrace = time.Second
+
+// withPortFate adds the serial link's end to err when the link ends
+// within portGrace.
+func (r *Rig) withPortFate(ctx context.Context, err error) error {
+	t := time.NewTimer(portGrace)
+	defer t.Stop()
+	select {
+	case <-r.link.Done():
+		return fmt.Errorf("%w; the board is gone: %v", err, r.link.Err())
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return err
+}
