@@ -156,6 +156,13 @@ func (r *Rig) Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 	if len(o.Faults) == 0 {
 		o.Faults = []scenario.FaultKind{scenario.RestartBroker, scenario.Kick, scenario.DropConnection}
 	}
+	for _, f := range o.Faults {
+		// The LED model here follows echoes only: a power cycle (LED off)
+		// or a Wi-Fi outage left down would need more than that.
+		if f != scenario.RestartBroker && f != scenario.Kick && f != scenario.DropConnection {
+			return SoakResult{}, fmt.Errorf("soak: fault %s: want restart_broker, kick or drop_connection", f)
+		}
+	}
 	if o.EchoTimeout <= 0 {
 		o.EchoTimeout = 10 * time.Second
 	}

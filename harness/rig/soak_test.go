@@ -66,3 +66,9 @@ func TestSoakCountsOfflineCommandsLost(t *testing.T) {
 	assert.Equal(t, map[string]int{LostOffline: 3}, s.res.Lost)
 	assert.True(t, s.res.Accounted())
 }
+
+func TestSoakRefusesFaultsItCannotModel(t *testing.T) {
+	r := newRig(t, Options{})
+	_, err := r.Soak(context.Background(), SoakOptions{Duration: time.Second, Faults: []scenario.FaultKind{scenario.PowerCycle}})
+	require.ErrorContains(t, err, "fault power_cycle: want restart_broker, kick or drop_connection")
+}
