@@ -269,10 +269,10 @@ func ParseRegistry(name string, data []byte) (*Registry, error) {
 }
 
 func lineAt(lines []int, i int) int {
-	if i < len(lines) {
+	if i < len(lines) && lines[i] > 0 {
 		return lines[i]
 	}
-	return 0
+	return 1 // never "file:0": the file's start is the best we know
 }
 
 // nodeLines returns the line of every products[i] and products[i].devices[j].
@@ -286,16 +286,25 @@ func nodeLines(root *yaml.Node) (products []int, devices [][]int) {
 		return nil, nil
 	}
 	for _, p := range seq.Content {
+		if isNull(p) {
+			continue // the decoder drops an empty item: keep the indexes aligned
+		}
 		products = append(products, p.Line)
 		var dl []int
 		if ds := mapValue(p, "devices"); ds != nil && ds.Kind == yaml.SequenceNode {
 			for _, d := range ds.Content {
-				dl = append(dl, d.Line)
+				if !isNull(d) {
+					dl = append(dl, d.Line)
+				}
 			}
 		}
 		devices = append(devices, dl)
 	}
 	return products, devices
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 func mapValue(n *yaml.Node, key string) *yaml.Node {

@@ -56,3 +56,11 @@ func TestMask(t *testing.T) {
 	assert.Equal(t, "tp****", Mask("tpy-001"))
 	assert.NotContains(t, Mask(DemoMasterKey), "master")
 }
+
+// An empty list item is dropped by the decoder; the line of the device
+// after it must still be its own (found by FuzzParseRegistry).
+func TestRegistryLineAfterEmptyItem(t *testing.T) {
+	_, err := ParseRegistry("reg.yaml", []byte("products:\n  -\n  - id: \"0\"\n    devices:\n      -\n      - auth_info: x\n"))
+	require.Error(t, err)
+	assert.Equal(t, "reg.yaml:6: device without id (product 0)", err.Error())
+}
