@@ -174,7 +174,7 @@ func (r *Rig) Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 	if err := r.Begin(ctx, scenario.Setup{Scenario: "soak", Profile: "hil"}); err != nil {
 		return res, fmt.Errorf("soak: setting up the board: %w", err)
 	}
-	s := &soak{r: r, o: o, res: &res, rng: rand.New(rand.NewPCG(o.Seed, 0x50a6)), level: 0, cursor: r.link.Mark(), scanned: before}
+	s := &soak{r: r, o: o, res: &res, rng: rand.New(rand.NewPCG(o.Seed, 0x50a6)), cursor: r.link.Mark(), scanned: before}
 
 	start := time.Now()
 	// The deadline stops new commands and the faults; the command in
@@ -218,8 +218,8 @@ type soak struct {
 	rng    *rand.Rand
 	mu     sync.Mutex // res.Faults, FaultErrs (the fault goroutine)
 	res    *SoakResult
-	level  int   // the LED model
-	cursor int64 // serial: lines before it are accounted for
+	model  scenario.Model // the LED model the whole harness predicts from
+	cursor int64          // serial: lines before it are accounted for
 	// The device's subscription as the broker's feed tells it, followed
 	// up to scanned.
 	scanned    broker.Mark
@@ -462,7 +462,7 @@ func (s *soak) sync(ctx context.Context) error {
 			}
 			s.mismatch("echo %q after its command was reported lost", ev.Line)
 			if ev.Kind == echo.LED {
-				s.level = ev.State
+				s.model.Level = ev.State
 			}
 		}
 	}
@@ -476,15 +476,14 @@ func (s *soak) check(ctx context.Context, desc string, p []byte, ev echo.Event) 
 		if ev.Kind != echo.LED || ev.Cmd != cmd {
 			s.mismatch("%s: echo %q", desc, ev.Line)
 			if ev.Kind == echo.LED {
-				s.level = ev.State
+				s.model.Level = ev.State
 			}
 			return
 		}
-		want := map[string]int{"on": 1, "off": 0, "toggle": 1 - s.level}[cmd]
-		s.level = want
+		want, _ := s.model.Apply(cmd)
 		if ev.State != want {
 			s.mismatch("%s: echo says led %d, the model %d", desc, ev.State, want)
-			s.level = ev.State
+			s.model.Level = ev.State
 			return
 		}
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -498,12 +497,12 @@ func (s *soak) check(ctx context.Context, desc string, p []byte, ev echo.Event) 
 		if ev.Kind != echo.Ignored || ev.Payload != cmd {
 			s.mismatch("%s: echo %q", desc, ev.Line)
 			if ev.Kind == echo.LED {
-				s.level = ev.State
+				s.model.Level = ev.State
 			}
 			return
 		}
-		if lv := s.r.sim.Pin(LEDPin); lv != s.level {
-			s.mismatch("%s: junk ignored but the pin is %d, the model %d", desc, lv, s.level)
+		if lv := s.r.sim.Pin(LEDPin); lv != s.model.Level {
+			s.mismatch("%s: junk ignored but the pin is %d, the model %d", desc, lv, s.model.Level)
 			return
 		}
 		s.res.Ignored++
