@@ -119,6 +119,8 @@ func checkPartial(t *testing.T, v vanishRun, port string) {
 	require.NoError(t, json.Unmarshal(js, &rep), string(js))
 	require.Len(t, rep.Scenarios, 2)
 	assert.Contains(t, rep.Scenarios[0].Reason, "went away")
+	assert.Equal(t, "skip", rep.Scenarios[1].Status, "after the board is gone the rest is not attempted")
+	assert.Contains(t, rep.Scenarios[1].Reason, "not run: the board is gone")
 	for _, sc := range rep.Scenarios {
 		assert.NotEqual(t, "pass", strings.ToLower(sc.Status), sc.Name)
 	}

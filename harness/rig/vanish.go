@@ -21,8 +21,12 @@ func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt
 }
 
 // portGrace bounds how long a failure waits to learn whether the port
-// went away with it (the link notices at its next read).
-const portGrace = time.Second
+// went away with it (the link notices at its next read; on a loaded
+// machine that can take a while, and this is only the failure path).
+const portGrace = 3 * time.Second
+
+// goneGrace is Gone's bound (see there).
+const goneGrace = time.Second
 
 // withPortFate adds the serial link's end to err when the link ends
 // within portGrace.
@@ -36,4 +40,24 @@ func (r *Rig) withPortFate(ctx context.Context, err error) error {
 	case <-ctx.Done():
 	}
 	return err
+}
+
+// Gone reports the serial link's end when the board's port has gone away
+// (scenario.Liveness): the runner then reports the rest as not run. It
+// waits at most goneGrace for the link to notice: it is asked after every
+// failed scenario, so a board that is still there costs little.
+func (r *Rig) Gone(ctx context.Context) error {
+	t := time.NewTimer(goneGrace)
+	defer t.Stop()
+	select {
+	case <-r.link.Done():
+		if err := r.link.Err(); err != nil {
+			return fmt.Errorf("the board is gone: %w", err)
+		}
+		return fmt.Errorf("the board is gone: serial port %s closed", r.link.Name())
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
 }

@@ -33,17 +33,36 @@ type Runner struct {
 // Run plays every scenario in order and returns the run's results.
 func (r *Runner) Run(ctx context.Context, scs []*Scenario) report.Run {
 	run := report.Run{Target: r.Target.Describe(), Started: time.Now()}
+	var gone error
 	for _, sc := range scs {
-		if err := ctx.Err(); err != nil {
-			// Interrupted: the rest is reported, not attempted.
+		err := ctx.Err()
+		if err == nil {
+			err = gone
+		}
+		if err != nil {
+			// Interrupted, or the board is gone: the rest is reported, not
+			// attempted (each would only fail the same way).
 			run.Scenarios = append(run.Scenarios, report.Scenario{Name: sc.Name, File: sc.File,
 				Status: report.Skip, Reason: "not run: " + err.Error()})
 			continue
 		}
-		run.Scenarios = append(run.Scenarios, r.RunScenario(ctx, sc))
+		res := r.RunScenario(ctx, sc)
+		run.Scenarios = append(run.Scenarios, res)
+		// A failure may be the board going away; a pass proves it is there.
+		if g, ok := r.Target.(Liveness); ok && res.Status == report.Fail {
+			gone = g.Gone(ctx)
+		}
 	}
 	run.Duration = time.Since(run.Started)
 	return run
+}
+
+// Liveness is an optional Target method: Gone says, once the board can no
+// longer be reached (its serial port closed or unplugged), why; nil while
+// it can. The runner asks after a failed scenario; Gone may take a short,
+// bounded time to find out.
+type Liveness interface {
+	Gone(ctx context.Context) error
 }
 
 // SkipReason says why sc cannot run on this target, or "".
