@@ -60,10 +60,17 @@ func (t *embeddedTarget) close() error { return t.b.Close() }
 func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sender, error) {
 	events, cancel := t.b.Events().Subscribe()
 	t.stopped = make(chan struct{})
+	stop := make(chan struct{})
 	go func() {
 		defer close(t.stopped)
 		var last uint64
-		for e := range events {
+		for {
+			var e broker.Event
+			select {
+			case e = <-events:
+			case <-stop: // the feed never closes a subscription's channel
+				return
+			}
 			if last != 0 && e.Seq != last+1 {
 				t.missed.Add(int64(e.Seq - last - 1))
 			}
@@ -88,7 +95,11 @@ func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sen
 			Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64},
 		}}
 	}
-	return closeWith{s, func() { cancel() }}, nil
+	return closeWith{s, func() {
+		cancel()
+		close(stop)
+		<-t.stopped
+	}}, nil
 }
 
 type closeWith struct {
