@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -398,6 +399,14 @@ pace:
 		if c > 0 {
 			res.AllocPerCommandB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(c)
 		}
+		if rate := float64(ms1.TotalAlloc-ms0.TotalAlloc) / loadEnd.Sub(start).Seconds(); res.GCCycles == 0 && rate > 0 && ms0.NextGC > ms0.HeapAlloc && gcPercent() > 0 {
+			note := fmt.Sprintf("no GC cycle fell in the load: at %.0f MB/s allocated and a GC goal of %.0f MB, the first would have started %.0f s into the load",
+				rate/(1<<20), float64(ms0.NextGC)/(1<<20), float64(ms0.NextGC-ms0.HeapAlloc)/rate)
+			if p := gcPercent(); p > 0 {
+				note += fmt.Sprintf("; a steady run has one about every %.0f s", float64(ms0.HeapAlloc)*float64(p)/100/rate)
+			}
+			res.Notes = append(res.Notes, note+"; what a cycle costs shows in runs that include one (see full_gc_ms)")
+		}
 	}
 
 	// Drain: wait for the replies still on their way, at most Timeout.
@@ -457,6 +466,13 @@ pace:
 		res.Notes = append(res.Notes, "fleet: "+err.Error())
 	}
 	return res, nil
+}
+
+// gcPercent reads the current GOGC without changing it.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
 }
 
 func resetTimer(t *time.Timer, d time.Duration) <-chan time.Time {
