@@ -134,8 +134,16 @@ func (f *Feed) emit(e Event) Event {
 
 // Subscribe returns a channel of every later event (buffered; a reader that
 // falls more than 1024 events behind misses some) and a cancel func.
-func (f *Feed) Subscribe() (<-chan Event, func()) {
-	ch := make(chan Event, 1024)
+func (f *Feed) Subscribe() (<-chan Event, func()) { return f.SubscribeN(1024) }
+
+// SubscribeN is Subscribe with a buffer of n events, for a subscriber that
+// must not miss events while it (or the whole process, in a GC pause) is
+// slow: a load generator counting every reply.
+func (f *Feed) SubscribeN(n int) (<-chan Event, func()) {
+	if n < 1 {
+		n = 1
+	}
+	ch := make(chan Event, n)
 	f.mu.Lock()
 	f.subID++
 	id := f.subID

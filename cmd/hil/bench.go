@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/onenet-hil/hil/broker"
 	"io"
 	"os"
 	"runtime"
@@ -44,7 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	product := fs.String("product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
 	ctrlUser := fs.String("controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
 	brokerPID := fs.Int("broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
-	gogc := fs.Int("gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own), e.g. 400; 0 = leave as is, -1 = off")
+	gogc := fs.Int("gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own); 0 = as hil broker runs it (400, or $GOGC), -1 = off")
 	memLimit := fs.String("gomemlimit", "", "set this process's soft memory limit (GOMEMLIMIT syntax: 1GiB, 512MiB)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile of this process at the end to this file")
@@ -104,6 +105,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("finding this program for the fleet's child process: %w", err)
 		}
 		opts.FleetWorker = []string{exe, "bench", "--fleet-worker"}
+	}
+	if *gogc == 0 && os.Getenv("GOGC") == "" {
+		*gogc = broker.ServeGOGC // measure the broker as hil broker runs it
 	}
 	if *gogc != 0 {
 		debug.SetGCPercent(*gogc)

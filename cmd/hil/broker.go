@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/debug"
 	"syscall"
 	"text/tabwriter"
 
@@ -50,6 +52,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if reg, err = broker.LoadRegistry(*regPath); err != nil {
 			return err
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(broker.ServeGOGC) // see ServeGOGC; $GOGC overrides
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, StudioAddr: *studioAddr, Logger: log})

@@ -58,7 +58,7 @@ func (t *embeddedTarget) cpu() time.Duration { return fleet.SelfUsage().CPU }
 func (t *embeddedTarget) close() error { return t.b.Close() }
 
 func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sender, error) {
-	events, cancel := t.b.Events().Subscribe()
+	events, cancel := t.b.Events().SubscribeN(1 << 16) // a GC pause must not overflow it
 	t.stopped = make(chan struct{})
 	stop := make(chan struct{})
 	go func() {
