@@ -74,6 +74,7 @@ type Broker struct {
 	conns    map[string]*conn       // device id -> its current connection
 	byClient map[*mqtt.Client]*conn // every live connection
 	cmds     map[string]*command
+	cmdOrder []string              // UUIDs in the order they were created (remember)
 	pending  map[string][]*command // device id -> commands kept for its next login
 	dps      map[string]map[string][]Datapoint
 

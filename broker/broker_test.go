@@ -496,3 +496,21 @@ func TestPersistentSessionKeepsSubscriptions(t *testing.T) {
 	require.NoError(t, b.PublishCustom(DemoProductID, "led/cmd", []byte("on")))
 	assert.Equal(t, "on", string(d2.recv(t, b).Payload()))
 }
+
+// The command history is bounded: the oldest finished commands are
+// forgotten past maxKeptCommands, the newest stay.
+func TestCommandHistoryIsBounded(t *testing.T) {
+	b, err := New(Options{MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	b.mu.Lock()
+	for i := range maxKeptCommands + 10 {
+		b.remember(&command{info: CommandInfo{UUID: fmt.Sprintf("u%d", i), Status: CmdReplied}})
+	}
+	n := len(b.cmds)
+	b.mu.Unlock()
+	assert.Equal(t, maxKeptCommands, n)
+	_, ok := b.Command("u0")
+	assert.False(t, ok, "the oldest is forgotten")
+	_, ok = b.Command(fmt.Sprintf("u%d", maxKeptCommands+9))
+	assert.True(t, ok, "the newest is kept")
+}

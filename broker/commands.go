@@ -49,6 +49,37 @@ type command struct {
 	info CommandInfo
 }
 
+// maxKeptCommands bounds the command history (GET /cmds/{uuid}): a fleet
+// at 5,000 commands/s would otherwise grow it by 75,000 entries every 15 s
+// for as long as the broker runs.
+const maxKeptCommands = 100_000
+
+// remember records cmd for Command and GET /cmds, forgetting the oldest
+// commands past maxKeptCommands, except those still waiting for their
+// device (the caller holds b.mu).
+func (b *Broker) remember(cmd *command) {
+	b.cmds[cmd.info.UUID] = cmd
+	b.cmdOrder = append(b.cmdOrder, cmd.info.UUID)
+	for len(b.cmds) > maxKeptCommands && len(b.cmdOrder) > 0 {
+		old := b.cmds[b.cmdOrder[0]]
+		if old != nil && old.info.Status == CmdCreated && old.info.DeviceID != "" && b.isPending(old) {
+			break // the oldest still waits for its device: keep it, and the rest
+		}
+		delete(b.cmds, b.cmdOrder[0])
+		b.cmdOrder = b.cmdOrder[1:]
+	}
+}
+
+// isPending tells whether cmd is queued for its device's next login.
+func (b *Broker) isPending(cmd *command) bool {
+	for _, p := range b.pending[cmd.info.DeviceID] {
+		if p == cmd {
+			return true
+		}
+	}
+	return false
+}
+
 // SendCommand pushes payload to the device on $creq/{uuid} (QoS 0, no
 // subscription needed). An offline device gets ErrOffline unless the
 // command is to be kept (QoS 1 or Timeout > 0): then it is delivered at the
@@ -83,7 +114,7 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 	case c != nil || keep:
 		// Logging in right now (CONNACK not yet out) or kept for later:
 		// sessionEstablished delivers it.
-		b.cmds[cmd.info.UUID] = cmd
+		b.remember(cmd)
 		b.pending[deviceID] = append(b.pending[deviceID], cmd)
 		b.mu.Unlock()
 		return cmd.info.UUID, nil
@@ -91,7 +122,7 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 		b.mu.Unlock()
 		return "", fmt.Errorf("%w: %s", ErrOffline, deviceID)
 	}
-	b.cmds[cmd.info.UUID] = cmd
+	b.remember(cmd)
 	b.mu.Unlock()
 	if err := b.writeCommand(c, cmd); err != nil {
 		b.mu.Lock()
