@@ -30,6 +30,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	regPath := fs.String("registry", "", "registry YAML file of products and devices (default: the demo registry)")
 	mqttAddr := fs.String("mqtt", broker.DefaultMQTTAddr, "MQTT listen address (OneNET's port 6002; use 0.0.0.0:6002 or a LAN address for a real board)")
 	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET HTTP API listen address (legacy API and the studio sync command API)")
+	clientQueue := fs.Int("client-queue", 0, fmt.Sprintf("each client's outbound queue in packets (0 = Mochi's 8192; %d for a fleet of thousands: a smaller heap and shorter GC pauses; a full queue drops that client's message)", broker.FleetClientWritesPending))
 	studioAddr := fs.String("studio", broker.DefaultStudioAddr, "listen address of the current OneNET platform's MQTT (token login, $sys topics); empty = off")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR] [--studio ADDR]")
@@ -57,7 +58,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		debug.SetGCPercent(broker.ServeGOGC) // see ServeGOGC; $GOGC overrides
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, StudioAddr: *studioAddr, Logger: log})
+	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, StudioAddr: *studioAddr, ClientWritesPending: *clientQueue, Logger: log})
 	if err != nil {
 		return err
 	}

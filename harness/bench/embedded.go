@@ -186,7 +186,8 @@ func RunEmbedded(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))})
+		ClientWritesPending: broker.FleetClientWritesPending, // a fleet, one command per device at a time
+		Logger:              slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		return nil, err
 	}
