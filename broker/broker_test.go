@@ -514,3 +514,23 @@ func TestCommandHistoryIsBounded(t *testing.T) {
 	_, ok = b.Command(fmt.Sprintf("u%d", maxKeptCommands+9))
 	assert.True(t, ok, "the newest is kept")
 }
+
+// A command still waiting for its device does not stop the forgetting.
+func TestCommandHistoryKeepsPendingButStaysBounded(t *testing.T) {
+	b, err := New(Options{MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	b.mu.Lock()
+	waiting := &command{info: CommandInfo{UUID: "waiting", DeviceID: "d1", Status: CmdCreated}}
+	b.remember(waiting)
+	b.pending["d1"] = append(b.pending["d1"], waiting)
+	for i := range maxKeptCommands + 10 {
+		b.remember(&command{info: CommandInfo{UUID: fmt.Sprintf("u%d", i), Status: CmdReplied}})
+	}
+	n := len(b.cmds)
+	b.mu.Unlock()
+	assert.Equal(t, maxKeptCommands, n)
+	_, ok := b.Command("waiting")
+	assert.True(t, ok, "the pending command is kept")
+	_, ok = b.Command("u0")
+	assert.False(t, ok, "older finished commands go")
+}

@@ -55,18 +55,34 @@ type command struct {
 const maxKeptCommands = 100_000
 
 // remember records cmd for Command and GET /cmds, forgetting the oldest
-// commands past maxKeptCommands, except those still waiting for their
-// device (the caller holds b.mu).
+// commands past maxKeptCommands. A command still waiting for its device is
+// kept (moved to the back) until it has expired (the caller holds b.mu).
 func (b *Broker) remember(cmd *command) {
 	b.cmds[cmd.info.UUID] = cmd
 	b.cmdOrder = append(b.cmdOrder, cmd.info.UUID)
-	for len(b.cmds) > maxKeptCommands && len(b.cmdOrder) > 0 {
-		old := b.cmds[b.cmdOrder[0]]
-		if old != nil && old.info.Status == CmdCreated && old.info.DeviceID != "" && b.isPending(old) {
-			break // the oldest still waits for its device: keep it, and the rest
-		}
-		delete(b.cmds, b.cmdOrder[0])
+	now := time.Now()
+	for scanned := 0; len(b.cmds) > maxKeptCommands && len(b.cmdOrder) > 0 && scanned < len(b.cmdOrder); scanned++ {
+		id := b.cmdOrder[0]
 		b.cmdOrder = b.cmdOrder[1:]
+		old, ok := b.cmds[id]
+		if !ok {
+			continue // already gone
+		}
+		if b.isPending(old) && (old.info.Expires.IsZero() || now.Before(old.info.Expires)) {
+			b.cmdOrder = append(b.cmdOrder, id) // still valid for its device's next login
+			continue
+		}
+		delete(b.cmds, id)
+	}
+	if len(b.cmdOrder) > 2*len(b.cmds)+64 {
+		// UUIDs of commands removed elsewhere: drop them from the order.
+		kept := b.cmdOrder[:0:0]
+		for _, id := range b.cmdOrder {
+			if _, ok := b.cmds[id]; ok {
+				kept = append(kept, id)
+			}
+		}
+		b.cmdOrder = kept
 	}
 }
 
