@@ -28,7 +28,8 @@ type request struct {
 		Device string `json:"device"`
 		Fault  Fault  `json:"fault"`
 	} `json:"fault,omitempty"`
-	Usage bool `json:"usage,omitempty"`
+	Usage bool   `json:"usage,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"` // echoed in the ack: a late ack never answers a later request
 }
 
 type report struct {
@@ -38,6 +39,7 @@ type report struct {
 	Usage  *Usage      `json:"usage,omitempty"`
 	Counts *Counters   `json:"counters,omitempty"`
 	Error  string      `json:"error,omitempty"`
+	Seq    uint64      `json:"seq,omitempty"` // of the request an ack answers
 }
 
 // Usage is a process's resource use.
@@ -121,9 +123,9 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 		}
 		switch {
 		case req.Drop != "":
-			send(ack(f.Drop(req.Drop)))
+			send(ack(req.Seq, f.Drop(req.Drop)))
 		case req.Fault != nil:
-			send(ack(f.Inject(req.Fault.Device, req.Fault.Fault)))
+			send(ack(req.Seq, f.Inject(req.Fault.Device, req.Fault.Fault)))
 		case req.Usage:
 			u := SelfUsage()
 			u.BaseRSSKB = base
@@ -136,11 +138,11 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 // ack answers a request once it has taken effect in the worker, so that
 // what the parent does next (say, send the command a fault waits for)
 // cannot overtake it.
-func ack(err error) report {
+func ack(seq uint64, err error) report {
 	if err != nil {
-		return report{Kind: "ack", Error: err.Error()}
+		return report{Kind: "ack", Seq: seq, Error: err.Error()}
 	}
-	return report{Kind: "ack"}
+	return report{Kind: "ack", Seq: seq}
 }
 
 // Remote is a fleet running in a child process started by StartRemote.
@@ -152,6 +154,8 @@ type Remote struct {
 	mu     sync.Mutex // serialises requests
 	usage  chan report
 	acks   chan report
+	seq    uint64        // of the last request sent (under mu)
+	ended  chan struct{} // closed when the worker's output ends
 	done   chan error
 	errMu  sync.Mutex
 	errs   []string
@@ -179,7 +183,7 @@ func StartRemote(ctx context.Context, argv []string, opts Options) (*Remote, err
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("fleet: starting worker: %w", err)
 	}
-	r := &Remote{cmd: cmd, stdin: stdin, usage: make(chan report, 1), acks: make(chan report, 1), done: make(chan error, 1)}
+	r := &Remote{cmd: cmd, stdin: stdin, usage: make(chan report, 1), acks: make(chan report, 1), ended: make(chan struct{}), done: make(chan error, 1)}
 	cfg, err := json.Marshal(opts)
 	if err != nil {
 		cmd.Process.Kill()
@@ -211,11 +215,15 @@ func StartRemote(ctx context.Context, argv []string, opts Options) (*Remote, err
 			case "usage":
 				r.usage <- rep
 			case "ack":
-				r.acks <- rep
+				select {
+				case r.acks <- rep:
+				default: // nobody waits (its call timed out): never block the reader
+				}
 			case "error":
 				r.addErr(rep.Error)
 			}
 		}
+		close(r.ended)
 		r.done <- cmd.Wait()
 		close(login)
 	}()
@@ -284,17 +292,28 @@ func (r *Remote) Inject(id string, fault Fault) error {
 // call sends a request and waits, bounded, until the worker has carried it
 // out. The caller holds r.mu.
 func (r *Remote) call(req request) error {
+	r.seq++
+	req.Seq = r.seq
 	if err := r.request(req); err != nil {
 		return err
 	}
-	select {
-	case rep := <-r.acks:
-		if rep.Error != "" {
-			return errors.New(rep.Error)
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case rep := <-r.acks:
+			if rep.Seq != req.Seq {
+				continue // a late answer to an earlier request that timed out
+			}
+			if rep.Error != "" {
+				return errors.New(rep.Error)
+			}
+			return nil
+		case <-r.ended:
+			return fmt.Errorf("fleet worker ended (%s)", r.errText())
+		case <-timeout.C:
+			return fmt.Errorf("fleet worker did not answer in 10s (%s)", r.errText())
 		}
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("fleet worker did not answer in 10s (%s)", r.errText())
 	}
 }
 
