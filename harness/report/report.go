@@ -200,20 +200,30 @@ func escapedForms(x string) []string {
 		forms = append(forms, string(j[1:len(j)-1]))
 	}
 	q := strconv.Quote(x)
-	forms = append(forms, q[1:len(q)-1], pythonBytesBody(x))
+	forms = append(forms, q[1:len(q)-1], pythonBody(x, '\'', true), pythonBody(x, '"', true),
+		pythonBody(x, '\'', false), pythonBody(x, '"', false))
 	return forms
 }
 
-// pythonBytesBody is x inside a Python bytes literal (b'...'), as MicroPython
-// prints it and as the serial line log renders raw bytes.
-func pythonBytesBody(x string) string {
+// pythonBody is x inside a Python literal quoted with quote, as MicroPython
+// prints it (repr of bytes when asBytes, of str otherwise): the quote and
+// the backslash escaped, \t \n \r by name, other control bytes (and, for
+// bytes, every non-ASCII byte) as \xNN. Python picks " when the text has a
+// ' and no ", so both quotes are forms.
+func pythonBody(x string, quote byte, asBytes bool) string {
 	var b strings.Builder
 	for i := 0; i < len(x); i++ {
 		switch c := x[i]; {
-		case c == '\\' || c == '\'':
+		case c == '\\' || c == quote:
 			b.WriteByte('\\')
 			b.WriteByte(c)
-		case c >= 0x20 && c < 0x7f:
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c >= 0x20 && c < 0x7f, c >= 0x80 && !asBytes:
 			b.WriteByte(c)
 		default:
 			fmt.Fprintf(&b, "\\x%02x", c)

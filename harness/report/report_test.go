@@ -212,3 +212,19 @@ func TestMaskerEscapedForms(t *testing.T) {
 		assert.Equal(t, "before **** after", got, "form %q", form)
 	}
 }
+
+// MicroPython's repr picks double quotes for text with a ' and writes tab,
+// CR and LF by name: those forms are masked too.
+func TestMaskerPythonReprForms(t *testing.T) {
+	m := NewMasker("it's-w\u00f6rd", "\u00e9\tx")
+	for _, form := range []string{
+		`b"it's-w\xc3\xb6rd"`,
+		`"it's-w\u00f6rd"`[:0] + "\"it's-w\u00f6rd\"",
+		`b'\xc3\xa9\tx'`,
+		"'\u00e9\\tx'",
+	} {
+		got := m.Mask("x " + form + " y")
+		assert.NotContains(t, got, "rd", "form %s: %s", form, got)
+		assert.Contains(t, got, "****", "form %s: %s", form, got)
+	}
+}
