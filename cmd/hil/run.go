@@ -106,6 +106,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		f, err := os.Create(p)
 		if err != nil {
+			for q, g := range outs { // no empty report files left behind
+				g.Close()
+				os.Remove(q)
+				delete(outs, q)
+			}
 			return err
 		}
 		outs[p] = f
@@ -152,7 +157,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return setupFailed(err, report.NewMasker())
 	}
-	early := report.NewMasker(opts.WiFiPassword)
+	early := report.NewMasker(opts.WiFiPassword, opts.AuthInfo, opts.APIKey)
 	if *port != "" {
 		opts.Port = *port
 	}
@@ -209,6 +214,7 @@ func loadScenarios(fl *flag.FlagSet, dir string) ([]*scenario.Scenario, error) {
 	named := false
 	fl.Visit(func(f *flag.Flag) { named = named || f.Name == "scenarios" })
 	if st, err := os.Stat(dir); !named && (err != nil || !st.IsDir()) {
+		fmt.Fprintf(fl.Output(), "run: no ./%s folder here: playing the suite built into hil\n", dir)
 		return scenario.LoadFS(scenarios.Suite, "scenarios")
 	}
 	return scenario.LoadDir(dir)
