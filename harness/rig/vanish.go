@@ -25,8 +25,9 @@ func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt
 // machine that can take a while, and this is only the failure path).
 const portGrace = 3 * time.Second
 
-// goneGrace is Gone's bound (see there).
-const goneGrace = time.Second
+// goneGrace is Gone's bound (see there): the link's reader sees a closed
+// port at once, unlike a send that fails first on the network side.
+const goneGrace = 250 * time.Millisecond
 
 // withPortFate adds the serial link's end to err when the link ends
 // within portGrace.
@@ -43,21 +44,30 @@ func (r *Rig) withPortFate(ctx context.Context, err error) error {
 }
 
 // Gone reports the serial link's end when the board's port has gone away
-// (scenario.Liveness): the runner then reports the rest as not run. It
-// waits at most goneGrace for the link to notice: it is asked after every
-// failed scenario, so a board that is still there costs little.
+// (scenario.Liveness): the runner then reports the rest as not run. It is
+// asked after every failed scenario: when the link still runs it waits
+// only goneGrace for it to notice a port closed a moment ago.
 func (r *Rig) Gone(ctx context.Context) error {
+	select {
+	case <-r.link.Done():
+		return r.goneErr()
+	default:
+	}
 	t := time.NewTimer(goneGrace)
 	defer t.Stop()
 	select {
 	case <-r.link.Done():
-		if err := r.link.Err(); err != nil {
-			return fmt.Errorf("the board is gone: %w", err)
-		}
-		return fmt.Errorf("the board is gone: serial port %s closed", r.link.Name())
+		return r.goneErr()
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+func (r *Rig) goneErr() error {
+	if err := r.link.Err(); err != nil {
+		return fmt.Errorf("the board is gone: %w", err)
+	}
+	return fmt.Errorf("the board is gone: serial port %s closed", r.link.Name())
 }
