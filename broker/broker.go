@@ -491,7 +491,7 @@ func (b *Broker) disconnected(cl *mqtt.Client, err error) {
 func (b *Broker) emit(e Event) {
 	e = b.feed.emit(e)
 	lvl := slog.LevelInfo
-	if e.Kind == Refused || e.Kind == DatapointRejected {
+	if e.Kind == Refused || e.Kind == DatapointRejected || e.Kind == PublishDropped {
 		lvl = slog.LevelWarn
 	}
 	if !b.log.Enabled(context.Background(), lvl) {

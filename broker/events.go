@@ -23,13 +23,14 @@ const (
 	DatapointReceived                      // one data point stored from $dp (the type Datapoint holds it)
 	DatapointRejected                      // a malformed $dp payload (Reason says why)
 	CommandExpired                         // a kept command's timeout passed before delivery
+	PublishDropped                         // a message to a client was dropped: its outbound queue was full
 )
 
 var kindNames = map[EventKind]string{
 	Connected: "connected", Refused: "refused", Disconnected: "disconnected", Kicked: "kicked",
 	Subscribed: "subscribed", Published: "published", CommandSent: "command-sent",
 	CommandReplied: "command-replied", DatapointReceived: "datapoint", DatapointRejected: "datapoint-rejected",
-	CommandExpired: "command-expired",
+	CommandExpired: "command-expired", PublishDropped: "publish-dropped",
 }
 
 func (k EventKind) String() string {

@@ -22,8 +22,15 @@ func (h *onenetHook) Provides(b byte) bool {
 		mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribe, mqtt.OnPublish,
-		mqtt.OnPacketEncode,
+		mqtt.OnPacketEncode, mqtt.OnPublishDropped,
 	}, []byte{b})
+}
+
+// OnPublishDropped: Mochi drops a message to a client whose outbound queue
+// is full; say so, or a command would read "sent" and be lost unseen.
+func (h *onenetHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.b.emit(Event{Kind: PublishDropped, DeviceID: cl.ID, ProductID: h.b.productOf(cl),
+		Topic: stripInternal(pk.TopicName), Reason: "client queue full"})
 }
 
 // CONNACK return codes of the legacy OneNET document.

@@ -607,3 +607,28 @@ func TestRefuseStalledHTTPBody(t *testing.T) {
 		t.Fatal("Close hung on a stalled HTTP request")
 	}
 }
+
+// A client that stops reading fills its outbound queue; what Mochi then
+// drops is reported, not lost unseen.
+func TestPublishDroppedIsReported(t *testing.T) {
+	b, err := New(Options{Registry: testRegistry(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ClientWritesPending: 1})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+	c := rawLogin(t, b, DemoDeviceID)
+	mark := b.Events().Mark()
+	topic := "stuck"
+	sub := []byte{0x82, byte(2 + 2 + len(topic) + 1), 0, 1, 0, byte(len(topic))}
+	sub = append(append(sub, topic...), 0)
+	_, err = c.Write(sub)
+	require.NoError(t, err)
+	waitEvent(t, b, mark, Is(Subscribed, DemoDeviceID))
+	// The device never reads again: the socket buffers fill, then the queue.
+	payload := make([]byte, 32<<10)
+	for range 1000 {
+		require.NoError(t, b.PublishCustom(DemoProductID, topic, payload))
+	}
+	e := waitEvent(t, b, mark, Is(PublishDropped, DemoDeviceID))
+	assert.Equal(t, topic, e.Topic)
+	assert.Equal(t, "client queue full", e.Reason)
+}
