@@ -80,6 +80,8 @@ func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sen
 				l.reply(e.CmdUUID, e.Payload, time.Now(), false)
 			case e.Kind == broker.Published && e.DeviceID != "" && strings.HasPrefix(e.Topic, ReplyPrefix):
 				l.reply(e.Topic[len(ReplyPrefix):], e.Payload, time.Now(), true)
+			case e.Kind == broker.PublishDropped:
+				l.queueFull(e.DeviceID, e.Topic)
 			}
 		}
 	}()

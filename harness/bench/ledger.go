@@ -15,6 +15,7 @@ const (
 	LostDropped    = "connection dropped" // the device's connection ended while the command was pending
 	LostRefused    = "publish refused"    // the broker (or its API) refused the command
 	LostController = "controller dropped" // the bench's own connection to the broker ended
+	LostQueueFull  = "queue full"         // the broker dropped it: the device's outbound queue was full
 )
 
 // LostCommand is one lost command, as an example in the result.
@@ -238,6 +239,16 @@ func (l *ledger) dropped(id, reason string) {
 	l.dead[dev] = true
 	if l.pend[dev].busy {
 		l.loseLocked(dev, LostDropped, reason)
+	}
+}
+
+// queueFull loses the device's pending command: the broker dropped the
+// message to it (its outbound queue was full). The device stays usable.
+func (l *ledger) queueFull(id, detail string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if dev, ok := l.idIndex[id]; ok && l.pend[dev].busy {
+		l.loseLocked(dev, LostQueueFull, detail)
 	}
 }
 
