@@ -32,20 +32,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET HTTP API listen address (legacy API and the studio sync command API)")
 	clientQueue := fs.Int("client-queue", 0, fmt.Sprintf("each client's outbound queue in packets (0 = Mochi's 8192; %d for a fleet of thousands: a smaller heap and shorter GC pauses; a full queue drops that client's message)", broker.FleetClientWritesPending))
 	studioAddr := fs.String("studio", broker.DefaultStudioAddr, "listen address of the current OneNET platform's MQTT (token login, $sys topics); empty = off")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR] [--studio ADDR]")
-		fmt.Fprintln(stderr, "\nRuns the OneNET stand-in until Ctrl-C; logs every event.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return exitError{2} // flag has already said what is wrong
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitError{2}
+	if err := parseFlags(fs, args, stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR] [--studio ADDR] [--client-queue N]",
+		"Runs the OneNET stand-in until Ctrl-C; logs every event."); err != nil {
+		return err
 	}
 	reg := broker.DemoRegistry()
 	if *regPath != "" {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -88,4 +89,28 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hil %s: %v\n", c.name, err)
 		return 1
 	}
+}
+
+// parseFlags parses a command's flags with its usage line and one-line
+// description; a bad flag or a stray argument is exit status 2 (the flag
+// package, or this, has already said what is wrong), -h is flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage, about string) error {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, "\n"+about)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitError{2}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "hil %s: unexpected arguments: %v\n", strings.TrimPrefix(fs.Name(), "hil "), fs.Args())
+		fs.Usage()
+		return exitError{2}
+	}
+	return nil
 }

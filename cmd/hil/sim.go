@@ -59,21 +59,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	garbage := fs.Bool("boot-garbage", true, "print the ESP8266 ROM boot log (garbage at 115200) on power-up")
 	redirects := redirectFlags{}
 	fs.Var(redirects, "redirect", "route host:port to a loopback IPv4 host:port, e.g. 183.230.40.39:6002=127.0.0.1:1883 (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil sim [--flash DIR] [--baud N] [--no-raw-paste] [--boot-garbage=false] [--redirect HOST:PORT=127.0.0.1:PORT]...")
-		fmt.Fprintln(stderr, "\nRuns a virtual TPYBoard on a pty until Ctrl-C: prints the port path, then every pin change.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return exitError{2} // flag has already said what is wrong
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "hil sim: unexpected arguments: %v\n", fs.Args())
-		fs.Usage()
-		return exitError{2}
+	if err := parseFlags(fs, args, stderr, "usage: hil sim [--flash DIR] [--baud N] [--no-raw-paste] [--boot-garbage=false] [--redirect HOST:PORT=127.0.0.1:PORT]...",
+		"Runs a virtual TPYBoard on a pty until Ctrl-C: prints the port path, then every pin change."); err != nil {
+		return err
 	}
 	stderr = &lockedWriter{w: stderr} // the board's diagnostics arrive from another goroutine
 	if *baud < 0 {
