@@ -2,12 +2,10 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/harness/fleet"
+	"github.com/onenet-hil/hil/harness/onenet"
 )
 
 // embeddedTarget is our OneNET stand-in, in this process, with its OneNET
@@ -92,10 +91,10 @@ func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sen
 	case PathCreq:
 		s = creqSender{t.b}
 	case PathHTTP:
-		s = &httpSender{base: "http://" + t.b.HTTPAddr(), key: t.key, c: &http.Client{
+		s = &httpSender{&onenet.Client{BaseURL: "http://" + t.b.HTTPAddr(), APIKey: t.key, HTTP: &http.Client{
 			Timeout:   10 * time.Second,
 			Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64},
-		}}
+		}}}
 	}
 	return closeWith{s, func() {
 		cancel()
@@ -132,45 +131,15 @@ func (s creqSender) byDevice() bool { return false }
 func (s creqSender) close()         {}
 
 // httpSender posts OneNET's POST /cmds; several requests run at once, as
-// an application server's would.
-type httpSender struct {
-	base, key string
-	c         *http.Client
-}
+// an application server's would. Each is bounded by the client's timeout.
+type httpSender struct{ c *onenet.Client }
 
 func (s *httpSender) send(id string, payload []byte) (string, error) {
-	req, err := http.NewRequest(http.MethodPost, s.base+"/cmds?device_id="+url.QueryEscape(id), strings.NewReader(string(payload)))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("api-key", s.key)
-	resp, err := s.c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Errno int    `json:"errno"`
-		Error string `json:"error"`
-		Data  struct {
-			UUID string `json:"cmd_uuid"`
-		} `json:"data"`
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return "", err
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		return "", fmt.Errorf("HTTP %d, unreadable answer: %v", resp.StatusCode, err)
-	}
-	if env.Errno != 0 || env.Data.UUID == "" {
-		return "", fmt.Errorf("errno %d: %s", env.Errno, env.Error)
-	}
-	return env.Data.UUID, nil
+	return s.c.SendCommand(context.Background(), id, payload, 0)
 }
 func (s *httpSender) workers() int   { return 16 }
 func (s *httpSender) byDevice() bool { return false }
-func (s *httpSender) close()         { s.c.CloseIdleConnections() }
+func (s *httpSender) close()         { s.c.HTTP.CloseIdleConnections() }
 
 // RunEmbedded starts the OneNET stand-in on loopback with a product of
 // o.Devices devices (each with its own auth_info), measures it and stops
