@@ -3,6 +3,8 @@ package firmware
 import (
 	"fmt"
 	"strings"
+
+	"github.com/onenet-hil/hil/internal/pylit"
 )
 
 // The tutorial's placeholders, exactly as the seed spells them.
@@ -24,17 +26,17 @@ func Tutorial(cfg Config) map[string][]byte {
 	src := readAll(tutorialFS, "tutorial")
 	out := map[string][]byte{
 		"boot.py": replace(src["boot.py"], tutWiFi,
-			"sta_if.connect("+PyStr(cfg.WiFiSSID)+","+PyStr(cfg.WiFiPassword)+")"),
+			"sta_if.connect("+pylit.Str(cfg.WiFiSSID)+","+pylit.Str(cfg.WiFiPassword)+")"),
 		"main.py":   src["main.py"],
 		"simple.py": Files()["mqtt.py"],
 	}
 	m := src["mqtt.py"]
-	m = replace(m, tutClientID, "CLIENT_ID = "+PyStr(cfg.DeviceID))
+	m = replace(m, tutClientID, "CLIENT_ID = "+pylit.Str(cfg.DeviceID))
 	if cfg.Topic != "" {
-		m = replace(m, tutTopic, "TOPIC = "+pyBytes(cfg.Topic))
+		m = replace(m, tutTopic, "TOPIC = "+pylit.Encode(cfg.Topic, pylit.SourceBytes))
 	}
-	m = replace(m, tutUser, "username="+PyStr(cfg.ProductID))
-	m = replace(m, tutPassword, "password="+PyStr(cfg.Key))
+	m = replace(m, tutUser, "username="+pylit.Str(cfg.ProductID))
+	m = replace(m, tutPassword, "password="+pylit.Str(cfg.Key))
 	out["mqtt.py"] = m
 	return out
 }
@@ -47,47 +49,4 @@ func replace(src []byte, old, new string) []byte {
 		panic(fmt.Sprintf("firmware: tutorial placeholder %q found %d times", old, n))
 	}
 	return []byte(strings.Replace(s, old, new, 1))
-}
-
-// PyStr renders s as a Python str literal: quotes, backslashes and control
-// characters escaped, other text (Chinese SSIDs too) kept as UTF-8 (invalid
-// UTF-8 becomes U+FFFD: Python source must be UTF-8). The harness quotes
-// board paths with it too.
-func PyStr(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	var b strings.Builder
-	b.WriteByte('\'')
-	for _, r := range s {
-		switch {
-		case r == '\\' || r == '\'':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
-
-// pyBytes renders s as a Python bytes literal (non-ASCII bytes escaped).
-func pyBytes(s string) string {
-	var b strings.Builder
-	b.WriteString(`b"`)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' || c == '"':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

@@ -273,31 +273,6 @@ func startBoard(t testing.TB, opts Options) (*Board, *serialConn) {
 	return b, openPort(t, b.Port())
 }
 
-// pyBytes is a Python bytes literal for data, as mpremote builds it with repr().
-func pyBytes(data []byte) string {
-	var sb strings.Builder
-	sb.WriteString("b'")
-	for _, c := range data {
-		switch {
-		case c == '\'' || c == '\\':
-			sb.WriteByte('\\')
-			sb.WriteByte(c)
-		case c == '\n':
-			sb.WriteString(`\n`)
-		case c == '\r':
-			sb.WriteString(`\r`)
-		case c == '\t':
-			sb.WriteString(`\t`)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&sb, `\x%02x`, c)
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	sb.WriteString("'")
-	return sb.String()
-}
-
 // parsePyBytes reads a bytes repr as printed by the board.
 func parsePyBytes(t testing.TB, lit string) []byte {
 	t.Helper()

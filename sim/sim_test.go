@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/onenet-hil/hil/internal/pylit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -224,7 +225,7 @@ func TestBinaryFileRoundTripWithMpremoteCode(t *testing.T) {
 	// fs_writefile
 	c.mustExec("f=open('data.bin','wb')\nw=f.write")
 	for i := 0; i < len(data); i += 256 {
-		c.mustExec("w(" + pyBytes(data[i:min(i+256, len(data))]) + ")")
+		c.mustExec("w(" + pylit.Repr(data[i:min(i+256, len(data))]) + ")") // mpremote's repr() chunks
 	}
 	c.mustExec("f.close()")
 	onFlash, err := os.ReadFile(filepath.Join(b.FlashDir(), "data.bin"))

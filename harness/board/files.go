@@ -9,8 +9,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/onenet-hil/hil/firmware"
-	"github.com/onenet-hil/hil/harness/echo"
+	"github.com/onenet-hil/hil/internal/pylit"
 )
 
 // Entry is a file or directory on the board.
@@ -46,28 +45,6 @@ var MpremoteCopy = CopyOptions{ChunkSize: 256, Encoding: Repr}
 // DefaultCopy is Put's default.
 var DefaultCopy = CopyOptions{ChunkSize: 1024, Encoding: Literal}
 
-// pyBytesLiteral is the Literal encoding.
-func pyBytesLiteral(b []byte) string {
-	var sb strings.Builder
-	sb.Grow(len(b) + len(b)/16 + 8)
-	sb.WriteString("b'''")
-	for _, c := range b {
-		switch {
-		case c == '\\' || c == '\'':
-			sb.WriteByte('\\')
-			sb.WriteByte(c)
-		case c == '\n' || c == '\t':
-			sb.WriteByte(c)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&sb, "\\x%02x", c)
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	sb.WriteString("'''")
-	return sb.String()
-}
-
 // notFound wraps fs.ErrNotExist with the board path.
 func notFound(p string) error {
 	return fmt.Errorf("board: %s: %w", p, fs.ErrNotExist)
@@ -75,7 +52,7 @@ func notFound(p string) error {
 
 // Stat describes one path; a missing path gives an error wrapping fs.ErrNotExist.
 func (r *REPL) Stat(ctx context.Context, p string) (Entry, error) {
-	out, err := r.Exec(ctx, "import os\ntry:\n s=os.stat("+firmware.PyStr(p)+")\n print(s[0],s[6])\nexcept OSError:\n print('-')")
+	out, err := r.Exec(ctx, "import os\ntry:\n s=os.stat("+pylit.Str(p)+")\n print(s[0],s[6])\nexcept OSError:\n print('-')")
 	if err != nil {
 		return Entry{}, fmt.Errorf("stat %s: %w", p, err)
 	}
@@ -84,7 +61,7 @@ func (r *REPL) Stat(ctx context.Context, p string) (Entry, error) {
 
 // List lists a directory on the board (not recursive).
 func (r *REPL) List(ctx context.Context, dir string) ([]Entry, error) {
-	code := "import os,json\ntry:\n l=[[e[0],e[1],os.stat(" + firmware.PyStr(strings.TrimSuffix(dir, "/")+"/") + "+e[0])[6]] for e in os.ilistdir(" + firmware.PyStr(dir) + ")]\nexcept OSError:\n l=None\nprint(json.dumps(l))"
+	code := "import os,json\ntry:\n l=[[e[0],e[1],os.stat(" + pylit.Str(strings.TrimSuffix(dir, "/")+"/") + "+e[0])[6]] for e in os.ilistdir(" + pylit.Str(dir) + ")]\nexcept OSError:\n l=None\nprint(json.dumps(l))"
 	out, err := r.Exec(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
@@ -119,7 +96,7 @@ func (r *REPL) MkdirAll(ctx context.Context, dir string) error {
 	if dir == "/" {
 		return nil
 	}
-	code := "import os\np=''\nfor c in " + firmware.PyStr(strings.TrimPrefix(dir, "/")) + ".split('/'):\n p+='/'+c\n try:\n  os.mkdir(p)\n except OSError as e:\n  if e.args[0]!=17:raise"
+	code := "import os\np=''\nfor c in " + pylit.Str(strings.TrimPrefix(dir, "/")) + ".split('/'):\n p+='/'+c\n try:\n  os.mkdir(p)\n except OSError as e:\n  if e.args[0]!=17:raise"
 	if _, err := r.Exec(ctx, code); err != nil {
 		return fmt.Errorf("mkdir %s: %w", dir, err)
 	}
@@ -128,7 +105,7 @@ func (r *REPL) MkdirAll(ctx context.Context, dir string) error {
 
 // Remove deletes a file; a missing file gives an error wrapping fs.ErrNotExist.
 func (r *REPL) Remove(ctx context.Context, p string) error {
-	out, err := r.Exec(ctx, "import os\ntry:\n os.remove("+firmware.PyStr(p)+")\n print('ok')\nexcept OSError as e:\n print(e.args[0])")
+	out, err := r.Exec(ctx, "import os\ntry:\n os.remove("+pylit.Str(p)+")\n print('ok')\nexcept OSError as e:\n print(e.args[0])")
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
@@ -171,7 +148,7 @@ func (r *REPL) Hashes(ctx context.Context, paths []string) (map[string]string, e
 	}
 	quoted := make([]string, len(paths))
 	for i, p := range paths {
-		quoted[i] = firmware.PyStr(p)
+		quoted[i] = pylit.Str(p)
 	}
 	out, err := r.Exec(ctx, fmt.Sprintf(hashCode, "("+strings.Join(quoted, ",")+",)"))
 	if err != nil {
@@ -222,16 +199,16 @@ func (r *REPL) WriteFile(ctx context.Context, p string, data []byte, opts CopyOp
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = DefaultCopy.ChunkSize
 	}
-	enc := pyBytesLiteral
+	style := pylit.FileChunk
 	if opts.Encoding == Repr {
-		enc = echo.Quote // Python's repr() of bytes
+		style = pylit.ReprBytes // Python's repr() of bytes
 	}
-	if _, err := r.Exec(ctx, "f=open("+firmware.PyStr(p)+",'wb')\nw=f.write"); err != nil {
+	if _, err := r.Exec(ctx, "f=open("+pylit.Str(p)+",'wb')\nw=f.write"); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	for i := 0; i < len(data); i += opts.ChunkSize {
 		chunk := data[i:min(i+opts.ChunkSize, len(data))]
-		if _, err := r.Exec(ctx, "w("+enc(chunk)+")"); err != nil {
+		if _, err := r.Exec(ctx, "w("+pylit.Encode(chunk, style)+")"); err != nil {
 			r.Exec(ctx, "f.close()") // best effort; the link may be gone
 			return fmt.Errorf("write %s at byte %d of %d: %w", p, i, len(data), err)
 		}
@@ -247,7 +224,7 @@ func (r *REPL) WriteFile(ctx context.Context, p string, data []byte, opts CopyOp
 
 // Get reads a file from the board.
 func (r *REPL) Get(ctx context.Context, p string) ([]byte, error) {
-	code := "import binascii\ntry:\n f=open(" + firmware.PyStr(p) + ",'rb')\nexcept OSError:\n f=None\n print('-')\nif f:\n while 1:\n  b=f.read(256)\n  if not b:break\n  print(binascii.hexlify(b).decode())\n f.close()\n print('.')"
+	code := "import binascii\ntry:\n f=open(" + pylit.Str(p) + ",'rb')\nexcept OSError:\n f=None\n print('-')\nif f:\n while 1:\n  b=f.read(256)\n  if not b:break\n  print(binascii.hexlify(b).decode())\n f.close()\n print('.')"
 	out, err := r.Exec(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", p, err)

@@ -132,7 +132,7 @@ func TestPortDisappearsMidUpload(t *testing.T) {
 	assert.Contains(t, err.Error(), "went away")
 }
 
-// Paths are quoted with firmware.PyStr and Repr chunks are echo.Quote: a
+// Paths are quoted with pylit.Str and Repr chunks are pylit.Repr: a
 // path with quotes, a backslash, a space and Chinese, and every byte value
 // in mpremote's encoding, reach the board's flash exactly.
 func TestPathsThatNeedQuotingAndReprChunks(t *testing.T) {

@@ -4,43 +4,14 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/onenet-hil/hil/internal/pylit"
 )
 
 // Quote renders b as a Python bytes literal (b'...'), the way MicroPython's
 // repr() prints a message payload: printable ASCII as is, the rest escaped.
-func Quote(b []byte) string {
-	q := byte('\'')
-	if strings.IndexByte(string(b), '\'') >= 0 && strings.IndexByte(string(b), '"') < 0 {
-		q = '"'
-	}
-	var sb strings.Builder
-	sb.WriteString("b")
-	sb.WriteByte(q)
-	for _, c := range b {
-		switch {
-		case c == '\\':
-			sb.WriteString(`\\`)
-		case c == q:
-			sb.WriteByte('\\')
-			sb.WriteByte(c)
-		case c == '\n':
-			sb.WriteString(`\n`)
-		case c == '\r':
-			sb.WriteString(`\r`)
-		case c == '\t':
-			sb.WriteString(`\t`)
-		case c < 0x20 || c >= 0x7f:
-			const hex = "0123456789abcdef"
-			sb.WriteString(`\x`)
-			sb.WriteByte(hex[c>>4])
-			sb.WriteByte(hex[c&15])
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	sb.WriteByte(q)
-	return sb.String()
-}
+// Unquote reads it back.
+func Quote(b []byte) string { return pylit.Repr(b) }
 
 var errUnterminated = errors.New("unterminated quoted value")
 
