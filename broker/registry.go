@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onenet-hil/hil/internal/secret"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -320,10 +321,5 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 }
 
 // Mask hides a secret for logs and consoles: the first two characters stay
-// so a human can tell keys apart.
-func Mask(s string) string {
-	if len(s) <= 4 {
-		return "****"
-	}
-	return s[:2] + "****"
-}
+// so a human can tell keys apart (secret.Hint).
+func Mask(s string) string { return secret.Hint(s) }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/onenet-hil/hil/internal/secret"
 )
 
 // Defaults applied by Config.JSON to zero fields.
@@ -243,21 +245,14 @@ func scrub(err error) string {
 	return err.Error()
 }
 
-func mask(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "***"
-}
-
 // String shows the configuration with the password and key masked.
 func (c Config) String() string {
 	c = c.WithDefaults()
 	s := fmt.Sprintf("device_id=%s product_id=%s key=%s broker=%s:%d topic=%s led_pin=%d keepalive=%d wifi=%q wifi_password=%s",
-		c.DeviceID, c.ProductID, mask(c.Key), c.BrokerHost, c.BrokerPort, c.Topic, c.LEDPin, c.Keepalive,
-		c.WiFiSSID, mask(c.WiFiPassword))
+		c.DeviceID, c.ProductID, secret.Redact(c.Key), c.BrokerHost, c.BrokerPort, c.Topic, c.LEDPin, c.Keepalive,
+		c.WiFiSSID, secret.Redact(c.WiFiPassword))
 	if c.Platform != "" || c.Token != "" {
-		s += fmt.Sprintf(" platform=%s token=%s", c.Platform, mask(c.Token))
+		s += fmt.Sprintf(" platform=%s token=%s", c.Platform, secret.Redact(c.Token))
 	}
 	if c.BackoffMS != 0 {
 		s += fmt.Sprintf(" backoff_ms=%d", c.BackoffMS)
@@ -275,7 +270,7 @@ func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 // report or log that embeds a Config cannot leak them. Use JSON for the board.
 func (c Config) MarshalJSON() ([]byte, error) {
 	w := c.wire()
-	w.WiFi.Password, w.Key, w.Token = mask(w.WiFi.Password), mask(w.Key), mask(w.Token)
+	w.WiFi.Password, w.Key, w.Token = secret.Redact(w.WiFi.Password), secret.Redact(w.Key), secret.Redact(w.Token)
 	return encode(w)
 }
 

@@ -80,7 +80,7 @@ func ResultLine(s Scenario) string {
 
 // WriteSummary prints the summary table of a run and its totals.
 func WriteSummary(w io.Writer, r Run, m *Masker) error {
-	r = m.Masked(r)
+	r = Masked(m, r)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tRESULT\tSTEPS\tP50 ms\tP99 ms\tTIME\tREASON")

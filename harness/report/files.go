@@ -64,7 +64,7 @@ func WriteJSON(w io.Writer, r Run, m *Masker) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(ToJSON(m.Masked(r))); err != nil {
+	if err := enc.Encode(ToJSON(Masked(m, r))); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, m.Mask(buf.String()))
@@ -108,7 +108,7 @@ type junitMessage struct {
 // WriteJUnit writes the run as JUnit XML: one testcase per scenario, the
 // failure's full text and the scenario's serial log in system-out.
 func WriteJUnit(w io.Writer, r Run, m *Masker) error {
-	r = m.Masked(r)
+	r = Masked(m, r)
 	t := r.Totals()
 	suite := junitSuite{Name: "hil", Tests: t.Total, Failures: t.Failed, Skipped: t.Skipped,
 		Time: secs(r.Duration.Seconds()), Timestamp: r.Started.UTC().Format("2006-01-02T15:04:05")}

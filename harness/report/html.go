@@ -113,7 +113,7 @@ const maxStepRows = 300
 
 // WriteHTML writes one self-contained page for the run.
 func WriteHTML(w io.Writer, r Run, m *Masker) error {
-	r = m.Masked(r)
+	r = Masked(m, r)
 	hr := htmlRun{Target: r.Target, Started: r.Started.UTC().Format("2006-01-02 15:04:05 UTC"),
 		Duration: r.Duration.Round(time.Millisecond).String(), Totals: r.Totals()}
 	for i, s := range r.Scenarios {

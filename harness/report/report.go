@@ -4,15 +4,11 @@
 package report
 
 import (
-	"encoding/json"
-	"fmt"
-	"html"
 	"math"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/onenet-hil/hil/internal/secret"
 )
 
 // Status is the outcome of a scenario or a step.
@@ -135,40 +131,16 @@ type Sink interface {
 	ScenarioDone(s Scenario)
 }
 
-// Masker replaces secrets with "****".
-type Masker struct{ r *strings.Replacer }
+// Masker replaces secrets with "****" (package secret holds it; this
+// name keeps the report writers' signatures).
+type Masker = secret.Masker
 
-// NewMasker masks every non-empty secret, also in the escaped forms in which
-// it reaches a report or log (JSON, Go and Python literals, URLs, HTML);
-// longer secrets are matched first so that one secret containing another is
-// masked whole.
-func NewMasker(secrets ...string) *Masker {
-	var s []string
-	for _, x := range secrets {
-		if x != "" {
-			s = append(s, escapedForms(x)...)
-		}
-	}
-	slices.Sort(s)
-	s = slices.Compact(s)
-	slices.SortStableFunc(s, func(a, b string) int { return len(b) - len(a) })
-	var pairs []string
-	for _, x := range s {
-		pairs = append(pairs, x, "****")
-	}
-	return &Masker{r: strings.NewReplacer(pairs...)}
-}
+// NewMasker masks every non-empty secret, also in its escaped forms; see
+// secret.NewMasker.
+func NewMasker(secrets ...string) *Masker { return secret.NewMasker(secrets...) }
 
-// Mask returns s with every secret replaced. A nil Masker masks nothing.
-func (m *Masker) Mask(s string) string {
-	if m == nil {
-		return s
-	}
-	return m.r.Replace(s)
-}
-
-// Masked returns a deep copy of r with every string masked.
-func (m *Masker) Masked(r Run) Run {
+// Masked returns a deep copy of r with every string masked by m.
+func Masked(m *Masker, r Run) Run {
 	out := r
 	out.Target = m.Mask(r.Target)
 	out.Scenarios = make([]Scenario, len(r.Scenarios))
@@ -189,45 +161,4 @@ func (m *Masker) Masked(r Run) Run {
 		out.Scenarios[i] = s
 	}
 	return out
-}
-
-// escapedForms is x as it is and as each encoder on the way to a report
-// writes it: a password with a quote or a non-ASCII byte would otherwise
-// slip past the mask inside a JSON string, a Python traceback or a URL.
-func escapedForms(x string) []string {
-	forms := []string{x, html.EscapeString(x), url.QueryEscape(x), url.PathEscape(x)}
-	if j, err := json.Marshal(x); err == nil {
-		forms = append(forms, string(j[1:len(j)-1]))
-	}
-	q := strconv.Quote(x)
-	forms = append(forms, q[1:len(q)-1], pythonBody(x, '\'', true), pythonBody(x, '"', true),
-		pythonBody(x, '\'', false), pythonBody(x, '"', false))
-	return forms
-}
-
-// pythonBody is x inside a Python literal quoted with quote, as MicroPython
-// prints it (repr of bytes when asBytes, of str otherwise): the quote and
-// the backslash escaped, \t \n \r by name, other control bytes (and, for
-// bytes, every non-ASCII byte) as \xNN. Python picks " when the text has a
-// ' and no ", so both quotes are forms.
-func pythonBody(x string, quote byte, asBytes bool) string {
-	var b strings.Builder
-	for i := 0; i < len(x); i++ {
-		switch c := x[i]; {
-		case c == '\\' || c == quote:
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c == '\t':
-			b.WriteString(`\t`)
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\r':
-			b.WriteString(`\r`)
-		case c >= 0x20 && c < 0x7f, c >= 0x80 && !asBytes:
-			b.WriteByte(c)
-		default:
-			fmt.Fprintf(&b, "\\x%02x", c)
-		}
-	}
-	return b.String()
 }
