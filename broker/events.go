@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/onenet-hil/hil/internal/seqlog"
 )
 
 // EventKind says what happened.
@@ -91,38 +93,29 @@ func shorten(p []byte, n int) string {
 	return string(p)
 }
 
-// Feed keeps the recent events and lets Go code wait for one.
+// Feed keeps the recent events and lets Go code wait for one. It is a
+// sequenced log (internal/seqlog) plus live subscribers.
 type Feed struct {
-	mu      sync.Mutex
-	ring    []Event // the last cap(ring) events, oldest first once full
-	next    int
-	full    bool
-	seq     uint64
-	changed chan struct{} // closed and replaced on every event
-	subs    map[int]chan Event
-	subID   int
+	log *seqlog.Log[Event]
+
+	mu    sync.Mutex // the subscribers; also orders emits, so they see events in sequence
+	subs  map[int]chan Event
+	subID int
 }
 
 const feedKeep = 4096
 
 func newFeed() *Feed {
-	return &Feed{ring: make([]Event, feedKeep), changed: make(chan struct{}), subs: map[int]chan Event{}}
+	return &Feed{log: seqlog.New(feedKeep, 1, func(e *Event, seq int64) { e.Seq = uint64(seq) }),
+		subs: map[int]chan Event{}}
 }
 
 func (f *Feed) emit(e Event) Event {
-	f.mu.Lock()
-	f.seq++
-	e.Seq = f.seq
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	f.ring[f.next] = e
-	f.next = (f.next + 1) % len(f.ring)
-	if f.next == 0 {
-		f.full = true
-	}
-	close(f.changed)
-	f.changed = make(chan struct{})
+	f.mu.Lock()
+	e = f.log.Append(e)
 	for _, ch := range f.subs {
 		select {
 		case ch <- e:
@@ -160,70 +153,35 @@ func (f *Feed) SubscribeN(n int) (<-chan Event, func()) {
 	}
 }
 
-// Mark is a point in the feed: WaitAfter considers only events after it.
+// Mark is a point in the feed: the Seq of the last event before it.
+// WaitAfter and Since consider only events after it.
 type Mark uint64
+
+// After is the point just after event e.
+func After(e Event) Mark { return Mark(e.Seq) }
 
 // Mark returns the current point of the feed. Take it BEFORE the action
 // whose effect you then wait for, so nothing can slip in between.
-func (f *Feed) Mark() Mark {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return Mark(f.seq)
-}
+func (f *Feed) Mark() Mark { return Mark(f.log.Mark() - 1) }
 
 // Last returns up to n of the most recent events, oldest first.
-func (f *Feed) Last(n int) []Event {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.lastLocked(n)
-}
+func (f *Feed) Last(n int) []Event { return f.log.Last(n) }
 
-func (f *Feed) lastLocked(n int) []Event {
-	size := f.next
-	if f.full {
-		size = len(f.ring)
-	}
-	if n > size {
-		n = size
-	}
-	out := make([]Event, 0, n)
-	for i := size - n; i < size; i++ {
-		idx := i
-		if f.full {
-			idx = (f.next + i) % len(f.ring)
-		}
-		out = append(out, f.ring[idx])
-	}
-	return out
-}
-
-// since returns kept events with Seq > m, oldest first.
-func (f *Feed) sinceLocked(m Mark) []Event {
-	n := int(f.seq - uint64(m))
-	return f.lastLocked(n)
+// Since returns, without waiting, the kept events after mark, oldest
+// first (events that fell out of the feed's memory are not there).
+func (f *Feed) Since(mark Mark) []Event {
+	evs, _ := f.log.Since(int64(mark) + 1)
+	return evs
 }
 
 // WaitAfter returns the first event after mark that matches, waiting until
 // ctx ends. The error lists the last events seen.
 func (f *Feed) WaitAfter(ctx context.Context, mark Mark, match func(Event) bool) (Event, error) {
-	seen := mark
-	for {
-		f.mu.Lock()
-		evs := f.sinceLocked(seen)
-		ch := f.changed
-		f.mu.Unlock()
-		for _, e := range evs {
-			seen = Mark(e.Seq)
-			if match(e) {
-				return e, nil
-			}
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return Event{}, f.waitError(ctx.Err())
-		}
+	e, _, err := f.log.Wait(ctx, int64(mark)+1, match)
+	if err != nil {
+		return Event{}, f.waitError(err)
 	}
+	return e, nil
 }
 
 // WaitFor is WaitAfter from the moment of the call: only for events caused

@@ -32,6 +32,8 @@ import (
 
 	"go.bug.st/serial"
 	"golang.org/x/sys/unix"
+
+	"github.com/onenet-hil/hil/internal/seqlog"
 )
 
 // Defaults for Options.
@@ -48,6 +50,17 @@ const (
 // ErrNoModemLines means the port has no DTR/RTS lines (a pty answers
 // "inappropriate ioctl for device"); callers fall back to a soft reset.
 var ErrNoModemLines = errors.New("port has no modem control lines")
+
+// ErrGone matches (errors.Is) every error that comes from the port having
+// closed or gone away (unplugged): the board can no longer be reached
+// through it.
+var ErrGone = errors.New("the board is gone")
+
+// goneError is why the reader stopped; its text is the cause's.
+type goneError struct{ error }
+
+func (e goneError) Is(target error) bool { return target == ErrGone }
+func (e goneError) Unwrap() error        { return e.error }
 
 // Options tune a Link; the zero value is 115200 8N1 with no log file.
 type Options struct {
@@ -84,10 +97,9 @@ type Link struct {
 	done  chan struct{}
 	close sync.Once
 
+	lines *seqlog.Log[Line] // the finished lines
+
 	mu          sync.Mutex
-	lines       []Line // ring, oldest first once full
-	head        int    // index of the oldest line when full
-	nextSeq     int64
 	partial     []byte
 	partialTime time.Time
 	raw         []byte
@@ -140,6 +152,7 @@ func Open(path string, opts Options) (*Link, error) {
 		port:   port,
 		f:      os.NewFile(uintptr(nfd), path),
 		opts:   opts,
+		lines:  seqlog.New(opts.MaxLines, 0, func(ln *Line, seq int64) { ln.Seq = seq }),
 		done:   make(chan struct{}),
 		notify: make(chan struct{}),
 	}
@@ -247,6 +260,7 @@ func (l *Link) stop(err error) {
 	default:
 		err = fmt.Errorf("serial port %s: read: %w", l.name, err)
 	}
+	err = goneError{err}
 	l.mu.Lock()
 	var flushed []Line
 	if len(l.partial) > 0 {
@@ -256,6 +270,7 @@ func (l *Link) stop(err error) {
 	l.err = err
 	l.wake()
 	l.mu.Unlock()
+	l.lines.Close(err)
 	l.writeLog(flushed)
 	close(l.done)
 }
@@ -289,18 +304,11 @@ func (l *Link) ingest(b []byte, now time.Time) {
 	l.writeLog(done)
 }
 
-// addLine stores a finished line; l.mu held.
+// addLine stores a finished line; l.mu held (so that lines keep the
+// order their bytes came in).
 func (l *Link) addLine(b []byte, t time.Time) Line {
 	b = []byte(strings.TrimSuffix(string(b), "\r"))
-	ln := Line{Seq: l.nextSeq, Time: t, Text: Render(b)}
-	l.nextSeq++
-	if len(l.lines) < l.opts.MaxLines {
-		l.lines = append(l.lines, ln)
-	} else {
-		l.lines[l.head] = ln
-		l.head = (l.head + 1) % len(l.lines)
-	}
-	return ln
+	return l.lines.Append(Line{Time: t, Text: Render(b)})
 }
 
 func (l *Link) writeLog(lines []Line) {
@@ -406,16 +414,13 @@ func modemErr(err error) error {
 
 // Lines returns a copy of the lines in memory, oldest first.
 func (l *Link) Lines() []Line {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.linesLocked()
+	lines, _ := l.lines.Since(0)
+	return lines
 }
 
-func (l *Link) linesLocked() []Line {
-	out := make([]Line, 0, len(l.lines))
-	out = append(out, l.lines[l.head:]...)
-	return append(out, l.lines[:l.head]...)
-}
+// Since returns, without waiting, the lines in memory numbered from on
+// (from a Mark) and how many of those fell out of memory unread.
+func (l *Link) Since(from int64) ([]Line, int64) { return l.lines.Since(from) }
 
 // Tail returns the last n lines, plus the unfinished line if any (shown
 // with a trailing "…" so a prompt without a newline is visible).
@@ -426,23 +431,16 @@ func (l *Link) Tail(n int) []Line {
 }
 
 func (l *Link) tailLocked(n int) []Line {
-	all := l.linesLocked()
-	if len(all) > n {
-		all = all[len(all)-n:]
-	}
+	all := l.lines.Last(n)
 	if len(l.partial) > 0 {
-		all = append(all, Line{Seq: l.nextSeq, Time: l.partialTime, Text: Render(l.partial) + "…"})
+		all = append(all, Line{Seq: l.lines.Mark(), Time: l.partialTime, Text: Render(l.partial) + "…"})
 	}
 	return all
 }
 
 // Mark returns the sequence number the next line will get; pass it to
 // ExpectFrom to look only at lines received after this moment.
-func (l *Link) Mark() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.nextSeq
-}
+func (l *Link) Mark() int64 { return l.lines.Mark() }
 
 // Match is a line that matched a pattern, with its submatches.
 type Match struct {
@@ -512,34 +510,54 @@ func (l *Link) Expect(pattern string, timeout time.Duration) (Match, error) {
 // ExpectFrom waits up to timeout (or until ctx ends) for a line with
 // Seq >= from matching re.
 func (l *Link) ExpectFrom(ctx context.Context, from int64, re *regexp.Regexp, timeout time.Duration) (Match, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		// Sequence numbers are contiguous: index the ring directly rather
-		// than copying it on every wake-up (a burst wakes us per line).
-		oldest := l.nextSeq - int64(len(l.lines))
-		from = max(from, oldest) // earlier lines already fell out of the ring
-		for ; from < l.nextSeq; from++ {
-			ln := l.lines[(l.head+int(from-oldest))%len(l.lines)]
-			if g := re.FindStringSubmatch(ln.Text); g != nil {
-				l.mu.Unlock()
-				return Match{Line: ln, Groups: g}, nil
-			}
-		}
-		notify, err := l.notify, l.err
-		l.mu.Unlock()
-		if err != nil {
-			return Match{}, l.Fail(fmt.Sprintf("a line matching /%s/", re), timeout, err)
-		}
-		select {
-		case <-notify:
-		case <-ctx.Done():
-			return Match{}, l.Fail(fmt.Sprintf("a line matching /%s/", re), timeout, ctx.Err())
-		case <-deadline.C:
-			return Match{}, l.Fail(fmt.Sprintf("a line matching /%s/", re), timeout, nil)
-		}
+	var groups []string
+	ln, err := l.WaitLine(ctx, from, fmt.Sprintf("a line matching /%s/", re), timeout, func(ln Line) bool {
+		groups = re.FindStringSubmatch(ln.Text)
+		return groups != nil
+	})
+	if err != nil {
+		return Match{}, err
 	}
+	return Match{Line: ln, Groups: groups}, nil
+}
+
+// WaitLine waits up to timeout (or until ctx ends) for a line with Seq >=
+// from that match accepts; what names it in the error, which shows the
+// last lines seen.
+func (l *Link) WaitLine(ctx context.Context, from int64, what string, timeout time.Duration, match func(Line) bool) (Line, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ln, _, err := l.lines.Wait(wctx, from, match)
+	switch {
+	case err == nil:
+		return ln, nil
+	case ctx.Err() != nil:
+		return Line{}, l.Fail(what, timeout, ctx.Err())
+	case errors.Is(err, context.DeadlineExceeded):
+		return Line{}, l.Fail(what, timeout, nil)
+	}
+	return Line{}, l.Fail(what, timeout, err)
+}
+
+// ErrLinesLost is Next's error when lines fell out of the link's memory
+// before they were read.
+var ErrLinesLost = errors.New("serial lines fell out of the link's buffer before they were read")
+
+// Next returns the line numbered from (waiting until it comes or ctx
+// ends: then ctx.Err()). When that line already fell out of memory it
+// returns the oldest one kept with an error wrapping ErrLinesLost; a
+// closed port is an error matching ErrGone.
+func (l *Link) Next(ctx context.Context, from int64) (Line, error) {
+	ln, seq, err := l.lines.Wait(ctx, from, nil)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return Line{}, ctx.Err()
+	case err != nil:
+		return Line{}, err
+	case seq != from:
+		return ln, fmt.Errorf("%w: %d line(s)", ErrLinesLost, seq-from)
+	}
+	return ln, nil
 }
 
 // DiscardRaw drops the raw bytes received so far (the line log keeps them).

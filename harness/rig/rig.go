@@ -1,23 +1,23 @@
 // Package rig assembles the parts of a test bench into a scenario.Target:
-// the OneNET stand-in broker, a board (the virtual one from package sim, or
-// a real one on a serial port), the flasher (harness/board over
-// harness/link, the same code path for both) and the firmware. Its Begin is
-// the strategy that gets the board from whatever state it is in to "our
-// firmware running and logged in": upload what changed through the raw
-// REPL, reset, and wait for both the board's echo and the broker's event.
+// the OneNET stand-in broker, a board of any kind (harness/dut: the
+// virtual one, or a real one on a serial port), the raw-REPL client
+// (harness/board, the same code path for every kind), the run's
+// credentials and the firmware. Its Begin is the strategy that gets the
+// board from whatever state it is in to "our firmware running and logged
+// in": sync the files that changed, mark the serial log and the broker's
+// event feed, reset, and wait for the ready echo and the broker's login.
+// What differs between kinds of board is asked of the board's
+// capabilities (dut.Caps), found once in New.
 package rig
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -27,6 +27,7 @@ import (
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/board"
+	"github.com/onenet-hil/hil/harness/dut"
 	"github.com/onenet-hil/hil/harness/link"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
@@ -73,12 +74,15 @@ const OneNETAddr = "183.230.40.39:6002"
 
 // Options choose the board and how the broker is reached.
 type Options struct {
+	// Board is the kind of board (harness/dut's Kinds); "" chooses by
+	// Port: a serial board when it is set, the virtual board otherwise.
+	Board string
 	// Platform is the OneNET service the board logs in to: legacy (""),
 	// or studio (token login on the broker's studio listener, $sys topics).
 	// The virtual board's rig can switch later (SetPlatform).
 	Platform scenario.Platform
-	// Port is a real board's serial port ("auto": the one ESP8266-looking
-	// USB serial port); "" runs the virtual board.
+	// Port is a serial board's port ("auto": the one ESP8266-looking USB
+	// serial port).
 	Port string
 	// LineRate paces the virtual board's serial line at 115200 baud.
 	LineRate bool
@@ -140,25 +144,18 @@ func FromEnv() (Options, error) {
 // Rig is a board behind the broker, ready for scenarios. It implements
 // scenario.Target; its methods are meant for one runner at a time.
 type Rig struct {
-	opts   Options
-	br     *broker.Broker
-	sim    *sim.Board // nil for a real board
-	link   *link.Link
-	repl   *board.REPL
-	mask   *report.Masker
-	logw   *maskingWriter
-	host   string // what config.json names as the broker
-	port   int    // the legacy listener's port
-	sport  int    // the studio listener's port
-	resets bool   // the port has modem lines (a real power cycle)
-
-	authInfo, masterKey, wrongKey, ctrlKey string
-	// Studio: base64 keys as OneNET issues them, and the tokens made
-	// from them (the device's, one signed with a wrong key, the
-	// controller's, and a product-level one for the HTTP API).
-	devKey, accessKey, ctrlDevKey              string
-	devToken, wrongToken, ctrlToken, prodToken string
-	tweak                                      func(*firmware.Config) // tests: a deliberately wrong config
+	opts  Options
+	creds Credentials
+	br    *broker.Broker
+	board dut.Board
+	caps  dut.Caps
+	link  *link.Link
+	repl  *board.REPL
+	mask  *report.Masker
+	logw  *maskingWriter
+	// boardHost is the broker's host as the board dials it.
+	boardHost string
+	tweak     func(*firmware.Config) // tests: a deliberately wrong config
 
 	mu       sync.Mutex
 	platform scenario.Platform
@@ -170,151 +167,122 @@ type Rig struct {
 
 var _ scenario.Target = (*Rig)(nil)
 
-// secret returns a fresh random credential.
-func secret(prefix string) string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
-// secretB64 returns a fresh random studio key (base64, as OneNET issues them).
-func secretB64() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return base64.StdEncoding.EncodeToString(b)
-}
-
-// New starts the broker and the board (virtual or real) and opens its
-// serial link. Nothing is flashed until Begin.
+// New starts the broker and the board and opens its serial link. Nothing
+// is flashed until Begin.
 func New(ctx context.Context, opts Options) (_ *Rig, err error) {
-	plat, err := scenario.ParsePlatform(string(opts.Platform))
+	spec := dut.Spec{Kind: opts.Board, Port: opts.Port, LineRate: opts.LineRate, MaxLines: 20000}
+	_, kind, err := dut.Lookup(spec)
 	if err != nil {
 		return nil, fmt.Errorf("rig: %w", err)
 	}
-	opts.Platform = plat
-	r := &Rig{opts: opts, intruder: map[uint64]bool{}, platform: plat,
-		authInfo: secret("auth-"), masterKey: secret("key-"), wrongKey: secret("wrong-"), ctrlKey: secret("ctrl-"),
-		devKey: secretB64(), accessKey: secretB64(), ctrlDevKey: secretB64()}
-	if opts.AuthInfo != "" {
-		r.authInfo = opts.AuthInfo
-	}
-	if opts.APIKey != "" {
-		r.masterKey = opts.APIKey
-	}
-	if err := r.makeTokens(); err != nil {
+	if opts, err = settle(opts, kind.Sandboxed); err != nil {
 		return nil, err
 	}
-	if opts.Port == "auto" {
-		p, err := link.FindBoard()
-		if err != nil {
-			return nil, fmt.Errorf("rig: %s=auto: %w", EnvPort, err)
-		}
-		opts.Port = p.Name
+	r := &Rig{opts: opts, intruder: map[uint64]bool{}, platform: opts.Platform}
+	if r.creds, err = newCredentials(opts.AuthInfo, opts.APIKey, time.Now().Add(tokenTTL)); err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
 	}
-	real := opts.Port != ""
-	if real {
-		if opts.WiFiSSID == "" || opts.WiFiPassword == "" || opts.BrokerHost == "" {
-			return nil, fmt.Errorf("rig: a real board needs %s, %s and %s (the address the board can reach)",
-				EnvWiFiSSID, EnvWiFiPassword, EnvBrokerHost)
-		}
-		if opts.BrokerListen == "" {
-			port := opts.BrokerPort
-			if port == 0 {
-				port = firmware.DefaultPort
-				if plat == scenario.Studio {
-					port = firmware.DefaultStudioPort
-				}
-			}
-			opts.BrokerListen = net.JoinHostPort(opts.BrokerHost, strconv.Itoa(port))
-		}
-	} else {
-		if opts.WiFiSSID == "" {
-			opts.WiFiSSID = "hil-lab"
-		}
-		if opts.WiFiPassword == "" {
-			opts.WiFiPassword = secret("wifi-")
-		}
-		if opts.BrokerListen == "" {
-			opts.BrokerListen = "127.0.0.1:0"
-		}
-	}
-	if opts.BootTimeout <= 0 {
-		opts.BootTimeout = 60 * time.Second
-	}
-	r.opts = opts
-	r.mask = report.NewMasker(opts.WiFiPassword, r.authInfo, r.masterKey, r.wrongKey, r.ctrlKey,
-		r.devKey, r.accessKey, r.ctrlDevKey, r.devToken, r.wrongToken, r.ctrlToken, r.prodToken)
+	r.mask = report.NewMasker(append(r.creds.Secrets(), opts.WiFiPassword)...)
 	defer func() {
 		if err != nil {
 			r.Close()
 		}
 	}()
+	if err := r.startBroker(kind.Sandboxed); err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
+	}
+	if err := r.openBoard(ctx, spec, kind.Sandboxed); err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
+	}
+	return r, nil
+}
 
+// settle checks opts and fills in the defaults for a board that is (or is
+// not) sandboxed: a real board needs the lab's Wi-Fi and the address it
+// reaches the broker at; a sandboxed one takes any.
+func settle(opts Options, sandboxed bool) (Options, error) {
+	plat, err := scenario.ParsePlatform(string(opts.Platform))
+	if err != nil {
+		return opts, fmt.Errorf("rig: %w", err)
+	}
+	opts.Platform = plat
+	if opts.BootTimeout <= 0 {
+		opts.BootTimeout = 60 * time.Second
+	}
+	if sandboxed {
+		if opts.WiFiSSID == "" {
+			opts.WiFiSSID = "hil-lab"
+		}
+		if opts.WiFiPassword == "" {
+			opts.WiFiPassword = randomSecret("wifi-")
+		}
+		if opts.BrokerListen == "" {
+			opts.BrokerListen = "127.0.0.1:0"
+		}
+		return opts, nil
+	}
+	if opts.WiFiSSID == "" || opts.WiFiPassword == "" || opts.BrokerHost == "" {
+		return opts, fmt.Errorf("rig: a real board needs %s, %s and %s (the address the board can reach)",
+			EnvWiFiSSID, EnvWiFiPassword, EnvBrokerHost)
+	}
+	if opts.BrokerListen == "" {
+		port := opts.BrokerPort
+		if port == 0 {
+			port = firmware.DefaultPort
+			if plat == scenario.Studio {
+				port = firmware.DefaultStudioPort
+			}
+		}
+		opts.BrokerListen = net.JoinHostPort(opts.BrokerHost, strconv.Itoa(port))
+	}
+	return opts, nil
+}
+
+// startBroker registers the run's devices and starts both listeners: the
+// board dials its platform's, and a sandboxed board's rig can switch
+// platform between scenarios. A real board's platform gets BrokerListen,
+// the other listener loopback.
+func (r *Rig) startBroker(sandboxed bool) error {
 	reg := broker.NewRegistry()
-	if err := reg.AddProduct(broker.Product{ID: ProductID, Name: Topic, MasterKey: r.masterKey, AccessKey: r.accessKey}); err != nil {
-		return nil, err
+	if err := r.creds.register(reg); err != nil {
+		return err
 	}
-	if err := reg.AddDevice(ProductID, broker.Device{ID: DeviceID, Title: "led-board", AuthInfo: r.authInfo, Key: r.devKey}); err != nil {
-		return nil, err
+	legacy, studio := r.opts.BrokerListen, "127.0.0.1:0"
+	if !sandboxed && r.opts.Platform == scenario.Studio {
+		legacy, studio = studio, legacy
 	}
-	if err := reg.AddDevice(ProductID, broker.Device{ID: ControllerID, Title: "controller", AuthInfo: r.ctrlKey, Key: r.ctrlDevKey}); err != nil {
-		return nil, err
-	}
-	// Both listeners always run: the board dials its platform's, and the
-	// virtual board's rig can switch platform between scenarios.
-	legacyAddr, studioAddr := opts.BrokerListen, "127.0.0.1:0"
-	if real && plat == scenario.Studio {
-		legacyAddr, studioAddr = "127.0.0.1:0", opts.BrokerListen
-	}
-	if r.br, err = broker.New(broker.Options{Registry: reg, MQTTAddr: legacyAddr, StudioAddr: studioAddr, HTTPAddr: "127.0.0.1:0"}); err != nil {
-		return nil, err
+	var err error
+	if r.br, err = broker.New(broker.Options{Registry: reg, MQTTAddr: legacy, StudioAddr: studio, HTTPAddr: "127.0.0.1:0"}); err != nil {
+		return err
 	}
 	if err := r.br.Start(); err != nil {
-		return nil, fmt.Errorf("rig: %w", err)
+		return err
 	}
-	h, p, err := net.SplitHostPort(r.br.MQTTAddr())
-	if err != nil {
-		return nil, err
+	r.boardHost = r.opts.BrokerHost
+	if sandboxed {
+		r.boardHost, _, err = net.SplitHostPort(r.br.MQTTAddr())
 	}
-	r.port, _ = strconv.Atoi(p)
-	r.host = h
-	_, sp, err := net.SplitHostPort(r.br.StudioAddr())
-	if err != nil {
-		return nil, err
-	}
-	r.sport, _ = strconv.Atoi(sp)
-	if real {
-		r.host = opts.BrokerHost
-	}
+	return err
+}
 
-	port := opts.Port
-	if !real {
-		r.sim, err = sim.Start(ctx, sim.Options{
-			LineRate:  opts.LineRate,
-			Redirects: map[string]string{OneNETAddr: r.br.MQTTAddr()},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("rig: virtual board: %w", err)
-		}
-		port = r.sim.Port()
+// openBoard opens the board and its REPL; a sandboxed board reaches
+// OneNET's own address (the tutorial dials it) on the local broker.
+func (r *Rig) openBoard(ctx context.Context, spec dut.Spec, sandboxed bool) error {
+	if sandboxed {
+		spec.Redirects = map[string]string{OneNETAddr: r.br.MQTTAddr()}
 	}
-	if opts.SerialLog != nil {
-		r.logw = &maskingWriter{w: opts.SerialLog, m: r.mask}
+	if r.opts.SerialLog != nil {
+		r.logw = &maskingWriter{w: r.opts.SerialLog, m: r.mask}
+		spec.Log = r.logw
 	}
-	lo := link.Options{MaxLines: 20000}
-	if r.logw != nil {
-		lo.Log = r.logw
+	var err error
+	if r.board, err = dut.Open(ctx, spec); err != nil {
+		return err
 	}
-	if r.link, err = link.Open(port, lo); err != nil {
-		return nil, fmt.Errorf("rig: %w", err)
-	}
+	r.caps = dut.Discover(r.board)
+	r.link = r.board.Link()
 	r.repl = board.NewREPL(r.link, board.Options{})
-	// A port with modem lines can reset the chip (the ESP8266 auto-reset
-	// circuit): that is the real board's power cycle. The probe leaves both
-	// lines off, the "run" state (RTS on would hold the chip in reset, DTR on
-	// alone would start the bootloader at the next reset).
-	r.resets = real && r.link.HasModemLines()
-	return r, nil
+	return nil
 }
 
 // Close stops the board, the link and the broker.
@@ -325,11 +293,8 @@ func (r *Rig) Close() error {
 		r.ctrl.Disconnect(0)
 	}
 	r.mu.Unlock()
-	if r.link != nil {
-		errs = append(errs, r.link.Close())
-	}
-	if r.sim != nil {
-		errs = append(errs, r.sim.Close())
+	if r.board != nil {
+		errs = append(errs, r.board.Close())
 	}
 	if r.br != nil {
 		errs = append(errs, r.br.Close())
@@ -340,15 +305,18 @@ func (r *Rig) Close() error {
 	return errors.Join(errs...)
 }
 
-// Masker masks every secret the rig knows (the Wi-Fi password, the
-// device's key, the product's API key, the wrong key).
+// Masker masks every secret the rig knows (the Wi-Fi password and every
+// key and token of Credentials).
 func (r *Rig) Masker() *report.Masker { return r.mask }
 
 // Broker is the stand-in broker the board talks to.
 func (r *Rig) Broker() *broker.Broker { return r.br }
 
-// Sim is the virtual board, or nil for a real one.
-func (r *Rig) Sim() *sim.Board { return r.sim }
+// Board is the board under test.
+func (r *Rig) Board() dut.Board { return r.board }
+
+// Sim is the virtual board, or nil for another kind (tests look inside).
+func (r *Rig) Sim() *sim.Board { return dut.Sim(r.board) }
 
 // Link is the board's serial link.
 func (r *Rig) Link() *link.Link { return r.link }
@@ -356,13 +324,7 @@ func (r *Rig) Link() *link.Link { return r.link }
 // Describe names the board for reports (and the platform when it is
 // studio).
 func (r *Rig) Describe() string {
-	d := "board on " + r.opts.Port
-	if r.sim != nil {
-		d = "virtual board (" + r.sim.Port() + ")"
-		if r.opts.LineRate {
-			d += " at 115200 baud"
-		}
-	}
+	d := r.board.Describe()
 	if r.Platform() == scenario.Studio {
 		d += ", OneNET Studio"
 	}
@@ -377,7 +339,7 @@ func (r *Rig) Platform() scenario.Platform {
 }
 
 // SetPlatform switches the platform for the following scenarios (the next
-// Begin flashes the matching config.json). Only the virtual board can: a
+// Begin flashes the matching config.json). Only a sandboxed board can: a
 // real one dials the address its platform's listener was bound to in New.
 func (r *Rig) SetPlatform(p scenario.Platform) error {
 	p, err := scenario.ParsePlatform(string(p))
@@ -389,7 +351,7 @@ func (r *Rig) SetPlatform(p scenario.Platform) error {
 	if p == r.platform {
 		return nil
 	}
-	if r.sim == nil {
+	if r.caps.Sandbox == nil {
 		return fmt.Errorf("rig: a real board runs the platform it was set up for (%s); start another rig for %s", r.platform, p)
 	}
 	r.platform = p
@@ -400,219 +362,47 @@ func (r *Rig) SetPlatform(p scenario.Platform) error {
 	return nil
 }
 
-// makeTokens signs the studio tokens: the device's and the controller's
-// (device level), one signed with a key the broker does not know, and a
-// product-level one for the synchronous command API.
-func (r *Rig) makeTokens() error {
-	et := time.Now().Add(tokenTTL)
-	dev := "products/" + ProductID + "/devices/" + DeviceID
-	var err error
-	for _, t := range []struct {
-		dst      *string
-		res, key string
-	}{
-		{&r.devToken, dev, r.devKey},
-		{&r.wrongToken, dev, secretB64()},
-		{&r.ctrlToken, "products/" + ProductID + "/devices/" + ControllerID, r.ctrlDevKey},
-		{&r.prodToken, "products/" + ProductID, r.accessKey},
-	} {
-		if *t.dst, err = broker.MakeToken(t.res, t.key, "sha256", et); err != nil {
-			return fmt.Errorf("rig: studio token: %w", err)
+// listener is the address of platform p's MQTT listener.
+func (r *Rig) listener(p scenario.Platform) string {
+	if p == scenario.Studio {
+		return r.br.StudioAddr()
+	}
+	return r.br.MQTTAddr()
+}
+
+// Capabilities are what this board can do (scenario.Target): the faults
+// its capabilities allow, the LED pin where it can be read, and whether
+// it is gone.
+func (r *Rig) Capabilities() scenario.Capabilities {
+	c := scenario.Capabilities{Virtual: r.caps.Sandbox != nil, Liveness: r, Skip: r.skipReason}
+	for _, f := range scenario.Faults {
+		if r.canInject(f) {
+			c.Faults = append(c.Faults, f)
 		}
 	}
-	return nil
-}
-
-// Virtual reports whether the board is the virtual one.
-func (r *Rig) Virtual() bool { return r.sim != nil }
-
-// Supports reports whether fault f can be injected here.
-func (r *Rig) Supports(f scenario.FaultKind) bool {
-	switch {
-	case r.sim != nil:
-		return true
-	case f.VirtualOnly():
-		return false
-	case f == scenario.PowerCycle:
-		return r.resets
-	}
-	return true
-}
-
-// SkipReason says why sc cannot run on this board (the runner asks).
-func (r *Rig) SkipReason(sc *scenario.Scenario) string {
-	if r.sim == nil && sc.Profile == "tutorial" {
-		return "the tutorial's mqtt.py dials OneNET (" + OneNETAddr + ") itself; only the virtual board redirects it to the local broker"
-	}
-	return ""
-}
-
-// config is the board's config.json for this run: legacy logs in with the
-// device's auth_info, studio with a device-level token; wrong credentials
-// are a key the broker does not know, or a token signed with one.
-func (r *Rig) config(wrong bool) firmware.Config {
-	c := firmware.Config{WiFiSSID: r.opts.WiFiSSID, WiFiPassword: r.opts.WiFiPassword,
-		BrokerHost: r.host, BrokerPort: r.port, DeviceID: DeviceID, ProductID: ProductID,
-		Key: r.authInfo, Topic: Topic, LEDPin: LEDPin, Keepalive: 60}
-	if wrong {
-		c.Key = r.wrongKey
-	}
-	if r.Platform() == scenario.Studio {
-		c.Platform, c.BrokerPort, c.Key, c.Token = firmware.Studio, r.sport, "", r.devToken
-		if wrong {
-			c.Token = r.wrongToken
-		}
-	}
-	if r.sim != nil {
-		c.BackoffMS = VirtualBackoffMS
-	}
-	if r.tweak != nil {
-		r.tweak(&c)
+	if r.caps.Pins != nil {
+		c.Pin = ledPin{r.caps.Pins}
 	}
 	return c
 }
 
-// Ready lines by profile: logged in, refused.
-var readyLines = map[string][2]*regexp.Regexp{
-	"hil":      {board.DefaultReady, regexp.MustCompile(`^HIL mqtt refused\b`)},
-	"tutorial": {regexp.MustCompile(`^Connected to `), regexp.MustCompile(`MQTT\w*(?:Exception|Error): \d+$`)},
+// canInject reports whether fault f can be injected on this board.
+func (r *Rig) canInject(f scenario.FaultKind) bool {
+	switch f {
+	case scenario.WifiDown, scenario.WifiUp:
+		return r.caps.WiFi != nil
+	case scenario.PowerCycle:
+		return r.caps.PowerCycle != nil
+	}
+	return true
 }
 
-// Begin flashes the firmware of setup.Profile (only what changed), resets
-// the board and returns once it has logged in (or, with wrong
-// credentials, been refused) as both its echo and the broker tell.
-func (r *Rig) Begin(ctx context.Context, setup scenario.Setup) error {
-	ready, ok := readyLines[setup.Profile]
-	if !ok {
-		return fmt.Errorf("rig: unknown profile %q (want hil or tutorial)", setup.Profile)
+// skipReason says why sc cannot run on this board.
+func (r *Rig) skipReason(sc *scenario.Scenario) string {
+	if r.caps.Sandbox == nil && sc.Profile == "tutorial" {
+		return "the tutorial's mqtt.py dials OneNET (" + OneNETAddr + ") itself; only the virtual board redirects it to the local broker"
 	}
-	if setup.Profile == "tutorial" && r.Platform() == scenario.Studio {
-		return errors.New("rig: the tutorial profile is legacy only (its mqtt.py logs in with a key and reads $creq)")
-	}
-	if r.sim != nil {
-		// A scenario that failed during an outage must not leave it behind.
-		if err := r.sim.SetWiFi(true); err != nil {
-			return err
-		}
-	}
-	cfg := r.config(setup.WrongCredentials)
-	var files map[string][]byte
-	var cj []byte
-	switch setup.Profile {
-	case "hil":
-		files = firmware.Files()
-		var err error
-		if cj, err = cfg.JSON(); err != nil {
-			return err
-		}
-	case "tutorial":
-		files = firmware.Tutorial(cfg)
-	}
-	want := broker.Connected
-	line := ready[0]
-	if setup.WrongCredentials {
-		want, line = broker.Refused, ready[1]
-	}
-	boot := r.opts.BootTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		boot = time.Until(dl)
-	}
-	// Prune only the virtual board's flash, which is the rig's own: on a real
-	// board the user's other files (data, lib/, certificates) must survive a
-	// test run; the firmware's own files are overwritten either way.
-	fo := board.FlashOptions{Prune: r.sim != nil, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
-
-	// First the upload alone: a board that does not answer its REPL is
-	// power-cycled once (where the rig can) and tried again.
-	up := fo
-	up.NoReset = true
-	if _, err := board.Flash(ctx, r.repl, files, cj, up); err != nil {
-		if ctx.Err() != nil || !r.canPowerCycle() {
-			return errors.New(r.mask.Mask(err.Error()))
-		}
-		if perr := r.powerCycle(ctx); perr != nil {
-			return errors.New(r.mask.Mask(fmt.Sprintf("%v; power cycle to recover: %v", err, perr)))
-		}
-		if _, err2 := board.Flash(ctx, r.repl, files, cj, up); err2 != nil {
-			return errors.New(r.mask.Mask(fmt.Sprintf("%v; again after a power cycle: %v", err, err2)))
-		}
-	}
-
-	// Then the reset: the files are in place (checked again, nothing is
-	// uploaded), and Begin returns once the board and the broker agree.
-	fo.NoSoftReset, fo.Reset, fo.BootTimeout, fo.Ready = true, board.ResetAuto, boot, line
-	fo.ArmConnected = func() func(context.Context) error {
-		// Just before the reset: from here on every serial line and
-		// broker event belongs to this scenario.
-		r.mu.Lock()
-		r.cursor = r.link.Mark()
-		r.mark = r.br.Events().Mark()
-		clear(r.intruder)
-		mark := r.mark
-		r.mu.Unlock()
-		return func(ctx context.Context) error {
-			_, err := r.br.Events().WaitAfter(ctx, mark, r.match(scenario.BrokerEvent{Kind: kindName[want], RC: -1}))
-			return err
-		}
-	}
-	if _, err := board.Flash(ctx, r.repl, files, cj, fo); err != nil {
-		return errors.New(r.mask.Mask(err.Error()))
-	}
-	return nil
-}
-
-func (r *Rig) canPowerCycle() bool { return r.sim != nil || r.resets }
-
-// powerCycle restarts the board: the virtual one's power, a real one's
-// reset line.
-func (r *Rig) powerCycle(ctx context.Context) error {
-	if r.sim != nil {
-		return r.sim.PowerCycle()
-	}
-	return board.HardReset(ctx, r.link)
-}
-
-// kindName maps the broker's event kinds to the scenario file's words.
-var kindName = map[broker.EventKind]string{
-	broker.Connected: "connected", broker.Refused: "refused", broker.Disconnected: "disconnected", broker.Kicked: "kicked",
-}
-
-// match selects the device's events of kind want, leaving out those of
-// the harness's own duplicate login (Fault(kick)).
-func (r *Rig) match(want scenario.BrokerEvent) func(broker.Event) bool {
-	return func(e broker.Event) bool {
-		if e.DeviceID != DeviceID || kindName[e.Kind] != want.Kind {
-			return false
-		}
-		if want.Kind == "refused" && want.RC >= 0 && int(e.Code) != want.RC {
-			return false
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return !r.intruder[e.Seq]
-	}
-}
-
-// AwaitBroker waits for want about the device, counting only events since
-// the last Begin or Fault.
-func (r *Rig) AwaitBroker(ctx context.Context, want scenario.BrokerEvent) error {
-	if _, ok := map[string]bool{"connected": true, "refused": true, "disconnected": true, "kicked": true}[want.Kind]; !ok {
-		return fmt.Errorf("rig: unknown broker event %q", want.Kind)
-	}
-	r.mu.Lock()
-	mark := r.mark
-	r.mu.Unlock()
-	_, err := r.br.Events().WaitAfter(ctx, mark, r.match(want))
-	return err
-}
-
-// newMark starts a fault: AwaitBroker looks only after this point.
-func (r *Rig) newMark() broker.Mark {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.mark = r.br.Events().Mark()
-	clear(r.intruder)
-	return r.mark
+	return ""
 }
 
 // maskingWriter masks secrets line by line (a secret never spans lines).
@@ -628,7 +418,7 @@ func (w *maskingWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
 	for {
-		i := indexByte(w.buf, '\n')
+		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
 			return len(p), nil
 		}
@@ -647,13 +437,4 @@ func (w *maskingWriter) Flush() {
 		io.WriteString(w.w, w.m.Mask(string(w.buf)))
 		w.buf = nil
 	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }

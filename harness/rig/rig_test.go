@@ -86,10 +86,10 @@ func awaitBroker(r *Rig, want scenario.BrokerEvent, d time.Duration) error {
 func TestVirtualBoardBeginSendAndSerial(t *testing.T) {
 	log := &syncBuffer{}
 	r := newRig(t, Options{WiFiPassword: wifiSecret, SerialLog: log})
-	assert.True(t, r.Virtual())
+	assert.True(t, r.Capabilities().Virtual)
 	assert.Contains(t, r.Describe(), "virtual board")
 	for _, f := range scenario.Faults {
-		assert.True(t, r.Supports(f), f)
+		assert.True(t, r.Capabilities().Supports(f), f)
 	}
 
 	begin(t, r, scenario.Setup{Scenario: "a", Profile: "hil"})
@@ -105,14 +105,14 @@ func TestVirtualBoardBeginSendAndSerial(t *testing.T) {
 	defer cancel()
 	require.NoError(t, r.Send(ctx, scenario.Creq, []byte("on"), scenario.SendOptions{}))
 	next(t, r, `^HIL led state=1 cmd=on via=\$creq/`)
-	got, err := r.Pin().Await(ctx, 1)
+	got, err := r.Capabilities().Pin.Await(ctx, 1)
 	require.NoError(t, err)
 	assert.Equal(t, 1, got)
 	require.NoError(t, r.Send(ctx, scenario.Topic, []byte("toggle"), scenario.SendOptions{}))
 	next(t, r, `^HIL led state=0 cmd=toggle via=`+Topic+`$`)
 	require.NoError(t, r.Send(ctx, scenario.HTTP, []byte("blink"), scenario.SendOptions{}))
 	next(t, r, `^HIL ignored payload=b'blink' via=\$creq/`)
-	lvl, err := r.Pin().Level()
+	lvl, err := r.Capabilities().Pin.Level()
 	require.NoError(t, err)
 	assert.Equal(t, 0, lvl)
 	err = r.Send(ctx, scenario.Topic, []byte("on"), scenario.SendOptions{QoS: 1})
@@ -135,11 +135,11 @@ func TestVirtualBoardBeginSendAndSerial(t *testing.T) {
 	for _, l := range lines {
 		assert.NotContains(t, l, "HIL led", "a line from before the reset came out of Next")
 	}
-	lvl, _ = r.Pin().Level()
+	lvl, _ = r.Capabilities().Pin.Level()
 	assert.Equal(t, 0, lvl, "the LED is off after the reset")
 
 	assert.Contains(t, log.String(), "HIL mqtt up")
-	for _, s := range []string{wifiSecret, r.authInfo, r.masterKey} {
+	for _, s := range []string{wifiSecret, r.creds.Board.AuthInfo, r.creds.MasterKey} {
 		assert.NotContains(t, log.String(), s)
 	}
 }
@@ -209,13 +209,14 @@ func TestRealBoardPathOnAPty(t *testing.T) {
 
 	r := newRig(t, Options{Port: b.Port(), WiFiSSID: "lab", WiFiPassword: wifiSecret,
 		BrokerHost: "127.0.0.1", BrokerListen: "127.0.0.1:0"})
-	assert.False(t, r.Virtual())
+	caps := r.Capabilities()
+	assert.False(t, caps.Virtual)
 	assert.Equal(t, "board on "+b.Port(), r.Describe())
-	assert.True(t, r.Pin() == nil, "a real nil Pin")
-	assert.False(t, r.Supports(scenario.WifiDown))
-	assert.False(t, r.Supports(scenario.PowerCycle), "a pty cannot reset the chip")
-	assert.True(t, r.Supports(scenario.Kick))
-	assert.NotEmpty(t, r.SkipReason(&scenario.Scenario{Profile: "tutorial"}))
+	assert.True(t, caps.Pin == nil, "a real nil Pin")
+	assert.False(t, caps.Supports(scenario.WifiDown))
+	assert.False(t, caps.Supports(scenario.PowerCycle), "a pty cannot reset the chip")
+	assert.True(t, caps.Supports(scenario.Kick))
+	assert.NotEmpty(t, caps.Skip(&scenario.Scenario{Profile: "tutorial"}))
 
 	sc, err := scenario.Parse("wifi.yaml", []byte("name: w\nrequires: [virtual]\nsteps:\n  - fault: wifi_down\n  - fault: wifi_up\n"))
 	require.NoError(t, err)

@@ -144,7 +144,7 @@ var soakEcho = regexp.MustCompile(`HIL (?:led|ignored|boot) `)
 // A loss is followed by sync probes until one is echoed, so that a late
 // echo of a command reported lost is caught as a mismatch.
 func (r *Rig) Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
-	if r.sim == nil {
+	if r.caps.Pins == nil {
 		return SoakResult{}, errors.New("rig: the soak needs the virtual board (it kicks, restarts and reads the pin)")
 	}
 	if o.Seed == 0 {
@@ -488,8 +488,8 @@ func (s *soak) check(ctx context.Context, desc string, p []byte, ev echo.Event) 
 		}
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := s.r.sim.WaitPin(c, LEDPin, want); err != nil && ctx.Err() == nil {
-			s.mismatch("%s: pin %d stayed %d, the model and the echo say %d", desc, LEDPin, s.r.sim.Pin(LEDPin), want)
+		if err := s.r.caps.Pins.WaitPin(c, LEDPin, want); err != nil && ctx.Err() == nil {
+			s.mismatch("%s: pin %d stayed %d, the model and the echo say %d", desc, LEDPin, s.r.caps.Pins.Pin(LEDPin), want)
 			return
 		}
 		s.res.Applied++
@@ -501,7 +501,7 @@ func (s *soak) check(ctx context.Context, desc string, p []byte, ev echo.Event) 
 			}
 			return
 		}
-		if lv := s.r.sim.Pin(LEDPin); lv != s.model.Level {
+		if lv := s.r.caps.Pins.Pin(LEDPin); lv != s.model.Level {
 			s.mismatch("%s: junk ignored but the pin is %d, the model %d", desc, lv, s.model.Level)
 			return
 		}

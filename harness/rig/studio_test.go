@@ -33,7 +33,7 @@ func TestStudioChannelsKickAndSecrets(t *testing.T) {
 
 	mark := r.Broker().Events().Mark()
 	begin(t, r, scenario.Setup{Profile: "hil"})
-	next(t, r, `^HIL mqtt up broker=127\.0\.0\.1:`+strconv.Itoa(r.sport)+`$`)
+	next(t, r, `^HIL mqtt up broker=127\.0\.0\.1:`+strconv.Itoa(r.port(scenario.Studio))+`$`)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	// The board subscribed to its $sys command topic on the studio listener.
@@ -74,7 +74,7 @@ func TestStudioChannelsKickAndSecrets(t *testing.T) {
 	next(t, r, `^HIL mqtt up`)
 	assert.ErrorContains(t, r.Begin(ctx, scenario.Setup{Profile: "tutorial"}), "the tutorial profile is legacy only")
 
-	for _, s := range []string{wifiSecret, r.devKey, r.accessKey, r.ctrlDevKey, r.devToken, r.ctrlToken, r.prodToken, r.wrongToken} {
+	for _, s := range append([]string{wifiSecret}, r.creds.Secrets()...) {
 		assert.NotContains(t, log.String(), s)
 		assert.Equal(t, "****", r.Masker().Mask(s))
 	}
@@ -108,10 +108,10 @@ func TestSetPlatformSwitchesTheVirtualBoard(t *testing.T) {
 		}
 		assert.Equal(t, p, r.Platform())
 		begin(t, r, scenario.Setup{Profile: "hil"})
-		port := r.port
+		port := r.port(scenario.Legacy)
 		via := `\$creq/[0-9a-f-]{36}`
 		if p == scenario.Studio {
-			port, via = r.sport, sysCmd
+			port, via = r.port(scenario.Studio), sysCmd
 		}
 		next(t, r, `^HIL mqtt up broker=127\.0\.0\.1:`+strconv.Itoa(port)+`$`)
 		require.NoError(t, r.Send(ctx, scenario.Creq, []byte("on"), scenario.SendOptions{}))
@@ -153,7 +153,7 @@ func TestRealBoardPathOnStudio(t *testing.T) {
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(cj, &m))
-	assert.Equal(t, map[string]any{"host": "127.0.0.1", "port": float64(r.sport)}, m["broker"])
+	assert.Equal(t, map[string]any{"host": "127.0.0.1", "port": float64(r.port(scenario.Studio))}, m["broker"])
 	assert.NotContains(t, m, "backoff_ms")
 
 	ok, err := scenario.Parse("ok.yaml", []byte("name: ok\nchannel: http\nsteps:\n  - send: on\n  - expect: {led: 1}\n  - fault: kick\n  - send: toggle\n    channel: creq\n  - send: off\n    channel: topic\n"))

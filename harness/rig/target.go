@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/harness/dut"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
 )
@@ -37,7 +37,7 @@ func (r *Rig) send(ctx context.Context, ch scenario.Channel, payload []byte, opt
 		}
 		return r.publish(ctx, payload)
 	case scenario.HTTP:
-		if r.Platform() == scenario.Studio {
+		if r.Platform() == scenario.Studio { // the synchronous command API
 			if opt.QoS != 0 {
 				return errors.New("OneNET Studio's synchronous command API keeps nothing for an offline device: qos 1 is legacy only")
 			}
@@ -58,7 +58,7 @@ func (r *Rig) postCmd(ctx context.Context, payload []byte, qos int) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("api-key", r.masterKey)
+	req.Header.Set("api-key", r.creds.MasterKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("POST /cmds: %w", err)
@@ -94,7 +94,7 @@ func (r *Rig) syncCmd(ctx context.Context, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("authorization", r.prodToken)
+	req.Header.Set("authorization", r.creds.ProductToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("POST /datapoint/synccmds: %w", err)
@@ -125,7 +125,7 @@ func (r *Rig) syncCmd(ctx context.Context, payload []byte) error {
 // Fault injects f and returns once it has taken effect as far as the
 // broker can tell.
 func (r *Rig) Fault(ctx context.Context, f scenario.FaultKind) error {
-	if !r.Supports(f) {
+	if !r.canInject(f) {
 		return fmt.Errorf("rig: %s cannot inject %s", r.Describe(), f)
 	}
 	mark := r.newMark()
@@ -146,14 +146,14 @@ func (r *Rig) Fault(ctx context.Context, f scenario.FaultKind) error {
 		}
 		return gone("drop_connection")
 	case scenario.PowerCycle:
-		return r.powerCycle(ctx)
+		return r.caps.PowerCycle.PowerCycle(ctx)
 	case scenario.WifiDown:
-		if err := r.sim.SetWiFi(false); err != nil {
+		if err := r.caps.WiFi.SetWiFi(false); err != nil {
 			return err
 		}
 		return gone("wifi_down")
 	case scenario.WifiUp:
-		return r.sim.SetWiFi(true)
+		return r.caps.WiFi.SetWiFi(true)
 	}
 	return fmt.Errorf("rig: unknown fault %q", f)
 }
@@ -165,12 +165,8 @@ func (r *Rig) publish(ctx context.Context, payload []byte) error {
 	cl := r.ctrl
 	r.mu.Unlock()
 	if cl == nil || !cl.IsConnectionOpen() {
-		pass := r.ctrlKey
-		if r.Platform() == scenario.Studio {
-			pass = r.ctrlToken
-		}
 		var err error
-		if cl, err = r.dial(ctx, ControllerID, pass, nil); err != nil {
+		if cl, err = r.dial(ctx, r.creds.Controller, nil); err != nil {
 			return fmt.Errorf("controller login: %w", err)
 		}
 		r.mu.Lock()
@@ -191,13 +187,14 @@ func (r *Rig) publish(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-// dial logs in to the platform's listener as device id with MQTT 3.1.1
-// (paho), password = its key (legacy) or token (studio); local, when set,
-// receives the connection's source address.
-func (r *Rig) dial(ctx context.Context, id, password string, local *atomic.Value) (paho.Client, error) {
-	addr, keepalive := r.br.MQTTAddr(), time.Duration(0)
-	if r.Platform() == scenario.Studio {
-		addr, keepalive = r.br.StudioAddr(), 60*time.Second // studio refuses keepalive 0
+// dial logs in to the platform's listener as device d with MQTT 3.1.1
+// (paho) and d's password on the platform; local, when set, receives the
+// connection's source address.
+func (r *Rig) dial(ctx context.Context, d Device, local *atomic.Value) (paho.Client, error) {
+	p := r.Platform()
+	addr, keepalive := r.listener(p), time.Duration(0)
+	if p == scenario.Studio {
+		keepalive = 60 * time.Second // studio refuses keepalive 0
 	}
 	if h, p, err := net.SplitHostPort(addr); err == nil && (h == "0.0.0.0" || h == "::" || h == "") {
 		addr = net.JoinHostPort("127.0.0.1", p)
@@ -209,7 +206,7 @@ func (r *Rig) dial(ctx context.Context, id, password string, local *atomic.Value
 	dctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
-		SetClientID(id).SetUsername(ProductID).SetPassword(password).
+		SetClientID(d.ID).SetUsername(r.creds.ProductID).SetPassword(d.Password(p)).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
 		SetKeepAlive(keepalive).SetConnectTimeout(limit).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
@@ -243,11 +240,7 @@ func (r *Rig) dial(ctx context.Context, id, password string, local *atomic.Value
 // board's new login.
 func (r *Rig) kick(ctx context.Context) error {
 	var local atomic.Value // the intruder's source address, set by the dialer
-	pass := r.authInfo
-	if r.Platform() == scenario.Studio {
-		pass = r.devToken
-	}
-	cl, err := r.dial(ctx, DeviceID, pass, &local)
+	cl, err := r.dial(ctx, r.creds.Board, &local)
 	if err != nil {
 		return fmt.Errorf("kick: duplicate login: %w", err)
 	}
@@ -268,7 +261,7 @@ func (r *Rig) kick(ctx context.Context) error {
 	cl.Disconnect(0)
 	// Its end: offline (disconnected), or already replaced by the board's
 	// next login (kicked); either belongs to the intruder.
-	end, err := r.br.Events().WaitAfter(ctx, broker.Mark(in.Seq), func(e broker.Event) bool {
+	end, err := r.br.Events().WaitAfter(ctx, broker.After(in), func(e broker.Event) bool {
 		return e.DeviceID == DeviceID && (e.Kind == broker.Disconnected || e.Kind == broker.Kicked)
 	})
 	if err != nil {
@@ -292,8 +285,6 @@ func (r *Rig) Serial() scenario.Serial { return serialLines{r} }
 
 type serialLines struct{ r *Rig }
 
-var anyLine = regexp.MustCompile(``)
-
 // Next returns the line at the cursor (waiting for it) and moves on; an
 // ended ctx leaves the cursor where it was, so no line is lost.
 func (s serialLines) Next(ctx context.Context) (report.Line, error) {
@@ -301,38 +292,81 @@ func (s serialLines) Next(ctx context.Context) (report.Line, error) {
 	r.mu.Lock()
 	from := r.cursor
 	r.mu.Unlock()
-	m, err := r.link.ExpectFrom(ctx, from, anyLine, 24*time.Hour) // bounded by ctx
+	ln, err := r.link.Next(ctx, from)
 	if err != nil {
 		if ctx.Err() != nil {
 			return report.Line{}, ctx.Err()
 		}
-		return report.Line{}, errors.New(r.mask.Mask(err.Error()))
-	}
-	if m.Line.Seq != from {
-		return report.Line{}, fmt.Errorf("serial: %d line(s) fell out of the link's buffer before they were read", m.Line.Seq-from)
+		return report.Line{}, fmt.Errorf("serial: %w", secret(r.mask, err))
 	}
 	r.mu.Lock()
-	r.cursor = m.Line.Seq + 1
+	r.cursor = ln.Seq + 1
 	r.mu.Unlock()
-	return report.Line{At: m.Line.Time, Text: m.Line.Text}, nil
+	return report.Line{At: ln.Time, Text: ln.Text}, nil
 }
 
-// Pin is the virtual board's LED pin; nil (a true nil interface) for a
-// real board.
-func (r *Rig) Pin() scenario.Pin {
-	if r.sim == nil {
-		return nil
-	}
-	return ledPin{r}
-}
+// ledPin is the LED's pin on a board whose pins can be read.
+type ledPin struct{ pins dut.PinReader }
 
-type ledPin struct{ r *Rig }
-
-func (p ledPin) Level() (int, error) { return p.r.sim.Pin(LEDPin), nil }
+func (p ledPin) Level() (int, error) { return p.pins.Pin(LEDPin), nil }
 
 func (p ledPin) Await(ctx context.Context, level int) (int, error) {
-	if err := p.r.sim.WaitPin(ctx, LEDPin, level); err != nil {
-		return p.r.sim.Pin(LEDPin), err
+	if err := p.pins.WaitPin(ctx, LEDPin, level); err != nil {
+		return p.pins.Pin(LEDPin), err
 	}
 	return level, nil
 }
+
+// kindName maps the broker's event kinds to the scenario file's words.
+var kindName = map[broker.EventKind]string{
+	broker.Connected: "connected", broker.Refused: "refused", broker.Disconnected: "disconnected", broker.Kicked: "kicked",
+}
+
+// match selects the device's events of kind want, leaving out those of
+// the harness's own duplicate login (Fault(kick)).
+func (r *Rig) match(want scenario.BrokerEvent) func(broker.Event) bool {
+	return func(e broker.Event) bool {
+		if e.DeviceID != DeviceID || kindName[e.Kind] != want.Kind {
+			return false
+		}
+		if want.Kind == "refused" && want.RC >= 0 && int(e.Code) != want.RC {
+			return false
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return !r.intruder[e.Seq]
+	}
+}
+
+// AwaitBroker waits for want about the device, counting only events since
+// the last Begin or Fault.
+func (r *Rig) AwaitBroker(ctx context.Context, want scenario.BrokerEvent) error {
+	if _, ok := map[string]bool{"connected": true, "refused": true, "disconnected": true, "kicked": true}[want.Kind]; !ok {
+		return fmt.Errorf("rig: unknown broker event %q", want.Kind)
+	}
+	r.mu.Lock()
+	mark := r.mark
+	r.mu.Unlock()
+	_, err := r.br.Events().WaitAfter(ctx, mark, r.match(want))
+	return err
+}
+
+// newMark starts a fault: AwaitBroker looks only after this point.
+func (r *Rig) newMark() broker.Mark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mark = r.br.Events().Mark()
+	clear(r.intruder)
+	return r.mark
+}
+
+// secret is err with every secret masked, still matching what err matches.
+func secret(m *report.Masker, err error) error { return &maskedError{err: err, msg: m.Mask(err.Error())} }
+
+type maskedError struct {
+	err error
+	msg string
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }

@@ -40,6 +40,7 @@ type fakeBoard struct {
 	pushVia      string   // echo creq pushes on this topic ("": the platform's)
 	platform     Platform // "": not said (legacy)
 	noFault      map[FaultKind]bool
+	skip         func(*Scenario) string // the target's own skip reasons
 	swapped      *string
 }
 
@@ -57,8 +58,12 @@ func (b *fakeBoard) Describe() string {
 	}
 	return "fake real board"
 }
-func (b *fakeBoard) Virtual() bool      { return b.virtual }
-func (b *fakeBoard) Platform() Platform { return b.platform }
+func (b *fakeBoard) Platform() Platform {
+	if b.platform == "" {
+		return Legacy
+	}
+	return b.platform
+}
 
 // refusedRC is the code the fake's broker gives wrong credentials.
 func (b *fakeBoard) refusedRC() int {
@@ -67,16 +72,19 @@ func (b *fakeBoard) refusedRC() int {
 	}
 	return 4
 }
-func (b *fakeBoard) Supports(f FaultKind) bool {
-	return !b.noFault[f] && (b.virtual || !f.VirtualOnly())
+func (b *fakeBoard) Capabilities() Capabilities {
+	c := Capabilities{Virtual: b.virtual, Skip: b.skip}
+	for _, f := range Faults {
+		if !b.noFault[f] && (b.virtual || !f.VirtualOnly()) {
+			c.Faults = append(c.Faults, f)
+		}
+	}
+	if b.pin != nil { // a typed nil would not compare equal to nil
+		c.Pin = b.pin
+	}
+	return c
 }
 func (b *fakeBoard) Serial() Serial { return fakeSerial{b.lines} }
-func (b *fakeBoard) Pin() Pin {
-	if b.pin == nil {
-		return nil // a typed nil would not compare equal to nil
-	}
-	return b.pin
-}
 
 func (b *fakeBoard) print(s string) {
 	b.lines <- report.Line{At: time.Now(), Text: s}

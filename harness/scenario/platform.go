@@ -89,17 +89,3 @@ func (p Platform) SkipReason(sc *Scenario) string {
 	}
 	return ""
 }
-
-// PlatformTarget is an optional part of a Target: the platform its board
-// logs in to. A Target without it is Legacy.
-type PlatformTarget interface {
-	Platform() Platform
-}
-
-// targetPlatform is t's platform.
-func targetPlatform(t Target) Platform {
-	if p, ok := t.(PlatformTarget); ok && p.Platform() != "" {
-		return p.Platform()
-	}
-	return Legacy
-}

@@ -49,7 +49,7 @@ func (r *Runner) Run(ctx context.Context, scs []*Scenario) report.Run {
 		res := r.RunScenario(ctx, sc)
 		run.Scenarios = append(run.Scenarios, res)
 		// A failure may be the board going away; a pass proves it is there.
-		if g, ok := r.Target.(Liveness); ok && res.Status == report.Fail {
+		if g := r.Target.Capabilities().Liveness; g != nil && res.Status == report.Fail {
 			gone = g.Gone(ctx)
 		}
 	}
@@ -57,32 +57,25 @@ func (r *Runner) Run(ctx context.Context, scs []*Scenario) report.Run {
 	return run
 }
 
-// Liveness is an optional Target method: Gone says, once the board can no
-// longer be reached (its serial port closed or unplugged), why; nil while
-// it can. The runner asks after a failed scenario; Gone may take a short,
-// bounded time to find out.
-type Liveness interface {
-	Gone(ctx context.Context) error
-}
-
 // SkipReason says why sc cannot run on this target, or "".
 func (r *Runner) SkipReason(sc *Scenario) string {
 	if r.Profile != "" && sc.Profile != r.Profile {
 		return fmt.Sprintf("written for profile %s; this run uses profile %s", sc.Profile, r.Profile)
 	}
-	if why := targetPlatform(r.Target).SkipReason(sc); why != "" {
+	if why := r.Target.Platform().SkipReason(sc); why != "" {
 		return why
 	}
-	if sc.Needs(Virtual) && !r.Target.Virtual() {
+	caps := r.Target.Capabilities()
+	if sc.Needs(Virtual) && !caps.Virtual {
 		return "needs a virtual board (requires: [virtual]); the target is " + r.Target.Describe()
 	}
 	for _, f := range sc.FaultsUsed() {
-		if !r.Target.Supports(f) {
+		if !caps.Supports(f) {
 			return fmt.Sprintf("the target (%s) cannot inject fault %s", r.Target.Describe(), f)
 		}
 	}
-	if s, ok := r.Target.(Skipper); ok {
-		return s.SkipReason(sc)
+	if caps.Skip != nil {
+		return caps.Skip(sc)
 	}
 	return ""
 }
@@ -122,7 +115,7 @@ func (r *Runner) RunScenario(ctx context.Context, sc *Scenario) (res report.Scen
 	if grace <= 0 {
 		grace = 2 * time.Second
 	}
-	x := &execution{r: r, sc: sc, prof: prof, res: &res, plat: targetPlatform(r.Target), ser: r.Target.Serial(), pin: r.Target.Pin(),
+	x := &execution{r: r, sc: sc, prof: prof, res: &res, plat: r.Target.Platform(), ser: r.Target.Serial(), pin: r.Target.Capabilities().Pin,
 		to: sc.Timeouts.or(r.Timeouts.or(DefaultTimeouts)), tail: tail, grace: grace,
 		echoLevel: report.Unknown, powerUp: true}
 	err = x.play(ctx)

@@ -409,18 +409,14 @@ func TestRunnerFinalDrainBlamesTheSend(t *testing.T) {
 	assert.Equal(t, report.Fail, res.Steps[1].Status)
 }
 
-// skippingBoard is a target that refuses tutorial scenarios itself.
-type skippingBoard struct{ *fakeBoard }
-
-func (skippingBoard) SkipReason(sc *Scenario) string {
-	if sc.Profile == "tutorial" {
-		return "this board cannot reach the tutorial's server"
-	}
-	return ""
-}
-
 func TestRunnerAsksTheTargetsSkipper(t *testing.T) {
-	b := skippingBoard{newFakeBoard(false)}
+	b := newFakeBoard(false)
+	b.skip = func(sc *Scenario) string {
+		if sc.Profile == "tutorial" {
+			return "this board cannot reach the tutorial's server"
+		}
+		return ""
+	}
 	r := &Runner{Target: b, Timeouts: Timeouts{Send: 2 * time.Second, Expect: 2 * time.Second, Fault: 2 * time.Second, Ready: 2 * time.Second}}
 	res := r.RunScenario(context.Background(), mustParse(t, "name: t\nprofile: tutorial\nsteps:\n  - send: on\n"))
 	assert.Equal(t, report.Skip, res.Status)

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"slices"
 
 	"github.com/onenet-hil/hil/harness/report"
 )
@@ -13,10 +14,11 @@ import (
 type Target interface {
 	// Describe names the target for reports ("virtual board", "/dev/ttyUSB0").
 	Describe() string
-	// Virtual reports whether this is the virtual board.
-	Virtual() bool
-	// Supports reports whether the target can inject fault f.
-	Supports(f FaultKind) bool
+	// Platform is the OneNET service the board logs in to now.
+	Platform() Platform
+	// Capabilities says what the target can do beyond the methods below;
+	// the runner asks once per scenario.
+	Capabilities() Capabilities
 
 	// Begin gets the board ready for one scenario: flash the firmware of
 	// setup.Profile with the credentials setup asks for (skipping files that
@@ -37,9 +39,6 @@ type Target interface {
 	// Serial is the board's serial line, one line at a time.
 	Serial() Serial
 
-	// Pin is the LED's GPIO pin, or nil when it cannot be read (a real board).
-	Pin() Pin
-
 	// AwaitBroker waits until the broker's event feed shows want for the
 	// device under test, counting only events since the last Begin or Fault
 	// (so `expect: {broker: connected}` after a kick means a new login); its
@@ -47,11 +46,31 @@ type Target interface {
 	AwaitBroker(ctx context.Context, want BrokerEvent) error
 }
 
-// Skipper is an optional part of a Target: a reason it cannot run a
-// scenario the generic checks allow ("" when it can), e.g. a real board and
-// a program that dials a fixed address only the virtual board redirects.
-type Skipper interface {
-	SkipReason(sc *Scenario) string
+// Capabilities are a target's optional parts, each zero when it lacks it.
+type Capabilities struct {
+	// Virtual: the board runs inside the harness (a scenario's
+	// `requires: [virtual]`).
+	Virtual bool
+	// Faults are the faults the target can inject.
+	Faults []FaultKind
+	// Pin reads the LED's GPIO pin; nil when it cannot be read (a real board).
+	Pin Pin
+	// Liveness tells when the board has gone; nil: it never goes.
+	Liveness Liveness
+	// Skip says why the target cannot run a scenario that the generic
+	// checks allow ("" when it can), e.g. a real board and a program that
+	// dials a fixed address only the virtual board redirects; nil: none.
+	Skip func(sc *Scenario) string
+}
+
+// Supports reports whether the target can inject fault f.
+func (c Capabilities) Supports(f FaultKind) bool { return slices.Contains(c.Faults, f) }
+
+// Liveness says, once the board can no longer be reached (its serial port
+// closed or unplugged), why; nil while it can. The runner asks after a
+// failed scenario; Gone may take a short, bounded time to find out.
+type Liveness interface {
+	Gone(ctx context.Context) error
 }
 
 // Setup is what a scenario needs from Begin.
