@@ -198,130 +198,168 @@ func (o *Options) check() error {
 	return nil
 }
 
-// run measures one target.
+// run measures one target: the fleet logs in, commands are paced at
+// o.Rate for o.Duration, the replies still on their way drain, and then
+// every figure is read.
 func run(ctx context.Context, t target, o Options) (*Result, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	m := newMeasurement(t, o)
+	snd, err := t.connect(ctx, o.Path, m.l)
+	if err != nil {
+		return nil, err
+	}
+	defer snd.close()
+	m.snd = snd
+
+	var heap0 int64
+	m.rss0, heap0 = t.memory()
+	m.progress("login", 0)
+	if err := m.startFleet(ctx); err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	defer m.closeFleet()
+	if err := m.loggedIn(heap0); err != nil {
+		return m.res, err
+	}
+	if o.AfterLogin != nil {
+		o.AfterLogin(control{f: m.fl, ids: m.ids})
+	}
+
+	base := m.baseline()
+	stopSweep := m.sweep()
+	ld := m.load(ctx)
+	m.gcFigures(&base.mem, ld)
+	m.drain(ld.interrupted)
+	stopSweep()
+	m.l.expire(time.Now(), o.Timeout, true)
+	m.usageFigures(base, ld)
+	m.progress("done", o.Duration)
+	m.ledgerFigures()
+	m.finalNotes(ld)
+	return m.res, nil
+}
+
+// measurement is one run's state, shared by its phases.
+type measurement struct {
+	t    target
+	o    Options
+	devs []fleet.Device
+	ids  []string
+	l    *ledger
+	res  *Result
+	snd  sender
+
+	fl         fleetHandle
+	remote     *fleet.Remote // the fleet's child process, if it has one
+	closeFleet func() error  // once; later calls return the first's error
+	rss0, rss1 int64         // broker RSS (KiB) before and after the login
+	n          float64       // devices logged in
+}
+
+func newMeasurement(t target, o Options) *measurement {
 	devs := t.devices(o.Devices)
 	ids := make([]string, len(devs))
 	for i, d := range devs {
 		ids[i] = d.ID
 	}
-	l := newLedger(ids)
-	res := &Result{Broker: t.name(), Path: o.Path, Devices: o.Devices, Rate: o.Rate, DurationS: o.Duration.Seconds()}
-	progress := func(phase string, el time.Duration) {
-		if o.Progress != nil {
-			c, r, lost := l.snapshot()
-			o.Progress(Progress{Broker: t.name(), Phase: phase, Elapsed: el, Duration: o.Duration, Commands: c, Replied: r, Lost: lost})
-		}
+	return &measurement{
+		t: t, o: o, devs: devs, ids: ids, l: newLedger(ids),
+		res: &Result{Broker: t.name(), Path: o.Path, Devices: o.Devices, Rate: o.Rate, DurationS: o.Duration.Seconds()},
 	}
+}
 
-	snd, err := t.connect(ctx, o.Path, l)
-	if err != nil {
-		return nil, err
+// progress reports the running totals, if the caller asked for them.
+func (m *measurement) progress(phase string, el time.Duration) {
+	if m.o.Progress != nil {
+		c, r, lost := m.l.snapshot()
+		m.o.Progress(Progress{Broker: m.t.name(), Phase: phase, Elapsed: el, Duration: m.o.Duration, Commands: c, Replied: r, Lost: lost})
 	}
-	defer snd.close()
+}
 
-	rss0, heap0 := t.memory()
-	progress("login", 0)
+// startFleet starts the fleet, in this process or in FleetWorker, and
+// waits until its devices have logged in.
+func (m *measurement) startFleet(ctx context.Context) error {
 	fopts := fleet.Options{
-		Addr: t.addr(), Devices: devs, Concurrency: o.LoginConcurrency, KeepAlive: 120 * time.Second,
+		Addr: m.t.addr(), Devices: m.devs, Concurrency: m.o.LoginConcurrency, KeepAlive: 120 * time.Second,
 		OnEvent: func(e fleet.Event) {
 			if e.Kind == fleet.Dropped {
-				l.dropped(e.Device, e.Reason)
+				m.l.dropped(e.Device, e.Reason)
 			}
 		},
 	}
-	if o.Path == PathTopic {
+	if m.o.Path == PathTopic {
 		fopts.CommandPrefix, fopts.ReplyPrefix = CommandPrefix, ReplyPrefix
 	}
-	var fl fleetHandle
-	var remote *fleet.Remote
-	if len(o.FleetWorker) > 0 {
-		remote, err = fleet.StartRemote(ctx, o.FleetWorker, fopts)
-		fl = remote
+	var err error
+	if len(m.o.FleetWorker) > 0 {
+		m.remote, err = fleet.StartRemote(ctx, m.o.FleetWorker, fopts)
+		m.fl = m.remote
 	} else {
 		var f *fleet.Fleet
 		f, err = fleet.Start(ctx, fopts)
-		fl = f
+		m.fl = f
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
+		return err
 	}
-	closeFleet := sync.OnceValue(fl.Close)
-	defer closeFleet()
-	lg := fl.Logins()
+	m.closeFleet = sync.OnceValue(m.fl.Close)
+	return nil
+}
+
+// loggedIn takes the login figures and the memory per device (heap0: the
+// broker's heap before the login); no device in is an error.
+func (m *measurement) loggedIn(heap0 int64) error {
+	res := m.res
+	lg := m.fl.Logins()
 	res.Connected, res.LoginFail, res.LoginsPS = lg.Connected, len(lg.Failed), lg.PerSecond()
 	for _, f := range lg.Failed {
-		l.dropped(f.Device, "login failed: "+f.Reason) // never sent a command
+		m.l.dropped(f.Device, "login failed: "+f.Reason) // never sent a command
 		if len(res.Notes) < 5 {
 			res.Notes = append(res.Notes, fmt.Sprintf("device %s did not log in: %s", f.Device, f.Reason))
 		}
 	}
 	if lg.Connected == 0 {
-		return res, errors.New("no device could log in")
+		return errors.New("no device could log in")
 	}
-
-	rss1, heap1 := t.memory()
-	n := float64(lg.Connected)
-	res.MemPerDeviceKB = float64(rss1-rss0) / n
+	var heap1 int64
+	m.rss1, heap1 = m.t.memory()
+	m.n = float64(lg.Connected)
+	res.MemPerDeviceKB = float64(m.rss1-m.rss0) / m.n
 	if heap0 >= 0 && heap1 >= 0 {
-		res.HeapPerDeviceKB = float64(heap1-heap0) / n
+		res.HeapPerDeviceKB = float64(heap1-heap0) / m.n
 	}
-	if o.AfterLogin != nil {
-		o.AfterLogin(control{f: fl, ids: ids})
-	}
+	return nil
+}
 
-	// Load phase.
-	var fleetCPU0 time.Duration
-	var fleetRSS int64
-	if remote != nil {
-		if u, _, err := remote.Usage(10 * time.Second); err == nil {
-			fleetCPU0, fleetRSS = u.CPU, u.RSSKB-u.BaseRSSKB
+// baseline is what the load's figures are measured from.
+type baseline struct {
+	fleetCPU  time.Duration
+	fleetRSS  int64
+	mem       runtime.MemStats // in-process brokers only
+	brokerCPU time.Duration
+	selfCPU   time.Duration
+}
+
+func (m *measurement) baseline() *baseline {
+	var b baseline
+	if m.remote != nil {
+		if u, _, err := m.remote.Usage(10 * time.Second); err == nil {
+			b.fleetCPU, b.fleetRSS = u.CPU, u.RSSKB-u.BaseRSSKB
 		}
 	}
-	var ms0 runtime.MemStats
-	if t.inProcess() {
-		runtime.ReadMemStats(&ms0)
-		res.HeapAfterLoginMB = float64(ms0.HeapAlloc) / (1 << 20)
+	if m.t.inProcess() {
+		runtime.ReadMemStats(&b.mem)
+		m.res.HeapAfterLoginMB = float64(b.mem.HeapAlloc) / (1 << 20)
 	}
-	brokerCPU0, selfCPU0 := t.cpu(), fleet.SelfUsage().CPU
-	peakRSS := rss1
-	start := time.Now()
-	payloads := map[string][]byte{}
-	for _, c := range commandCycle {
-		payloads[c] = []byte(c) // senders copy or only read them
-	}
-	do := func(j job) {
-		if !l.sending(j.dev, time.Now()) {
-			return
-		}
-		key, err := snd.send(ids[j.dev], payloads[j.cmd])
-		if err != nil {
-			l.refused(j.dev, LostRefused, err.Error())
-			return
-		}
-		l.sent(j.dev, key)
-	}
-	// One sender sends from the pacing goroutine itself (no hand-off per
-	// command); several get a queue.
-	var jobs chan job
-	var wg sync.WaitGroup
-	if snd.workers() > 1 {
-		jobs = make(chan job, 4096)
-		for range snd.workers() {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := range jobs {
-					do(j)
-				}
-			}()
-		}
-	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	b.brokerCPU, b.selfCPU = m.t.cpu(), fleet.SelfUsage().CPU
+	return &b
+}
+
+// sweep expires unanswered commands every 100 ms until the returned stop
+// is called.
+func (m *measurement) sweep() (stop func()) {
 	stopSweep := make(chan struct{})
 	sweepDone := make(chan struct{})
 	go func() {
@@ -333,115 +371,183 @@ func run(ctx context.Context, t target, o Options) (*Result, error) {
 			case <-stopSweep:
 				return
 			case now := <-tk.C:
-				l.expire(now, o.Timeout, false)
+				m.l.expire(now, m.o.Timeout, false)
 			}
 		}
 	}()
+	return func() {
+		close(stopSweep)
+		<-sweepDone
+	}
+}
 
-	var stalls int64
-	nextProgress := start
+// loadResult is how the load phase went.
+type loadResult struct {
+	start, end  time.Time
+	peakRSS     int64 // KiB
+	stalls      int64 // times every device was busy or gone
+	interrupted bool
+}
+
+// load paces commands at o.Rate for o.Duration, or until ctx ends.
+func (m *measurement) load(ctx context.Context) loadResult {
+	ld := loadResult{start: time.Now(), peakRSS: m.rss1}
+	send, sent := m.senders()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	nextProgress := ld.start
 	issued := int64(0)
-	interrupted := false
-pace:
-	for {
-		el := time.Since(start)
-		if el >= o.Duration {
+	for !ld.interrupted {
+		el := time.Since(ld.start)
+		if el >= m.o.Duration {
 			break
 		}
-		due := int64(o.Rate*el.Seconds()) + 1
-		for ; issued < due; issued++ {
-			dev, cmd, ok := l.pick()
-			if !ok {
-				stalls++
-				issued = due // skip: every device is busy or gone
-				break
-			}
-			if jobs != nil {
-				jobs <- job{dev: dev, cmd: cmd}
-			} else {
-				do(job{dev: dev, cmd: cmd})
-			}
-		}
+		issued = m.issue(issued, int64(m.o.Rate*el.Seconds())+1, send, &ld.stalls)
 		if now := time.Now(); now.After(nextProgress) {
-			progress("load", el)
-			if t.inProcess() {
-				// RSS only; a GC here would disturb the load
-				if r := fleet.ProcRSSKB(osPid()); r > peakRSS {
-					peakRSS = r
-				}
-			} else if r, _ := t.memory(); r > peakRSS {
-				peakRSS = r
-			}
+			m.progress("load", el)
+			ld.peakRSS = max(ld.peakRSS, m.rssNow())
 			nextProgress = now.Add(250 * time.Millisecond)
 		}
 		// Sleep until the next command is due (at least ~0.2 ms).
-		wait := time.Duration(float64(issued)/o.Rate*float64(time.Second)) - time.Since(start)
+		wait := time.Duration(float64(issued)/m.o.Rate*float64(time.Second)) - time.Since(ld.start)
 		select {
 		case <-ctx.Done():
-			interrupted = true
-			break pace
+			ld.interrupted = true
 		case <-resetTimer(timer, max(wait, 200*time.Microsecond)):
 		}
 	}
-	if jobs != nil {
-		close(jobs)
-	}
-	wg.Wait()
-	loadEnd := time.Now()
-	if t.inProcess() {
-		var ms1 runtime.MemStats
-		runtime.ReadMemStats(&ms1)
-		res.GCCycles = ms1.NumGC - ms0.NumGC
-		for i := ms0.NumGC; i < ms1.NumGC && i < ms0.NumGC+256; i++ {
-			res.GCPauseMaxMs = max(res.GCPauseMaxMs, ms(time.Duration(ms1.PauseNs[i%256])))
-		}
-		c, _, _ := l.snapshot()
-		if c > 0 {
-			res.AllocPerCommandB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(c)
-		}
-		if rate := float64(ms1.TotalAlloc-ms0.TotalAlloc) / loadEnd.Sub(start).Seconds(); res.GCCycles == 0 && rate > 0 && ms0.NextGC > ms0.HeapAlloc && gcPercent() > 0 {
-			note := fmt.Sprintf("no GC cycle fell in the load: at %.0f MB/s allocated and a GC goal of %.0f MB, the first would have started %.0f s into the load",
-				rate/(1<<20), float64(ms0.NextGC)/(1<<20), float64(ms0.NextGC-ms0.HeapAlloc)/rate)
-			if p := gcPercent(); p > 0 {
-				note += fmt.Sprintf("; a steady run has one about every %.0f s", float64(ms0.HeapAlloc)*float64(p)/100/rate)
-			}
-			res.Notes = append(res.Notes, note+"; what a cycle costs shows in runs that include one (see full_gc_ms)")
-		}
-	}
+	sent()
+	ld.end = time.Now()
+	return ld
+}
 
-	// Drain: wait for the replies still on their way, at most Timeout.
+// issue sends the commands from number issued up to due and returns the
+// new count; when every device is busy or gone it counts a stall and skips
+// to due.
+func (m *measurement) issue(issued, due int64, send func(job), stalls *int64) int64 {
+	for ; issued < due; issued++ {
+		dev, cmd, ok := m.l.pick()
+		if !ok {
+			*stalls++
+			return due
+		}
+		send(job{dev: dev, cmd: cmd})
+	}
+	return issued
+}
+
+// rssNow is the broker's resident KiB; in process, without a GC (which
+// would disturb the load).
+func (m *measurement) rssNow() int64 {
+	if m.t.inProcess() {
+		return fleet.ProcRSSKB(osPid())
+	}
+	r, _ := m.t.memory()
+	return r
+}
+
+// senders returns how the load hands over a command and how it waits for
+// the last to be sent. One sender sends from the pacing goroutine itself
+// (no hand-off per command); several get a queue.
+func (m *measurement) senders() (send func(job), sent func()) {
+	payloads := map[string][]byte{}
+	for _, c := range commandCycle {
+		payloads[c] = []byte(c) // senders copy or only read them
+	}
+	do := func(j job) {
+		if !m.l.sending(j.dev, time.Now()) {
+			return
+		}
+		key, err := m.snd.send(m.ids[j.dev], payloads[j.cmd])
+		if err != nil {
+			m.l.refused(j.dev, LostRefused, err.Error())
+			return
+		}
+		m.l.sent(j.dev, key)
+	}
+	if m.snd.workers() <= 1 {
+		return do, func() {}
+	}
+	jobs := make(chan job, 4096)
+	var wg sync.WaitGroup
+	for range m.snd.workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				do(j)
+			}
+		}()
+	}
+	return func(j job) { jobs <- j }, func() { close(jobs); wg.Wait() }
+}
+
+// gcFigures are Go's collector's work during the load (in-process brokers
+// only; ms0 is the baseline's), with a note when no cycle fell in it.
+func (m *measurement) gcFigures(ms0 *runtime.MemStats, ld loadResult) {
+	if !m.t.inProcess() {
+		return
+	}
+	res := m.res
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	res.GCCycles = ms1.NumGC - ms0.NumGC
+	for i := ms0.NumGC; i < ms1.NumGC && i < ms0.NumGC+256; i++ {
+		res.GCPauseMaxMs = max(res.GCPauseMaxMs, ms(time.Duration(ms1.PauseNs[i%256])))
+	}
+	c, _, _ := m.l.snapshot()
+	if c > 0 {
+		res.AllocPerCommandB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(c)
+	}
+	if rate := float64(ms1.TotalAlloc-ms0.TotalAlloc) / ld.end.Sub(ld.start).Seconds(); res.GCCycles == 0 && rate > 0 && ms0.NextGC > ms0.HeapAlloc && gcPercent() > 0 {
+		note := fmt.Sprintf("no GC cycle fell in the load: at %.0f MB/s allocated and a GC goal of %.0f MB, the first would have started %.0f s into the load",
+			rate/(1<<20), float64(ms0.NextGC)/(1<<20), float64(ms0.NextGC-ms0.HeapAlloc)/rate)
+		if p := gcPercent(); p > 0 {
+			note += fmt.Sprintf("; a steady run has one about every %.0f s", float64(ms0.HeapAlloc)*float64(p)/100/rate)
+		}
+		res.Notes = append(res.Notes, note+"; what a cycle costs shows in runs that include one (see full_gc_ms)")
+	}
+}
+
+// drain waits for the replies still on their way, at most Timeout.
+func (m *measurement) drain(interrupted bool) {
 	drainStart := time.Now()
 	for {
-		_, _, _ = l.snapshot()
-		l.mu.Lock()
-		inflight := l.inflight
-		l.mu.Unlock()
-		if inflight == 0 || time.Since(drainStart) > o.Timeout+200*time.Millisecond || interrupted {
-			break
+		_, _, _ = m.l.snapshot()
+		m.l.mu.Lock()
+		inflight := m.l.inflight
+		m.l.mu.Unlock()
+		if inflight == 0 || time.Since(drainStart) > m.o.Timeout+200*time.Millisecond || interrupted {
+			return
 		}
-		progress("drain", o.Duration)
+		m.progress("drain", m.o.Duration)
 		select {
-		case <-l.drained:
+		case <-m.l.drained:
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	close(stopSweep)
-	<-sweepDone
-	l.expire(time.Now(), o.Timeout, true)
-	wall := loadEnd.Sub(start).Seconds()
-	res.BrokerCPUPercent = 100 * (t.cpu() - brokerCPU0).Seconds() / wall
-	if !t.inProcess() {
-		res.BenchCPUPercent = 100 * (fleet.SelfUsage().CPU - selfCPU0).Seconds() / wall
+}
+
+// usageFigures are the CPU and memory the load cost, from the baseline.
+func (m *measurement) usageFigures(b *baseline, ld loadResult) {
+	res := m.res
+	wall := ld.end.Sub(ld.start).Seconds()
+	res.BrokerCPUPercent = 100 * (m.t.cpu() - b.brokerCPU).Seconds() / wall
+	if !m.t.inProcess() {
+		res.BenchCPUPercent = 100 * (fleet.SelfUsage().CPU - b.selfCPU).Seconds() / wall
 	}
-	if remote != nil {
-		if u, _, err := remote.Usage(10 * time.Second); err == nil {
-			res.FleetCPUPercent = 100 * (u.CPU - fleetCPU0).Seconds() / wall
-			res.FleetRSSPerDevKB = float64(fleetRSS) / n
+	if m.remote != nil {
+		if u, _, err := m.remote.Usage(10 * time.Second); err == nil {
+			res.FleetCPUPercent = 100 * (u.CPU - b.fleetCPU).Seconds() / wall
+			res.FleetRSSPerDevKB = float64(b.fleetRSS) / m.n
 		}
 	}
-	res.PeakRSSPerDeviceKB = float64(peakRSS-rss0) / n
-	progress("done", o.Duration)
+	res.PeakRSSPerDeviceKB = float64(ld.peakRSS-m.rss0) / m.n
+}
 
+// ledgerFigures copies the ledger's counts, losses and latencies.
+func (m *measurement) ledgerFigures() {
+	res, l := m.res, m.l
 	l.mu.Lock()
 	res.Commands, res.Replied, res.Wrong, res.Late, res.Unknown = l.commands, l.replied, l.wrong, l.late, l.unknown
 	res.LostBy = map[string]int64{}
@@ -456,16 +562,20 @@ pace:
 	}
 	l.mu.Unlock()
 	res.P50ms, res.P90ms, res.P99ms, res.MaxMs = lat.P50, lat.P90, lat.P99, lat.Max
-	if stalls > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("the generator found every device busy %d times: the offered rate was not reached", stalls))
+}
+
+// finalNotes says what kept the load from its plan, and closes the fleet.
+func (m *measurement) finalNotes(ld loadResult) {
+	res := m.res
+	if ld.stalls > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("the generator found every device busy %d times: the offered rate was not reached", ld.stalls))
 	}
-	if interrupted {
+	if ld.interrupted {
 		res.Notes = append(res.Notes, "interrupted before the end of the load phase")
 	}
-	if err := closeFleet(); err != nil {
+	if err := m.closeFleet(); err != nil {
 		res.Notes = append(res.Notes, "fleet: "+err.Error())
 	}
-	return res, nil
 }
 
 // gcPercent reads the current GOGC without changing it.

@@ -108,19 +108,34 @@ func StartMosquitto(ctx context.Context, o MosquittoOptions) (*Mosquitto, error)
 	if err != nil {
 		return nil, err
 	}
-	m := &Mosquitto{dir: dir, done: make(chan error, 1)}
-	fail := func(err error) (*Mosquitto, error) {
+	port, err := writeMosquittoFiles(dir, o)
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	m := &Mosquitto{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, done: make(chan error, 1)}
+	running, err := m.start(bin)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := m.waitRunning(ctx, running); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// writeMosquittoFiles writes the password file, the ACL and the config
+// for a free loopback port into dir, and returns the port.
+func writeMosquittoFiles(dir string, o MosquittoOptions) (int, error) {
 	var pw strings.Builder
 	for _, u := range o.Users {
 		if !validName(u.Name) {
-			return fail(fmt.Errorf("mosquitto: invalid user name %q", u.Name))
+			return 0, fmt.Errorf("mosquitto: invalid user name %q", u.Name)
 		}
 		line, err := passwordLine(u.Name, u.Password)
 		if err != nil {
-			return fail(err)
+			return 0, err
 		}
 		pw.WriteString(line)
 	}
@@ -128,8 +143,19 @@ func StartMosquitto(ctx context.Context, o MosquittoOptions) (*Mosquitto, error)
 		o.Controller, o.CommandPrefix, o.ReplyPrefix, o.CommandPrefix, o.ReplyPrefix)
 	port, err := freePort()
 	if err != nil {
-		return fail(err)
+		return 0, err
 	}
+	for name, body := range map[string]string{"passwd": pw.String(), "acl": acl, "mosquitto.conf": mosquittoConf(dir, port, o.NoDelay)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			return 0, err
+		}
+	}
+	return port, nil
+}
+
+// mosquittoConf is the config: one loopback listener, logins by password
+// file and ACL only, no persistence, logs on stderr.
+func mosquittoConf(dir string, port int, noDelay bool) string {
 	conf := []string{
 		fmt.Sprintf("listener %d 127.0.0.1", port),
 		"allow_anonymous false",
@@ -144,7 +170,7 @@ func StartMosquitto(ctx context.Context, o MosquittoOptions) (*Mosquitto, error)
 		"log_type information", // says "running" once listening
 		"max_connections -1",
 	}
-	if o.NoDelay {
+	if noDelay {
 		conf = append(conf, "set_tcp_nodelay true")
 	}
 	if os.Geteuid() == 0 {
@@ -152,20 +178,22 @@ func StartMosquitto(ctx context.Context, o MosquittoOptions) (*Mosquitto, error)
 		// read our 0600 files.
 		conf = append(conf, "user root")
 	}
-	for name, body := range map[string]string{"passwd": pw.String(), "acl": acl, "mosquitto.conf": strings.Join(conf, "\n") + "\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			return fail(err)
-		}
-	}
-	m.cmd = exec.Command(bin, "-c", filepath.Join(dir, "mosquitto.conf"))
+	return strings.Join(conf, "\n") + "\n"
+}
+
+// start starts the broker with the config in m.dir. Its stderr feeds m.log
+// until it exits (then m.done gets the exit); running is closed when it
+// says it is running.
+func (m *Mosquitto) start(bin string) (running <-chan struct{}, err error) {
+	m.cmd = exec.Command(bin, "-c", filepath.Join(m.dir, "mosquitto.conf"))
 	stderr, err := m.cmd.StderrPipe()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if err := m.cmd.Start(); err != nil {
-		return fail(fmt.Errorf("starting mosquitto: %w", err))
+		return nil, fmt.Errorf("starting mosquitto: %w", err)
 	}
-	running := make(chan struct{})
+	up := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
@@ -178,27 +206,32 @@ func StartMosquitto(ctx context.Context, o MosquittoOptions) (*Mosquitto, error)
 			}
 			m.mu.Unlock()
 			if strings.Contains(line, " running") {
-				once.Do(func() { close(running) })
+				once.Do(func() { close(up) })
 			}
 		}
 		io.Copy(io.Discard, stderr)
 		m.done <- m.cmd.Wait()
 	}()
-	m.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return up, nil
+}
+
+// waitRunning waits, at most 10 s, until the broker says it is running;
+// if it does not, it closes the broker.
+func (m *Mosquitto) waitRunning(ctx context.Context, running <-chan struct{}) error {
 	select {
 	case <-running:
+		return nil
 	case err := <-m.done:
 		m.done <- err
 		m.Close()
-		return nil, fmt.Errorf("mosquitto exited at start (%v): %s", err, m.lastLog())
+		return fmt.Errorf("mosquitto exited at start (%v): %s", err, m.lastLog())
 	case <-time.After(10 * time.Second):
 		m.Close()
-		return nil, fmt.Errorf("mosquitto did not report running within 10 s: %s", m.lastLog())
+		return fmt.Errorf("mosquitto did not report running within 10 s: %s", m.lastLog())
 	case <-ctx.Done():
 		m.Close()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return m, nil
 }
 
 func (m *Mosquitto) lastLog() string {
