@@ -37,11 +37,11 @@ func (r *Rig) Begin(ctx context.Context, setup scenario.Setup) error {
 		}
 	}
 	if err := r.sync(ctx, files); err != nil {
-		return errors.New(r.mask.Mask(err.Error()))
+		return r.mask.MaskError(err)
 	}
 	r.markScenario()
 	if _, err := r.repl.Reset(ctx, board.ResetAuto); err != nil {
-		return errors.New(r.mask.Mask("rig: reset: " + err.Error()))
+		return r.mask.MaskError(fmt.Errorf("rig: reset: %w", err))
 	}
 	return r.awaitLogin(ctx, prof, setup.WrongCredentials)
 }
@@ -150,5 +150,5 @@ func (r *Rig) awaitLogin(ctx context.Context, prof echo.Profile, refused bool) e
 	default:
 		return nil
 	}
-	return errors.New(r.mask.Mask(err.Error()))
+	return r.mask.MaskError(err)
 }

@@ -11,7 +11,6 @@
 package rig
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	"github.com/onenet-hil/hil/harness/link"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/internal/secret"
 	"github.com/onenet-hil/hil/sim"
 )
 
@@ -152,7 +152,7 @@ type Rig struct {
 	link  *link.Link
 	repl  *board.REPL
 	mask  *report.Masker
-	logw  *maskingWriter
+	logw  *secret.Writer // the serial log, masked line by line
 	// boardHost is the broker's host as the board dials it.
 	boardHost string
 	tweak     func(*firmware.Config) // tests: a deliberately wrong config
@@ -272,7 +272,7 @@ func (r *Rig) openBoard(ctx context.Context, spec dut.Spec, sandboxed bool) erro
 		spec.Redirects = map[string]string{OneNETAddr: r.br.MQTTAddr()}
 	}
 	if r.opts.SerialLog != nil {
-		r.logw = &maskingWriter{w: r.opts.SerialLog, m: r.mask}
+		r.logw = r.mask.LineWriter(r.opts.SerialLog)
 		spec.Log = r.logw
 	}
 	var err error
@@ -403,38 +403,4 @@ func (r *Rig) skipReason(sc *scenario.Scenario) string {
 		return "the tutorial's mqtt.py dials OneNET (" + OneNETAddr + ") itself; only the virtual board redirects it to the local broker"
 	}
 	return ""
-}
-
-// maskingWriter masks secrets line by line (a secret never spans lines).
-type maskingWriter struct {
-	mu  sync.Mutex
-	w   io.Writer
-	m   *report.Masker
-	buf []byte
-}
-
-func (w *maskingWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		if _, err := io.WriteString(w.w, w.m.Mask(string(w.buf[:i+1]))); err != nil {
-			return len(p), err
-		}
-		w.buf = w.buf[i+1:]
-	}
-}
-
-// Flush writes an unfinished last line.
-func (w *maskingWriter) Flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		io.WriteString(w.w, w.m.Mask(string(w.buf)))
-		w.buf = nil
-	}
 }

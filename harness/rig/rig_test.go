@@ -231,19 +231,6 @@ func TestRealBoardPathOnAPty(t *testing.T) {
 	assert.Equal(t, 1, run.Scenarios[1].Steps[0].Echo)
 }
 
-func TestMaskingWriterMasksWholeLines(t *testing.T) {
-	var out bytes.Buffer
-	w := &maskingWriter{w: &out, m: report.NewMasker("s3cret")}
-	_, _ = w.Write([]byte("a s3c"))
-	assert.Empty(t, out.String(), "nothing before the line ends")
-	_, _ = w.Write([]byte("ret b\nc s3cret"))
-	w.Flush()
-	assert.Equal(t, "a **** b\nc ****", out.String())
-	assert.False(t, strings.Contains(out.String(), "s3cret"))
-}
-
-// The runner reads the virtual board's pin, not just the echo: firmware
-// driving another GPIO than the LED's fails, naming both.
 func TestRunnerCatchesAPinThatDisagreesWithTheEcho(t *testing.T) {
 	r := newRig(t, Options{})
 	r.tweak = func(c *firmware.Config) { c.LEDPin = 5 }

@@ -1,16 +1,11 @@
 package rig
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +13,7 @@ import (
 
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/harness/dut"
+	"github.com/onenet-hil/hil/harness/onenet"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
 )
@@ -50,30 +46,10 @@ func (r *Rig) send(ctx context.Context, ch scenario.Channel, payload []byte, opt
 
 // postCmd is OneNET's POST /cmds over a real HTTP connection.
 func (r *Rig) postCmd(ctx context.Context, payload []byte, qos int) error {
-	u := "http://" + r.br.HTTPAddr() + "/cmds?device_id=" + url.QueryEscape(DeviceID)
-	if qos != 0 {
-		u += "&qos=" + strconv.Itoa(qos)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
+	c := onenet.Client{BaseURL: "http://" + r.br.HTTPAddr(), APIKey: r.creds.MasterKey}
+	_, err := c.SendCommand(ctx, DeviceID, payload, qos)
 	if err != nil {
-		return err
-	}
-	req.Header.Set("api-key", r.creds.MasterKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST /cmds: %w", err)
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Errno int    `json:"errno"`
-		Error string `json:"error"`
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err := json.Unmarshal(body, &env); err != nil {
-		return fmt.Errorf("POST /cmds: HTTP %d, not a OneNET answer: %q", resp.StatusCode, r.mask.Mask(string(body)))
-	}
-	if env.Errno != 0 {
-		return fmt.Errorf("POST /cmds: errno %d: %s", env.Errno, r.mask.Mask(env.Error))
+		return r.mask.MaskError(err)
 	}
 	return nil
 }
@@ -81,45 +57,24 @@ func (r *Rig) postCmd(ctx context.Context, payload []byte, qos int) error {
 // syncWait is the synchronous command API's timeout (its minimum): the
 // firmware answers on/off/toggle at once and never answers junk, so junk
 // costs this much per send.
-const syncWait = "1"
+const syncWait = time.Second
 
 // syncCmd is OneNET Studio's POST /datapoint/synccmds over a real HTTP
 // connection, authorised with a product-level token. It answers when the
 // device replies; "command timeout" (the device got it and did not answer,
 // as for junk) counts as delivered: the runner checks the echo either way.
 func (r *Rig) syncCmd(ctx context.Context, payload []byte) error {
-	u := "http://" + r.br.HTTPAddr() + "/datapoint/synccmds?product_id=" + url.QueryEscape(ProductID) +
-		"&device_name=" + url.QueryEscape(DeviceID) + "&timeout=" + syncWait
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("authorization", r.creds.ProductToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST /datapoint/synccmds: %w", err)
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Code int    `json:"code"`
-		Msg  string `json:"msg"`
-		Data struct {
-			UUID string `json:"cmd_uuid"`
-		} `json:"data"`
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err := json.Unmarshal(body, &env); err != nil {
-		return fmt.Errorf("POST /datapoint/synccmds: HTTP %d, not a OneNET answer: %q", resp.StatusCode, r.mask.Mask(string(body)))
-	}
-	switch {
-	case env.Code == broker.StudioOK:
+	c := onenet.Client{BaseURL: "http://" + r.br.HTTPAddr(), Token: r.creds.ProductToken}
+	rep, err := c.SyncCommand(ctx, r.creds.ProductID, DeviceID, payload, syncWait)
+	if err == nil {
 		return nil
-	case env.Code == broker.StudioTimeout && env.Data.UUID != "":
-		if info, ok := r.br.Command(env.Data.UUID); ok && info.Status >= broker.CmdSent {
+	}
+	if onenet.IsAPIError(err, broker.StudioTimeout) && rep.CmdUUID != "" {
+		if info, ok := r.br.Command(rep.CmdUUID); ok && info.Status >= broker.CmdSent {
 			return nil
 		}
 	}
-	return fmt.Errorf("POST /datapoint/synccmds: code %d: %s", env.Code, r.mask.Mask(env.Msg))
+	return r.mask.MaskError(err)
 }
 
 // Fault injects f and returns once it has taken effect as far as the
@@ -297,7 +252,7 @@ func (s serialLines) Next(ctx context.Context) (report.Line, error) {
 		if ctx.Err() != nil {
 			return report.Line{}, ctx.Err()
 		}
-		return report.Line{}, fmt.Errorf("serial: %w", secret(r.mask, err))
+		return report.Line{}, fmt.Errorf("serial: %w", r.mask.MaskError(err))
 	}
 	r.mu.Lock()
 	r.cursor = ln.Seq + 1
@@ -359,14 +314,3 @@ func (r *Rig) newMark() broker.Mark {
 	clear(r.intruder)
 	return r.mark
 }
-
-// secret is err with every secret masked, still matching what err matches.
-func secret(m *report.Masker, err error) error { return &maskedError{err: err, msg: m.Mask(err.Error())} }
-
-type maskedError struct {
-	err error
-	msg string
-}
-
-func (e *maskedError) Error() string { return e.msg }
-func (e *maskedError) Unwrap() error { return e.err }
