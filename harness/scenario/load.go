@@ -392,11 +392,47 @@ func (l *loader) steps(n *yaml.Node, timeout time.Duration, depth int) []proto {
 	return out
 }
 
+// step parses one step; timeout is inherited from the enclosing block.
 func (l *loader) step(n *yaml.Node, timeout time.Duration, depth int) (proto, bool) {
 	p := proto{node: n}
+	act, ok := l.action(n)
+	if !ok {
+		return p, false
+	}
+	f, ok := l.fields(n, act+" step", stepKeys[act]...)
+	if !ok {
+		return p, false
+	}
+	nerr := len(l.errs)
+	l.stepOptions(f, &p, timeout)
+	st := &p.step
+	switch act {
+	case "send":
+		st.Kind = SendStep
+		st.Payload, _ = l.str(f["send"], "send")
+		if v := f["nowait"]; v != nil {
+			st.NoWait, _ = l.boolean(v, "nowait")
+		}
+	case "expect":
+		l.expect(f["expect"], st)
+	case "wait":
+		st.Kind = WaitStep
+		st.Duration, _ = l.duration(f["wait"], "wait")
+	case "fault":
+		l.fault(f["fault"], st)
+	case "repeat":
+		l.repeat(n, f, &p, depth, nerr)
+	case "random":
+		l.random(n, f, &p)
+	}
+	return p, len(l.errs) == nerr
+}
+
+// action is the one action key (send, expect, ...) of step n.
+func (l *loader) action(n *yaml.Node) (string, bool) {
 	if n.Kind != yaml.MappingNode {
 		l.errf(n, "a step must be a mapping like `send: on` or `expect: {led: 1}`, not %s", kindName(n))
-		return p, false
+		return "", false
 	}
 	var found []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -406,16 +442,16 @@ func (l *loader) step(n *yaml.Node, timeout time.Duration, depth int) (proto, bo
 	}
 	if len(found) != 1 {
 		l.errf(n, "a step needs exactly one of %s (found: %s)", strings.Join(actions, ", "), strings.Join(found, ", "))
-		return p, false
+		return "", false
 	}
-	act := found[0]
-	f, ok := l.fields(n, act+" step", stepKeys[act]...)
-	if !ok {
-		return p, false
-	}
-	nerr := len(l.errs)
+	return found[0], true
+}
+
+// stepOptions reads the keys several actions share (timeout, channel, qos,
+// burst) into p.
+func (l *loader) stepOptions(f map[string]*yaml.Node, p *proto, timeout time.Duration) {
 	st := &p.step
-	st.Line, st.RC, st.Level = n.Line, -1, -1
+	st.Line, st.RC, st.Level = p.node.Line, -1, -1
 	st.Timeout = timeout
 	if v := f["timeout"]; v != nil {
 		st.Timeout, _ = l.duration(v, "timeout")
@@ -431,69 +467,74 @@ func (l *loader) step(n *yaml.Node, timeout time.Duration, depth int) (proto, bo
 	if v := f["burst"]; v != nil {
 		p.burst, _ = l.boolean(v, "burst")
 	}
-	switch act {
-	case "send":
-		st.Kind = SendStep
-		st.Payload, _ = l.str(f["send"], "send")
-		if v := f["nowait"]; v != nil {
-			st.NoWait, _ = l.boolean(v, "nowait")
+}
+
+// fault parses the value of a fault step (n) into st, checking that the
+// scenario's profile and requirements allow it.
+func (l *loader) fault(n *yaml.Node, st *Step) {
+	st.Kind = FaultStep
+	opts := make([]string, len(Faults))
+	for i, k := range Faults {
+		opts[i] = string(k)
+	}
+	s, ok := l.oneOf(n, "fault", opts...)
+	st.Fault = FaultKind(s)
+	if ok && l.sc.Profile == "tutorial" && st.Fault != PowerCycle {
+		l.errf(n, "fault %s: the tutorial's mqtt.py does not reconnect; only power_cycle works with profile tutorial", s)
+	}
+	if ok && st.Fault.VirtualOnly() && !l.sc.Needs(Virtual) {
+		l.errf(n, "fault %s needs a virtual board: add `requires: [virtual]` to the scenario", s)
+	}
+}
+
+// repeat parses a repeat step (n, its fields f) into p; nerr is the error
+// count before the step.
+func (l *loader) repeat(n *yaml.Node, f map[string]*yaml.Node, p *proto, depth, nerr int) {
+	p.count, _ = l.integer(f["repeat"], "repeat", 1, MaxSteps)
+	v := f["steps"]
+	if v == nil {
+		l.errf(n, "repeat: missing steps")
+		return
+	}
+	p.kids = l.steps(v, p.step.Timeout, depth+1)
+	if len(p.kids) == 0 && len(l.errs) == nerr {
+		l.errf(v, "repeat: the steps list is empty")
+	}
+}
+
+// random parses a random step (n, its fields f) into p.
+func (l *loader) random(n *yaml.Node, f map[string]*yaml.Node, p *proto) {
+	p.random = true
+	p.count, _ = l.integer(f["random"], "random", 1, MaxSteps)
+	if v := f["seed"]; v == nil {
+		l.errf(n, "random: missing seed (a fixed seed makes the run repeatable)")
+	} else if s, ok := l.str(v, "seed"); ok {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			l.errf(v, "seed: %q is not a non-negative whole number", s)
 		}
-	case "expect":
-		l.expect(f["expect"], st)
-	case "wait":
-		st.Kind = WaitStep
-		st.Duration, _ = l.duration(f["wait"], "wait")
-	case "fault":
-		st.Kind = FaultStep
-		opts := make([]string, len(Faults))
-		for i, k := range Faults {
-			opts[i] = string(k)
-		}
-		s, ok := l.oneOf(f["fault"], "fault", opts...)
-		st.Fault = FaultKind(s)
-		if ok && l.sc.Profile == "tutorial" && st.Fault != PowerCycle {
-			l.errf(f["fault"], "fault %s: the tutorial's mqtt.py does not reconnect; only power_cycle works with profile tutorial", s)
-		}
-		if ok && st.Fault.VirtualOnly() && !l.sc.Needs(Virtual) {
-			l.errf(f["fault"], "fault %s needs a virtual board: add `requires: [virtual]` to the scenario", s)
-		}
-	case "repeat":
-		p.count, _ = l.integer(f["repeat"], "repeat", 1, MaxSteps)
-		if v := f["steps"]; v == nil {
-			l.errf(n, "repeat: missing steps")
-		} else {
-			p.kids = l.steps(v, st.Timeout, depth+1)
-			if len(p.kids) == 0 && len(l.errs) == nerr {
-				l.errf(v, "repeat: the steps list is empty")
-			}
-		}
-	case "random":
-		p.random = true
-		p.count, _ = l.integer(f["random"], "random", 1, MaxSteps)
-		if v := f["seed"]; v == nil {
-			l.errf(n, "random: missing seed (a fixed seed makes the run repeatable)")
-		} else if s, ok := l.str(v, "seed"); ok {
-			seed, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				l.errf(v, "seed: %q is not a non-negative whole number", s)
-			}
-			p.seed = seed
-		}
-		p.mix = []string{"on", "off", "toggle", "junk"}
-		if v := f["mix"]; v != nil {
-			p.mix = nil
-			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-				l.errf(v, "mix must be a non-empty list of on, off, toggle, junk")
-			} else {
-				for _, m := range v.Content {
-					if s, ok := l.oneOf(m, "mix", "on", "off", "toggle", "junk"); ok {
-						p.mix = append(p.mix, s)
-					}
-				}
-			}
+		p.seed = seed
+	}
+	p.mix = []string{"on", "off", "toggle", "junk"}
+	if v := f["mix"]; v != nil {
+		p.mix = l.mix(v)
+	}
+}
+
+// mix parses a random step's mix: a non-empty list of on, off, toggle and
+// junk.
+func (l *loader) mix(v *yaml.Node) []string {
+	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+		l.errf(v, "mix must be a non-empty list of on, off, toggle, junk")
+		return nil
+	}
+	var mix []string
+	for _, m := range v.Content {
+		if s, ok := l.oneOf(m, "mix", "on", "off", "toggle", "junk"); ok {
+			mix = append(mix, s)
 		}
 	}
-	return p, len(l.errs) == nerr
+	return mix
 }
 
 // expect parses the value of an expect step.
