@@ -36,6 +36,7 @@ import (
 
 // Environment variables of a run against a real board.
 const (
+	EnvBoard        = "HIL_BOARD"         // the kind of board (harness/dut); unset: serial with HIL_PORT, else virtual
 	EnvPort         = "HIL_PORT"          // the board's serial port; unset: the virtual board
 	EnvWiFiSSID     = "HIL_WIFI_SSID"     // the network the real board joins
 	EnvWiFiPassword = "HIL_WIFI_PASSWORD" // its password (masked everywhere)
@@ -124,6 +125,7 @@ func FromEnv() (Options, error) {
 	}
 	o := Options{
 		Platform:     p,
+		Board:        os.Getenv(EnvBoard),
 		Port:         os.Getenv(EnvPort),
 		WiFiSSID:     os.Getenv(EnvWiFiSSID),
 		WiFiPassword: os.Getenv(EnvWiFiPassword),

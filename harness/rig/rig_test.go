@@ -319,3 +319,14 @@ func TestTopicChannelPublishesFromTheControllerDevice(t *testing.T) {
 	require.NoError(t, r.Send(ctx, scenario.Topic, []byte("toggle"), scenario.SendOptions{}))
 	next(t, r, `^HIL led state=0 cmd=toggle via=`+Topic+`$`)
 }
+
+// HIL_BOARD names the kind of board; an unknown kind fails before anything
+// is started, naming the kinds there are.
+func TestBoardKindFromEnv(t *testing.T) {
+	t.Setenv(EnvBoard, "jtag")
+	o, err := FromEnv()
+	require.NoError(t, err)
+	assert.Equal(t, "jtag", o.Board)
+	_, err = New(context.Background(), o)
+	assert.ErrorContains(t, err, `unknown board kind "jtag" (known: serial, virtual)`)
+}
