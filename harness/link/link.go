@@ -1,8 +1,11 @@
 // Package link is the harness's serial link to a board: a port opened with
 // go.bug.st/serial (a real USB-serial bridge or a virtual board's pty), a
 // reader that turns the incoming bytes into a bounded, timestamped line log
-// (also written to a file), raw byte access for the REPL protocol beside it,
-// and bounded waits (Expect) that fail with the last lines seen.
+// (also written to a file; the log is an internal/seqlog, the same sequenced
+// log as the broker's event feed: Mark, Since, Next, WaitLine), raw byte
+// access for the REPL protocol beside it, and bounded waits that fail with
+// the last lines seen. An error caused by the port going away matches
+// ErrGone.
 //
 // Two traps of go.bug.st/serial v1.8.0 are avoided by never calling the
 // library's Read: it returns (0, nil) when its timeout passes, and it builds

@@ -1,6 +1,9 @@
 // Package scenario holds the scenario file format, the LED model that
 // predicts every expectation, and the runner that plays a scenario against
-// a Target (a real or virtual board behind the stand-in broker).
+// a Target (a board of any kind behind the stand-in broker). A Target
+// states what it can do as Capabilities (faults, the LED pin, liveness,
+// its own skip reasons), asked once per scenario; the runner never asks
+// which kind of board it is.
 package scenario
 
 import (
