@@ -137,6 +137,34 @@ func Sync(ctx context.Context, r *REPL, want map[string][]byte, opts FlashOption
 	if err := r.EnterRaw(ctx, !opts.NoSoftReset); err != nil {
 		return res, fmt.Errorf("flash: %w", err)
 	}
+	changed, total, err := changedFiles(ctx, r, want, &res)
+	if err != nil {
+		return res, fmt.Errorf("flash: %w", err)
+	}
+	prog := newProgress(opts.Progress, total, len(changed), len(res.Skipped))
+	if err := upload(ctx, r, want, changed, opts.Copy, prog, &res); err != nil {
+		prog.fail()
+		return res, fmt.Errorf("flash: %w", err)
+	}
+	if err := verify(ctx, r, want, changed); err != nil {
+		prog.fail()
+		return res, fmt.Errorf("flash: verify: %w", err)
+	}
+	prog.done(res.Bytes, time.Since(start))
+	if opts.Prune {
+		if err := prune(ctx, r, want, opts, &res); err != nil {
+			return res, fmt.Errorf("flash: prune: %w", err)
+		}
+	}
+	res.RawPaste = r.RawPaste()
+	res.Upload = time.Since(start)
+	return res, nil
+}
+
+// changedFiles hashes want's files on the board and returns, in path
+// order, those that differ and their byte total; the others go to
+// res.Skipped.
+func changedFiles(ctx context.Context, r *REPL, want map[string][]byte, res *FlashResult) (changed []string, total int64, err error) {
 	paths := make([]string, 0, len(want))
 	for p := range want {
 		paths = append(paths, p)
@@ -144,10 +172,8 @@ func Sync(ctx context.Context, r *REPL, want map[string][]byte, opts FlashOption
 	sort.Strings(paths)
 	have, err := r.Hashes(ctx, paths)
 	if err != nil {
-		return res, fmt.Errorf("flash: %w", err)
+		return nil, 0, err
 	}
-	var changed []string
-	var total int64
 	for _, p := range paths {
 		if have[p] == SumHex(want[p]) {
 			res.Skipped = append(res.Skipped, p)
@@ -156,66 +182,72 @@ func Sync(ctx context.Context, r *REPL, want map[string][]byte, opts FlashOption
 		changed = append(changed, p)
 		total += int64(len(want[p]))
 	}
+	return changed, total, nil
+}
 
-	prog := newProgress(opts.Progress, total, len(changed), len(res.Skipped))
+// upload writes the changed files, making their directories first, and
+// counts them in res.
+func upload(ctx context.Context, r *REPL, want map[string][]byte, changed []string, copyOpts CopyOptions, prog *progress, res *FlashResult) error {
 	made := map[string]bool{}
 	for i, p := range changed {
 		if dir := path.Dir("/" + p); dir != "/" && !made[dir] {
 			if err := r.MkdirAll(ctx, dir); err != nil {
-				prog.fail()
-				return res, fmt.Errorf("flash: %w", err)
+				return err
 			}
 			made[dir] = true
 		}
 		prog.file(i, p, len(want[p]))
-		if err := r.WriteFile(ctx, p, want[p], opts.Copy, prog.add); err != nil {
-			prog.fail()
-			return res, fmt.Errorf("flash: %w", err)
+		if err := r.WriteFile(ctx, p, want[p], copyOpts, prog.add); err != nil {
+			return err
 		}
 		res.Uploaded = append(res.Uploaded, p)
 		res.Bytes += int64(len(want[p]))
 	}
-	if len(changed) > 0 {
-		got, err := r.Hashes(ctx, changed)
-		if err != nil {
-			prog.fail()
-			return res, fmt.Errorf("flash: verify: %w", err)
-		}
-		for _, p := range changed {
-			if got[p] != SumHex(want[p]) {
-				prog.fail()
-				return res, fmt.Errorf("flash: verify: %s on the board has sha256 %q after the upload, want %s", p, got[p], SumHex(want[p]))
-			}
-		}
-	}
-	prog.done(res.Bytes, time.Since(start))
+	return nil
+}
 
-	if opts.Prune {
-		keep := map[string]bool{}
-		for _, k := range opts.Keep {
-			keep[strings.TrimPrefix(path.Clean("/"+k), "/")] = true
-		}
-		onBoard, err := r.Walk(ctx, "/")
-		if err != nil {
-			return res, fmt.Errorf("flash: prune: %w", err)
-		}
-		for _, e := range onBoard {
-			p := strings.TrimPrefix(e.Path, "/")
-			if _, ok := want[p]; ok || keep[p] {
-				continue
-			}
-			if err := r.Remove(ctx, e.Path); err != nil {
-				return res, fmt.Errorf("flash: prune: %w", err)
-			}
-			res.Removed = append(res.Removed, p)
-		}
-		if len(res.Removed) > 0 {
-			newPlainLog(opts.Progress)("removed %s", strings.Join(res.Removed, ", "))
+// verify hashes the changed files again: each must now be what was sent.
+func verify(ctx context.Context, r *REPL, want map[string][]byte, changed []string) error {
+	if len(changed) == 0 {
+		return nil
+	}
+	got, err := r.Hashes(ctx, changed)
+	if err != nil {
+		return err
+	}
+	for _, p := range changed {
+		if got[p] != SumHex(want[p]) {
+			return fmt.Errorf("%s on the board has sha256 %q after the upload, want %s", p, got[p], SumHex(want[p]))
 		}
 	}
-	res.RawPaste = r.RawPaste()
-	res.Upload = time.Since(start)
-	return res, nil
+	return nil
+}
+
+// prune removes every file on the board that is neither in want nor in
+// opts.Keep, and lists them in res.Removed.
+func prune(ctx context.Context, r *REPL, want map[string][]byte, opts FlashOptions, res *FlashResult) error {
+	keep := map[string]bool{}
+	for _, k := range opts.Keep {
+		keep[strings.TrimPrefix(path.Clean("/"+k), "/")] = true
+	}
+	onBoard, err := r.Walk(ctx, "/")
+	if err != nil {
+		return err
+	}
+	for _, e := range onBoard {
+		p := strings.TrimPrefix(e.Path, "/")
+		if _, ok := want[p]; ok || keep[p] {
+			continue
+		}
+		if err := r.Remove(ctx, e.Path); err != nil {
+			return err
+		}
+		res.Removed = append(res.Removed, p)
+	}
+	if len(res.Removed) > 0 {
+		newPlainLog(opts.Progress)("removed %s", strings.Join(res.Removed, ", "))
+	}
+	return nil
 }
 
 // progress shows an upload: a bar on a terminal, log lines elsewhere.
