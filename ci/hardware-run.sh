@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-: "${HIL_PORT:?set HIL_PORT to the board's serial port}"
+: "${HIL_PORT:?set HIL_PORT to the serial port of the board}"
 : "${HIL_WIFI_SSID:?set HIL_WIFI_SSID}"
 : "${HIL_WIFI_PASSWORD:?set HIL_WIFI_PASSWORD}"
 : "${HIL_BROKER_HOST:?set HIL_BROKER_HOST to the address the board can reach}"

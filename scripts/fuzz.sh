@@ -17,7 +17,11 @@
 # replay of the target's corpus passes, and is shown as such.
 #
 # Environment: FUZZ_PARALLEL workers per target (default 1: the machine
-# is shared), FUZZ_MAX_RSS_MB.
+# is shared), FUZZ_MAX_RSS_MB, FUZZ_PACKAGES (package folders to fuzz,
+# e.g. "./broker ./harness/echo"; default every one that has a target).
+#
+# Needs GNU time as /usr/bin/time (Debian package `time`) for the memory
+# figure.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -25,11 +29,15 @@ secs=${1:-30}
 case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 par=${FUZZ_PARALLEL:-1}
 maxrss=${FUZZ_MAX_RSS_MB:-2048}
+if [ ! -x /usr/bin/time ]; then
+	echo "$0: needs GNU time as /usr/bin/time (Debian: apt-get install time)" >&2
+	exit 2
+fi
 logdir=$(mktemp -d)
 trap 'rm -rf "$logdir"' EXIT
 
 # Packages whose test files declare a fuzz target.
-pkgs=$(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v node_modules | xargs -r -n1 dirname | sort -u)
+pkgs=${FUZZ_PACKAGES:-$(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v node_modules | xargs -r -n1 dirname | sort -u)}
 if [ -z "$pkgs" ]; then
 	echo "no fuzz targets found" >&2
 	exit 1
@@ -39,7 +47,9 @@ fail=0
 total=0
 printf '%-34s %-18s %12s %8s %9s %s\n' package target execs seconds maxrss result
 for pkg in $pkgs; do
-	targets=$(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz') || { echo "$pkg: go test -list failed" >&2; fail=1; continue; }
+	case $pkg in ./* | ../* | /*) ;; *) pkg=./$pkg ;; esac # a folder, not an import path
+	list=$(go test -list 'Fuzz.*' "$pkg" 2>&1) || { echo "$pkg: go test -list failed:" >&2; echo "$list" | tail -20 >&2; fail=1; continue; }
+	targets=$(echo "$list" | grep '^Fuzz') || { echo "$pkg: no fuzz target" >&2; fail=1; continue; }
 	for t in $targets; do
 		log=$logdir/$(echo "$pkg.$t" | tr '/.' '__').log
 		corpus=$pkg/testdata/fuzz/$t
@@ -73,7 +83,7 @@ for pkg in $pkgs; do
 		if [ "${result%% *}" = ok ] && [ -n "$rss" ] && [ "$rss" -gt "$maxrss" ]; then
 			result="FAIL (rss > ${maxrss} MB)"
 		fi
-		printf '%-34s %-18s %12s %8.1f %6s MB %s\n' "${pkg#./}" "$t" "${execs:-?}" "$(echo "$end - $start" | bc)" "${rss:-?}" "$result"
+		printf '%-34s %-18s %12s %8.1f %6s MB %s\n' "${pkg#./}" "$t" "${execs:-?}" "$(awk -v s="$start" -v e="$end" 'BEGIN { print e - s }')" "${rss:-?}" "$result"
 		total=$((total + ${execs:-0}))
 		if [ "${result%% *}" != ok ]; then
 			fail=1
