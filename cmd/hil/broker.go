@@ -26,7 +26,6 @@ func init() {
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hil broker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	regPath := fs.String("registry", "", "registry YAML file of products and devices (default: the demo registry)")
 	mqttAddr := fs.String("mqtt", broker.DefaultMQTTAddr, "MQTT listen address (OneNET's port 6002; use 0.0.0.0:6002 or a LAN address for a real board)")
 	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET HTTP API listen address (legacy API and the studio sync command API)")

@@ -23,8 +23,9 @@ import (
 type command struct {
 	name    string
 	summary string
-	// run parses args itself (with its own flag.FlagSet) and returns an
-	// error; an exitError carries a specific exit code.
+	// run parses args with parseFlags (its own flag.FlagSet, a usage
+	// line) and returns an error; an exitError carries a specific exit
+	// code.
 	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
@@ -108,7 +109,11 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage, about 
 		return exitError{2}
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "hil %s: unexpected arguments: %v\n", strings.TrimPrefix(fs.Name(), "hil "), fs.Args())
+		what := fmt.Sprintf("argument %q", fs.Arg(0))
+		if fs.NArg() > 1 {
+			what = fmt.Sprintf("arguments %q", fs.Args())
+		}
+		fmt.Fprintf(stderr, "hil %s: unexpected %s\n", strings.TrimPrefix(fs.Name(), "hil "), what)
 		fs.Usage()
 		return exitError{2}
 	}

@@ -19,13 +19,10 @@ func init() {
 }
 
 func runPorts(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ports", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	fs := flag.NewFlagSet("hil ports", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stderr, "usage: hil ports",
+		"Lists the serial ports; the ones that look like an ESP8266 board (CH340, CP210x, FTDI) are marked."); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	ports, err := link.Ports()
 	if err != nil {

@@ -35,6 +35,6 @@ func TestPrintPortsMarksESP8266(t *testing.T) {
 
 func TestPortsRejectsArguments(t *testing.T) {
 	var out, errOut bytes.Buffer
-	assert.Equal(t, 1, runMain([]string{"ports", "extra"}, &out, &errOut))
-	assert.Contains(t, errOut.String(), "unexpected argument")
+	assert.Equal(t, 2, runMain([]string{"ports", "extra"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), `unexpected argument "extra"`)
 }

@@ -51,8 +51,7 @@ func init() {
 }
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("hil sim", flag.ContinueOnError)
 	flash := fs.String("flash", "", "host directory used as the board's flash (default: a fresh temporary one)")
 	baud := fs.Int("baud", 0, "pace the line at this baud rate, 8N1 (e.g. 115200); 0 = as fast as possible")
 	noRawPaste := fs.Bool("no-raw-paste", false, "behave like MicroPython older than 1.14 (no raw-paste mode)")

@@ -29,23 +29,15 @@ func init() {
 }
 
 func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("hil token", flag.ContinueOnError)
 	product := fs.String("product", "", "product ID (required)")
 	device := fs.String("device", "", "device name; omit for a product-level token (res=products/{pid}, product access key)")
 	key := fs.String("key", "", "base64 device key (or product access key); default $"+keyEnv)
 	method := fs.String("method", "sha256", "signature method: md5, sha1 or sha256")
 	expires := fs.String("expires", "8760h", "expiry: a duration from now (8760h), an RFC 3339 time or unix seconds")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil token --product P [--device D] [--key K | $"+keyEnv+"] [--method sha256] [--expires 8760h]")
-		fmt.Fprintln(stderr, "Prints a token for config.json's \"token\" (studio platform). The key is never printed.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stderr, "usage: hil token --product P [--device D] [--key K | $"+keyEnv+"] [--method sha256] [--expires 8760h]",
+		"Prints a token for config.json's \"token\" (studio platform). The key is never printed."); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	var errs []error
 	if *product == "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 )
@@ -14,9 +15,15 @@ func init() {
 	register(command{
 		name:    "version",
 		summary: "print the harness version",
-		run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-			_, err := fmt.Fprintf(stdout, "hil %s\n", version)
-			return err
-		},
+		run:     runVersion,
 	})
+}
+
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hil version", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stderr, "usage: hil version", "Prints the harness version."); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(stdout, "hil %s\n", version)
+	return err
 }
