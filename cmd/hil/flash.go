@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,7 +22,9 @@ import (
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/board"
 	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/harness/onenet"
 	"github.com/onenet-hil/hil/harness/report"
+	"github.com/onenet-hil/hil/harness/rig"
 )
 
 func init() {
@@ -51,83 +50,15 @@ type flashSettings struct {
 	APIKey       string `yaml:"api_key"`
 }
 
-// Environment variables for the secrets (and the port).
-const (
-	envPort     = "HIL_PORT"
-	envWiFiPass = "HIL_WIFI_PASSWORD"
-	envKey      = "HIL_DEVICE_KEY"
-	envAPIKey   = "HIL_API_KEY"
-)
-
 func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fl := flag.NewFlagSet("flash", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	port := fl.String("port", "", "serial port (default $"+envPort+", else the one ESP8266-looking USB port)")
-	fwDir := fl.String("firmware", "", "flash the files of this directory instead of the built-in firmware")
-	configFile := fl.String("config", "", "YAML file with wifi_ssid, wifi_password, device_id, product_id, key, topic, led_pin, broker, api, api_key")
-	brokerAddr := fl.String("broker", "", "HOST:PORT of a running broker the board should use (default: run an embedded one)")
-	api := fl.String("api", "", "with --broker: its OneNET-style HTTP API base URL, to see the board log in")
-	listen := fl.String("listen", "", "embedded broker: MQTT listen address (default: the --advertise address, port 6002: only that\ninterface, the one the board reaches; give 0.0.0.0:6002 to listen on every interface)")
-	advertise := fl.String("advertise", "", "embedded broker: host the board connects to (default: this machine's LAN address)")
-	ssid := fl.String("wifi-ssid", "", "Wi-Fi network name")
-	wifiPass := fl.String("wifi-password", "", "Wi-Fi password; prefer $"+envWiFiPass+" or wifi_password in --config\n(a flag's value shows in ps and the shell history)")
-	deviceID := fl.String("device-id", "", "OneNET device id (default: the demo device; the embedded broker registers the one given)")
-	productID := fl.String("product-id", "", "OneNET product id (default: the demo product; the embedded broker registers the one given)")
-	key := fl.String("key", "", "device auth_info or APIKey; prefer $"+envKey+" or key in --config\n(a flag's value shows in ps and the shell history)")
-	topic := fl.String("topic", "", "custom topic the firmware subscribes to")
-	ledPin := fl.Int("led-pin", 0, "GPIO of the LED (default 4)")
-	prune := fl.Bool("prune", false, "remove board files the firmware does not have (boot.py is kept)")
-	resetMode := fl.String("reset", "auto", "auto, hard (RTS), soft (Ctrl-D) or machine (machine.reset())")
-	ready := fl.String("ready", board.DefaultReady.String(), "serial line (regexp) that says the firmware is up")
-	timeout := fl.Duration("timeout", 60*time.Second, "bound for the board to come up after the reset")
-	serialLog := fl.String("log", "", "append the board's serial lines, timestamped and with secrets masked, to this file")
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fl.Arg(0))
-	}
-	mode, err := board.ParseResetMode(*resetMode)
+	f, err := parseFlashFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	readyRE, err := regexp.Compile(*ready)
+	s, err := f.settings()
 	if err != nil {
-		return fmt.Errorf("--ready: %w", err)
+		return err
 	}
-
-	var s flashSettings
-	if *configFile != "" {
-		data, err := os.ReadFile(*configFile)
-		if err != nil {
-			return err
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(data)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s: %v", *configFile, err)
-		}
-	}
-	pick := func(dst *string, flagVal, env string) {
-		if flagVal != "" {
-			*dst = flagVal
-		} else if v := os.Getenv(env); env != "" && v != "" {
-			*dst = v
-		}
-	}
-	pick(&s.WiFiSSID, *ssid, "")
-	pick(&s.WiFiPassword, *wifiPass, envWiFiPass)
-	pick(&s.DeviceID, *deviceID, "")
-	pick(&s.ProductID, *productID, "")
-	pick(&s.Key, *key, envKey)
-	pick(&s.Topic, *topic, "")
-	pick(&s.Broker, *brokerAddr, "")
-	pick(&s.API, *api, "")
-	pick(&s.APIKey, "", envAPIKey)
-	if *ledPin != 0 {
-		s.LEDPin = *ledPin
-	}
-
 	// Firmware may print what it was given: every secret is masked in what
 	// flash prints, in its errors (they carry the last serial lines) and in
 	// the serial log.
@@ -141,102 +72,222 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}()
 
 	files := firmware.Files()
-	if *fwDir != "" {
-		if files, err = readFirmwareDir(*fwDir); err != nil {
+	if f.fwDir != "" {
+		if files, err = readFirmwareDir(f.fwDir); err != nil {
 			return err
 		}
 	}
-
-	// The broker: the given one, or an embedded one for the duration.
-	var arm board.ArmFunc
-	var host string
-	var mport int
-	if s.Broker != "" {
-		h, p, err := net.SplitHostPort(s.Broker)
-		if err != nil {
-			return fmt.Errorf("--broker %q: %v", s.Broker, err)
-		}
-		if host, mport = h, atoiOr(p, -1); mport <= 0 {
-			return fmt.Errorf("--broker %q: bad port", s.Broker)
-		}
-		if s.API == "" || s.APIKey == "" {
-			return fmt.Errorf("with --broker, give --api URL and $%s (or api/api_key in --config) so the flasher can see the board log in", envAPIKey)
-		}
-		arm = apiOnlineWait(s.API, s.APIKey, s.DeviceID)
-	} else {
-		reg, regName, err := flashRegistry(&s, masterKey)
-		if err != nil {
-			return err
-		}
-		host = *advertise
-		if host == "" {
-			var note string
-			host, note = lanAddress()
-			fmt.Fprintln(stdout, "flash: "+note)
-		}
-		// A real board needs the broker on a LAN address: the one it is
-		// told to dial, not every interface, unless --listen says so.
-		b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: flashListenAddr(*listen, host), HTTPAddr: "127.0.0.1:0"})
-		if err != nil {
-			return err
-		}
-		if err := b.Start(); err != nil {
-			return fmt.Errorf("embedded broker: %w", err)
-		}
-		defer b.Close()
-		_, p, _ := net.SplitHostPort(b.MQTTAddr())
-		mport = atoiOr(p, 0)
-		fmt.Fprintf(stdout, "flash: embedded broker on %s (%s); the board will connect to %s:%d\n", b.MQTTAddr(), regName, host, mport)
-		deviceID := s.DeviceID
-		arm = func() func(ctx context.Context) error {
-			m := b.Events().Mark()
-			return func(ctx context.Context) error {
-				_, err := b.Events().WaitAfter(ctx, m, broker.Is(broker.Connected, deviceID))
-				return err
-			}
-		}
-	}
-
-	cfg := firmware.Config{
-		WiFiSSID: s.WiFiSSID, WiFiPassword: s.WiFiPassword, BrokerHost: host, BrokerPort: mport,
-		DeviceID: s.DeviceID, ProductID: s.ProductID, Key: s.Key, Topic: s.Topic, LEDPin: s.LEDPin,
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	cj, err := cfg.JSON()
+	target, err := flashBroker(&s, f, masterKey, stdout)
 	if err != nil {
 		return err
 	}
-
-	if *port == "" {
-		*port = os.Getenv(envPort)
+	defer target.close()
+	cj, err := flashConfigJSON(s, target)
+	if err != nil {
+		return err
 	}
-	if *port == "" {
+	return f.flashBoard(ctx, files, cj, target.arm, stdout, mask)
+}
+
+// flashFlags is hil flash's command line.
+type flashFlags struct {
+	port, fwDir, configFile, brokerAddr, api, listen, advertise string
+	ssid, wifiPass, deviceID, productID, key, topic             string
+	ledPin                                                      int
+	prune                                                       bool
+	mode                                                        board.ResetMode
+	ready                                                       *regexp.Regexp
+	timeout                                                     time.Duration
+	serialLog                                                   string
+}
+
+func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
+	f := &flashFlags{}
+	fl := flag.NewFlagSet("hil flash", flag.ContinueOnError)
+	fl.StringVar(&f.port, "port", "", "serial port (default $"+rig.EnvPort+", else the one ESP8266-looking USB port)")
+	fl.StringVar(&f.fwDir, "firmware", "", "flash the files of this directory instead of the built-in firmware")
+	fl.StringVar(&f.configFile, "config", "", "YAML file with wifi_ssid, wifi_password, device_id, product_id, key, topic, led_pin, broker, api, api_key")
+	fl.StringVar(&f.brokerAddr, "broker", "", "HOST:PORT of a running broker the board should use (default: run an embedded one)")
+	fl.StringVar(&f.api, "api", "", "with --broker: its OneNET-style HTTP API base URL, to see the board log in")
+	fl.StringVar(&f.listen, "listen", "", "embedded broker: MQTT listen address (default: the --advertise address, port 6002: only that\ninterface, the one the board reaches; give 0.0.0.0:6002 to listen on every interface)")
+	fl.StringVar(&f.advertise, "advertise", "", "embedded broker: host the board connects to (default: this machine's LAN address)")
+	fl.StringVar(&f.ssid, "wifi-ssid", "", "Wi-Fi network name")
+	fl.StringVar(&f.wifiPass, "wifi-password", "", "Wi-Fi password; prefer $"+rig.EnvWiFiPassword+" or wifi_password in --config\n(a flag's value shows in ps and the shell history)")
+	fl.StringVar(&f.deviceID, "device-id", "", "OneNET device id (default: the demo device; the embedded broker registers the one given)")
+	fl.StringVar(&f.productID, "product-id", "", "OneNET product id (default: the demo product; the embedded broker registers the one given)")
+	fl.StringVar(&f.key, "key", "", "device auth_info or APIKey; prefer $"+rig.EnvDeviceKey+" or key in --config\n(a flag's value shows in ps and the shell history)")
+	fl.StringVar(&f.topic, "topic", "", "custom topic the firmware subscribes to")
+	fl.IntVar(&f.ledPin, "led-pin", 0, "GPIO of the LED (default 4)")
+	fl.BoolVar(&f.prune, "prune", false, "remove board files the firmware does not have (boot.py is kept)")
+	resetMode := fl.String("reset", "auto", "auto, hard (RTS), soft (Ctrl-D) or machine (machine.reset())")
+	ready := fl.String("ready", board.DefaultReady.String(), "serial line (regexp) that says the firmware is up")
+	fl.DurationVar(&f.timeout, "timeout", 60*time.Second, "bound for the board to come up after the reset")
+	fl.StringVar(&f.serialLog, "log", "", "append the board's serial lines, timestamped and with secrets masked, to this file")
+	if err := parseFlags(fl, args, stderr, "usage: hil flash [--port P] [--wifi-ssid S] [--firmware DIR] [--config FILE] [--broker HOST:PORT --api URL] [--listen ADDR] [--advertise HOST] [flags]",
+		"Uploads the firmware and config.json to a board, resets it and waits until it logs in to the broker (an embedded one unless --broker).\n"+
+			"Secrets come from $"+rig.EnvWiFiPassword+", $"+rig.EnvDeviceKey+" and $"+rig.EnvAPIKey+" (or --config), never printed."); err != nil {
+		return nil, err
+	}
+	var err error
+	if f.mode, err = board.ParseResetMode(*resetMode); err != nil {
+		return nil, err
+	}
+	if f.ready, err = regexp.Compile(*ready); err != nil {
+		return nil, fmt.Errorf("--ready: %w", err)
+	}
+	return f, nil
+}
+
+// settings reads --config, then lets the flags and the environment
+// override it.
+func (f *flashFlags) settings() (flashSettings, error) {
+	var s flashSettings
+	if f.configFile != "" {
+		data, err := os.ReadFile(f.configFile)
+		if err != nil {
+			return s, err
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
+			return s, fmt.Errorf("%s: %v", f.configFile, err)
+		}
+	}
+	pick := func(dst *string, flagVal, env string) {
+		if flagVal != "" {
+			*dst = flagVal
+		} else if v := os.Getenv(env); env != "" && v != "" {
+			*dst = v
+		}
+	}
+	pick(&s.WiFiSSID, f.ssid, "")
+	pick(&s.WiFiPassword, f.wifiPass, rig.EnvWiFiPassword)
+	pick(&s.DeviceID, f.deviceID, "")
+	pick(&s.ProductID, f.productID, "")
+	pick(&s.Key, f.key, rig.EnvDeviceKey)
+	pick(&s.Topic, f.topic, "")
+	pick(&s.Broker, f.brokerAddr, "")
+	pick(&s.API, f.api, "")
+	pick(&s.APIKey, "", rig.EnvAPIKey)
+	if f.ledPin != 0 {
+		s.LEDPin = f.ledPin
+	}
+	return s, nil
+}
+
+// flashTarget is the broker the board is told to use, how the flasher sees
+// it log in there, and what ends the broker (an embedded one).
+type flashTarget struct {
+	host  string
+	port  int
+	arm   board.ArmFunc
+	close func()
+}
+
+// flashBroker is the given broker (--broker), or an embedded one for the
+// duration.
+func flashBroker(s *flashSettings, f *flashFlags, masterKey string, stdout io.Writer) (flashTarget, error) {
+	if s.Broker != "" {
+		return externalFlashBroker(s)
+	}
+	return embeddedFlashBroker(s, f, masterKey, stdout)
+}
+
+func externalFlashBroker(s *flashSettings) (flashTarget, error) {
+	h, p, err := net.SplitHostPort(s.Broker)
+	if err != nil {
+		return flashTarget{}, fmt.Errorf("--broker %q: %v", s.Broker, err)
+	}
+	t := flashTarget{host: h, port: atoiOr(p, -1), close: func() {}}
+	if t.port <= 0 {
+		return flashTarget{}, fmt.Errorf("--broker %q: bad port", s.Broker)
+	}
+	if s.API == "" || s.APIKey == "" {
+		return flashTarget{}, fmt.Errorf("with --broker, give --api URL and $%s (or api/api_key in --config) so the flasher can see the board log in", rig.EnvAPIKey)
+	}
+	t.arm = apiOnlineWait(&onenet.Client{BaseURL: s.API, APIKey: s.APIKey}, s.DeviceID)
+	return t, nil
+}
+
+func embeddedFlashBroker(s *flashSettings, f *flashFlags, masterKey string, stdout io.Writer) (flashTarget, error) {
+	reg, regName, err := flashRegistry(s, masterKey)
+	if err != nil {
+		return flashTarget{}, err
+	}
+	host := f.advertise
+	if host == "" {
+		var note string
+		host, note = lanAddress()
+		fmt.Fprintln(stdout, "flash: "+note)
+	}
+	// A real board needs the broker on a LAN address: the one it is
+	// told to dial, not every interface, unless --listen says so.
+	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: flashListenAddr(f.listen, host), HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		return flashTarget{}, err
+	}
+	if err := b.Start(); err != nil {
+		return flashTarget{}, fmt.Errorf("embedded broker: %w", err)
+	}
+	_, p, _ := net.SplitHostPort(b.MQTTAddr())
+	t := flashTarget{host: host, port: atoiOr(p, 0), close: func() { b.Close() }}
+	fmt.Fprintf(stdout, "flash: embedded broker on %s (%s); the board will connect to %s:%d\n", b.MQTTAddr(), regName, host, t.port)
+	deviceID := s.DeviceID
+	t.arm = func() func(ctx context.Context) error {
+		m := b.Events().Mark()
+		return func(ctx context.Context) error {
+			_, err := b.Events().WaitAfter(ctx, m, broker.Is(broker.Connected, deviceID))
+			return err
+		}
+	}
+	return t, nil
+}
+
+// flashConfigJSON is the board's config.json for the settings and the
+// broker.
+func flashConfigJSON(s flashSettings, t flashTarget) ([]byte, error) {
+	cfg := firmware.Config{
+		WiFiSSID: s.WiFiSSID, WiFiPassword: s.WiFiPassword, BrokerHost: t.host, BrokerPort: t.port,
+		DeviceID: s.DeviceID, ProductID: s.ProductID, Key: s.Key, Topic: s.Topic, LEDPin: s.LEDPin,
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg.JSON()
+}
+
+// flashBoard opens the board's port (--port, $HIL_PORT or the one found),
+// flashes files and config.json, resets it and waits for arm's login.
+func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj []byte, arm board.ArmFunc, stdout io.Writer, mask *report.Masker) error {
+	port := f.port
+	if port == "" {
+		port = os.Getenv(rig.EnvPort)
+	}
+	if port == "" {
 		p, err := link.FindBoard()
 		if err != nil {
 			return err
 		}
-		*port = p.Name
+		port = p.Name
 		fmt.Fprintf(stdout, "flash: using %s (%s %s:%s)\n", p.Name, p.Chip, p.VID, p.PID)
 	}
 	lo := link.Options{}
-	if *serialLog != "" {
-		f, err := os.OpenFile(*serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if f.serialLog != "" {
+		lf, err := os.OpenFile(f.serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return fmt.Errorf("open serial log: %w", err)
 		}
-		defer f.Close() // after the link: its last lines are written on Close
-		lo.Log = &maskWriter{w: f, m: mask}
+		defer lf.Close() // after the link: its last lines are written on Close
+		lo.Log = &maskWriter{w: lf, m: mask}
 	}
-	l, err := link.Open(*port, lo)
+	l, err := link.Open(port, lo)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	repl := board.NewREPL(l, board.Options{})
 	res, err := board.Flash(ctx, repl, files, cj, board.FlashOptions{
-		Prune: *prune, Keep: []string{"boot.py"}, Reset: mode, BootTimeout: *timeout, Ready: readyRE,
+		Prune: f.prune, Keep: []string{"boot.py"}, Reset: f.mode, BootTimeout: f.timeout, Ready: f.ready,
 		ArmConnected: arm, Progress: stdout,
 	})
 	if err != nil {
@@ -339,14 +390,14 @@ func flashRegistry(s *flashSettings, masterKey string) (*broker.Registry, string
 		return broker.DemoRegistry(), "demo registry", nil
 	}
 	var missing []string
-	for _, f := range []struct{ v, name string }{{s.DeviceID, "--device-id"}, {s.ProductID, "--product-id"}, {s.Key, "--key ($" + envKey + ")"}} {
+	for _, f := range []struct{ v, name string }{{s.DeviceID, "--device-id"}, {s.ProductID, "--product-id"}, {s.Key, "--key ($" + rig.EnvDeviceKey + ")"}} {
 		if f.v == "" {
 			missing = append(missing, f.name)
 		}
 	}
 	if len(missing) > 0 {
 		return nil, "", fmt.Errorf("give --device-id, --product-id and --key ($%s) together, or none for the demo device; missing %s",
-			envKey, strings.Join(missing, ", "))
+			rig.EnvDeviceKey, strings.Join(missing, ", "))
 	}
 	reg := broker.NewRegistry()
 	if err := reg.AddProduct(broker.Product{ID: s.ProductID, Name: "hil flash", MasterKey: masterKey}); err != nil {
@@ -396,13 +447,12 @@ func (e *maskedError) Unwrap() error { return e.err }
 // API until it reports the device online. Weaker than the embedded broker's
 // event feed: a session from before the reset also reads "online", so the
 // fresh ready line on the serial port is what dates the login.
-func apiOnlineWait(base, apiKey, deviceID string) board.ArmFunc {
+func apiOnlineWait(api *onenet.Client, deviceID string) board.ArmFunc {
 	return func() func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			u := strings.TrimSuffix(base, "/") + "/devices/" + url.PathEscape(deviceID)
 			var last string
 			for {
-				online, err := deviceOnline(ctx, u, apiKey)
+				online, err := api.DeviceOnline(ctx, deviceID)
 				if err != nil {
 					last = err.Error()
 				} else if online {
@@ -412,37 +462,10 @@ func apiOnlineWait(base, apiKey, deviceID string) board.ArmFunc {
 				}
 				select {
 				case <-ctx.Done():
-					return fmt.Errorf("broker API %s: %w (last answer: %s)", base, ctx.Err(), last)
+					return fmt.Errorf("broker API %s: %w (last answer: %s)", api.BaseURL, ctx.Err(), last)
 				case <-time.After(250 * time.Millisecond): // polling interval
 				}
 			}
 		}
 	}
-}
-
-func deviceOnline(ctx context.Context, u, apiKey string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, err
-	}
-	req.Header.Set("api-key", apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Errno int    `json:"errno"`
-		Error string `json:"error"`
-		Data  struct {
-			Online bool `json:"online"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&env); err != nil {
-		return false, fmt.Errorf("bad answer: %v", err)
-	}
-	if env.Errno != 0 {
-		return false, fmt.Errorf("errno %d: %s", env.Errno, env.Error)
-	}
-	return env.Data.Online, nil
 }
