@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/onenet-hil/hil/broker"
 	"io"
 	"os"
 	"runtime"
@@ -19,6 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/harness/bench"
 	"github.com/onenet-hil/hil/harness/fleet"
 )
@@ -31,117 +31,181 @@ func init() {
 	})
 }
 
+// The external broker's secrets (--broker HOST:PORT) come from the
+// environment.
+const (
+	envBenchKey                = "HIL_BENCH_KEY"
+	envBenchControllerPassword = "HIL_BENCH_CONTROLLER_PASSWORD"
+)
+
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	devices := fs.Int("devices", 1000, "simulated devices, each a real MQTT connection")
-	rateFlag := fs.String("rate", "1000", "commands per second offered; a comma-separated list measures each rate")
-	duration := fs.Duration("duration", 10*time.Second, "length of the load phase")
-	brokerFlag := fs.String("broker", "both", "embedded, mosquitto, both, or HOST:PORT of a running broker")
-	pathFlag := fs.String("path", "topic", "command path(s), comma-separated: topic (cmd/{id} -> rsp/{id}), creq ($creq/$crsp), http (POST /cmds); creq and http are the embedded broker's only")
-	jsonFile := fs.String("json", "", "write the figures to this JSON file")
-	timeout := fs.Duration("timeout", 5*time.Second, "a command with no reply after this is lost")
-	inProcess := fs.Bool("in-process", false, "run the fleet in this process (default: a child process, so the embedded broker's memory and CPU are its own)")
-	product := fs.String("product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
-	ctrlUser := fs.String("controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
-	brokerPID := fs.Int("broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
-	gogc := fs.Int("gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own); 0 = as hil broker runs it (400, or $GOGC), -1 = off")
-	memLimit := fs.String("gomemlimit", "", "set this process's soft memory limit (GOMEMLIMIT syntax: 1GiB, 512MiB)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
-	memProfile := fs.String("memprofile", "", "write a heap profile of this process at the end to this file")
-	worker := fs.Bool("fleet-worker", false, "internal: serve as the fleet's child process on stdin/stdout")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil bench [--devices N] [--rate R] [--duration D] [--broker embedded|mosquitto|both|HOST:PORT] [--path topic,creq,http] [--json FILE]")
-		fmt.Fprintln(stderr, "With HOST:PORT the device key and the controller's password come from HIL_BENCH_KEY and HIL_BENCH_CONTROLLER_PASSWORD.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	f, err := parseBenchFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *worker {
+	if f.worker {
 		return fleet.Serve(ctx, os.Stdin, stdout)
 	}
-	var rates []float64
-	for _, f := range strings.Split(*rateFlag, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || v <= 0 {
-			return fmt.Errorf("--rate: %q is not a positive number", f)
+	plan, err := f.plan()
+	if err != nil {
+		return err
+	}
+	opts, err := f.options(plan)
+	if err != nil {
+		return err
+	}
+	stop, err := f.tuneRuntime()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if f.broker == "both" {
+		if _, err := bench.MosquittoBinary(); err != nil {
+			fmt.Fprintf(stderr, "measuring the embedded broker only: %v\n", err)
+			plan.brokers = plan.brokers[:1]
 		}
-		rates = append(rates, v)
 	}
-	if *devices <= 0 || *duration <= 0 || *timeout <= 0 {
-		return errors.New("--devices, --duration and --timeout must be positive")
+	results, err := f.measure(ctx, plan, opts, stderr)
+	if err != nil {
+		return err
 	}
-	var paths []bench.Path
-	for _, p := range strings.Split(*pathFlag, ",") {
-		switch bench.Path(strings.TrimSpace(p)) {
-		case bench.PathTopic, bench.PathCreq, bench.PathHTTP:
-			paths = append(paths, bench.Path(strings.TrimSpace(p)))
-		default:
-			return fmt.Errorf("--path: unknown path %q (topic, creq or http)", p)
-		}
+	if err := f.report(opts, results, stdout, stderr); err != nil {
+		return err
 	}
-	var brokers []string
-	switch *brokerFlag {
-	case "both":
-		brokers = []string{"embedded", "mosquitto"}
-	case "embedded", "mosquitto":
-		brokers = []string{*brokerFlag}
-	default:
-		if !strings.Contains(*brokerFlag, ":") {
-			return fmt.Errorf("--broker: %q is not embedded, mosquitto, both or HOST:PORT", *brokerFlag)
-		}
-		brokers = []string{*brokerFlag}
-	}
+	return ctx.Err()
+}
 
-	opts := bench.Options{Devices: *devices, Rate: rates[0], Duration: *duration, Timeout: *timeout}
-	if !*inProcess {
+// benchFlags is hil bench's command line.
+type benchFlags struct {
+	devices                          int
+	rate, broker, path, jsonFile     string
+	duration, timeout                time.Duration
+	inProcess, worker                bool
+	product, ctrlUser                string
+	brokerPID, gogc                  int
+	memLimit, cpuProfile, memProfile string
+}
+
+func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
+	f := &benchFlags{}
+	fs := flag.NewFlagSet("hil bench", flag.ContinueOnError)
+	fs.IntVar(&f.devices, "devices", 1000, "simulated devices, each a real MQTT connection")
+	fs.StringVar(&f.rate, "rate", "1000", "commands per second offered; a comma-separated list measures each rate")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of the load phase")
+	fs.StringVar(&f.broker, "broker", "both", "embedded, mosquitto, both, or HOST:PORT of a running broker")
+	fs.StringVar(&f.path, "path", "topic", "command path(s), comma-separated: topic (cmd/{id} -> rsp/{id}), creq ($creq/$crsp), http (POST /cmds); creq and http are the embedded broker's only")
+	fs.StringVar(&f.jsonFile, "json", "", "write the figures to this JSON file")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "a command with no reply after this is lost")
+	fs.BoolVar(&f.inProcess, "in-process", false, "run the fleet in this process (default: a child process, so the embedded broker's memory and CPU are its own)")
+	fs.StringVar(&f.product, "product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
+	fs.StringVar(&f.ctrlUser, "controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
+	fs.IntVar(&f.brokerPID, "broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
+	fs.IntVar(&f.gogc, "gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own); 0 = as hil broker runs it (400, or $GOGC), -1 = off")
+	fs.StringVar(&f.memLimit, "gomemlimit", "", "set this process's soft memory limit (GOMEMLIMIT syntax: 1GiB, 512MiB)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile of this process at the end to this file")
+	fs.BoolVar(&f.worker, "fleet-worker", false, "internal: serve as the fleet's child process on stdin/stdout")
+	if err := parseFlags(fs, args, stderr, "usage: hil bench [--devices N] [--rate R] [--duration D] [--broker embedded|mosquitto|both|HOST:PORT] [--path topic,creq,http] [--json FILE]",
+		"Measures the broker under a simulated fleet, side by side with Mosquitto.\n"+
+			"With HOST:PORT the device key and the controller's password come from "+envBenchKey+" and "+envBenchControllerPassword+"."); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// benchPlan is what to measure: every rate on every broker and path.
+type benchPlan struct {
+	rates   []float64
+	paths   []bench.Path
+	brokers []string
+}
+
+func (f *benchFlags) plan() (benchPlan, error) {
+	var p benchPlan
+	for _, s := range strings.Split(f.rate, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || v <= 0 {
+			return p, fmt.Errorf("--rate: %q is not a positive number", s)
+		}
+		p.rates = append(p.rates, v)
+	}
+	if f.devices <= 0 || f.duration <= 0 || f.timeout <= 0 {
+		return p, errors.New("--devices, --duration and --timeout must be positive")
+	}
+	for _, s := range strings.Split(f.path, ",") {
+		switch bench.Path(strings.TrimSpace(s)) {
+		case bench.PathTopic, bench.PathCreq, bench.PathHTTP:
+			p.paths = append(p.paths, bench.Path(strings.TrimSpace(s)))
+		default:
+			return p, fmt.Errorf("--path: unknown path %q (topic, creq or http)", s)
+		}
+	}
+	switch f.broker {
+	case "both":
+		p.brokers = []string{"embedded", "mosquitto"}
+	case "embedded", "mosquitto":
+		p.brokers = []string{f.broker}
+	default:
+		if !strings.Contains(f.broker, ":") {
+			return p, fmt.Errorf("--broker: %q is not embedded, mosquitto, both or HOST:PORT", f.broker)
+		}
+		p.brokers = []string{f.broker}
+	}
+	return p, nil
+}
+
+// options are the bench options every measurement starts from.
+func (f *benchFlags) options(p benchPlan) (bench.Options, error) {
+	opts := bench.Options{Devices: f.devices, Rate: p.rates[0], Duration: f.duration, Timeout: f.timeout}
+	if !f.inProcess {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("finding this program for the fleet's child process: %w", err)
+			return opts, fmt.Errorf("finding this program for the fleet's child process: %w", err)
 		}
 		opts.FleetWorker = []string{exe, "bench", "--fleet-worker"}
 	}
-	if *gogc == 0 && os.Getenv("GOGC") == "" {
-		*gogc = broker.ServeGOGC // measure the broker as hil broker runs it
+	return opts, nil
+}
+
+// tuneRuntime sets GOGC and the memory limit and starts the CPU profile;
+// stop ends the profile.
+func (f *benchFlags) tuneRuntime() (stop func(), err error) {
+	stop = func() {}
+	if f.gogc == 0 && os.Getenv("GOGC") == "" {
+		f.gogc = broker.ServeGOGC // measure the broker as hil broker runs it
 	}
-	if *gogc != 0 {
-		debug.SetGCPercent(*gogc)
+	if f.gogc != 0 {
+		debug.SetGCPercent(f.gogc)
 	}
-	if *memLimit != "" {
-		n, err := parseBytes(*memLimit)
+	if f.memLimit != "" {
+		n, err := parseBytes(f.memLimit)
 		if err != nil {
-			return fmt.Errorf("--gomemlimit: %w", err)
+			return stop, fmt.Errorf("--gomemlimit: %w", err)
 		}
 		debug.SetMemoryLimit(n)
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
+			return stop, fmt.Errorf("--cpuprofile: %w", err)
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return stop, fmt.Errorf("--cpuprofile: %w", err)
 		}
-		defer pprof.StopCPUProfile()
+		stop = func() { pprof.StopCPUProfile(); pf.Close() }
 	}
-	if *brokerFlag == "both" {
-		if _, err := bench.MosquittoBinary(); err != nil {
-			fmt.Fprintf(stderr, "measuring the embedded broker only: %v\n", err)
-			brokers = brokers[:1]
-		}
-	}
+	return stop, nil
+}
+
+// measure runs the plan: each rate on each broker and path.
+func (f *benchFlags) measure(ctx context.Context, plan benchPlan, opts bench.Options, stderr io.Writer) ([]*bench.Result, error) {
 	var results []*bench.Result
-	for _, rate := range rates {
-		for _, b := range brokers {
-			for _, p := range paths {
+	for _, rate := range plan.rates {
+		for _, b := range plan.brokers {
+			for _, p := range plan.paths {
 				if b != "embedded" && p != bench.PathTopic {
-					if rate == rates[0] {
+					if rate == plan.rates[0] {
 						fmt.Fprintf(stderr, "skipping %s on %s: only the embedded broker has $creq and the HTTP API\n", p, b)
 					}
 					continue
@@ -151,52 +215,59 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 				o := opts
 				o.Path, o.Rate = p, rate
-				pr := newProgress(stderr, fmt.Sprintf("%s %s", b, p), o)
-				o.Progress = pr.update
-				fmt.Fprintf(stderr, "%s, %s path: logging in %d devices, then %.0f commands/s for %v\n", b, p, o.Devices, o.Rate, o.Duration)
-				var res *bench.Result
-				var err error
-				switch b {
-				case "embedded":
-					res, err = bench.RunEmbedded(ctx, o)
-				case "mosquitto":
-					res, err = bench.RunMosquitto(ctx, o)
-				default:
-					res, err = bench.RunExternal(ctx, o, bench.External{Addr: b, ProductID: *product, Key: os.Getenv("HIL_BENCH_KEY"),
-						ControllerUser: *ctrlUser, ControllerPassword: os.Getenv("HIL_BENCH_CONTROLLER_PASSWORD"), PID: *brokerPID})
-				}
-				pr.finish()
+				res, err := f.measureOne(ctx, b, o, stderr)
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", b, p, err)
+					return nil, fmt.Errorf("%s %s: %w", b, p, err)
 				}
 				results = append(results, res)
 			}
 		}
 	}
 	if len(results) == 0 {
-		return errors.New("nothing measured")
+		return nil, errors.New("nothing measured")
 	}
-	if *memProfile != "" {
-		if err := writeHeapProfile(*memProfile); err != nil {
+	return results, nil
+}
+
+// measureOne is one load on broker b, with its progress on stderr.
+func (f *benchFlags) measureOne(ctx context.Context, b string, o bench.Options, stderr io.Writer) (*bench.Result, error) {
+	pr := newProgress(stderr, fmt.Sprintf("%s %s", b, o.Path), o)
+	defer pr.finish()
+	o.Progress = pr.update
+	fmt.Fprintf(stderr, "%s, %s path: logging in %d devices, then %.0f commands/s for %v\n", b, o.Path, o.Devices, o.Rate, o.Duration)
+	switch b {
+	case "embedded":
+		return bench.RunEmbedded(ctx, o)
+	case "mosquitto":
+		return bench.RunMosquitto(ctx, o)
+	}
+	return bench.RunExternal(ctx, o, bench.External{Addr: b, ProductID: f.product, Key: os.Getenv(envBenchKey),
+		ControllerUser: f.ctrlUser, ControllerPassword: os.Getenv(envBenchControllerPassword), PID: f.brokerPID})
+}
+
+// report writes the heap profile, the table and the JSON figures.
+func (f *benchFlags) report(opts bench.Options, results []*bench.Result, stdout, stderr io.Writer) error {
+	if f.memProfile != "" {
+		if err := writeHeapProfile(f.memProfile); err != nil {
 			return fmt.Errorf("--memprofile: %w", err)
 		}
 	}
 	rep := bench.NewReport(opts, results)
-	if *gogc != 0 {
-		rep.Machine.GOGC = strconv.Itoa(*gogc) + " (--gogc)"
+	if f.gogc != 0 {
+		rep.Machine.GOGC = strconv.Itoa(f.gogc) + " (--gogc)"
 	}
-	if *memLimit != "" {
-		rep.Machine.Memlimit = *memLimit + " (--gomemlimit)"
+	if f.memLimit != "" {
+		rep.Machine.Memlimit = f.memLimit + " (--gomemlimit)"
 	}
 	fmt.Fprintln(stdout)
 	rep.WriteTable(stdout)
-	if *jsonFile != "" {
-		if err := rep.WriteJSON(*jsonFile); err != nil {
+	if f.jsonFile != "" {
+		if err := rep.WriteJSON(f.jsonFile); err != nil {
 			return fmt.Errorf("--json: %w", err)
 		}
-		fmt.Fprintf(stderr, "figures written to %s\n", *jsonFile)
+		fmt.Fprintf(stderr, "figures written to %s\n", f.jsonFile)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // parseBytes reads GOMEMLIMIT's syntax: a number with an optional B, KiB,
