@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,171 +28,166 @@ func init() {
 }
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if soakRequested(args) { // run_soak.go
-		return runSoak(ctx, args, stdout, stderr)
+	if soakRequested(args) { // soak.go: the old spelling of hil soak
+		return runSoakAlias(ctx, args, stdout, stderr)
 	}
-	fl := flag.NewFlagSet("run", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	port := fl.String("port", "", "a real board's serial port, or \"auto\" (default $"+rig.EnvPort+"; unset: the virtual board)")
-	dir := fl.String("scenarios", "scenarios", "folder of scenario files (*.yaml); when the default folder is absent, the suite built into hil")
-	profile := fl.String("profile", "", "echo profile of this run, hil or tutorial; scenarios of the other are skipped (default: each scenario's own)")
-	junit := fl.String("junit", "", "write a JUnit XML report to this file")
-	jsonOut := fl.String("json", "", "write a JSON summary (totals, per scenario pass/fail, steps, latency p50/p99) to this file")
-	html := fl.String("html", "", "write a self-contained HTML report (LED timeline, latency histogram, serial log) to this file")
-	lineRate := fl.Bool("line-rate", false, "virtual board: pace its serial line at 115200 baud like the real one")
-	only := fl.String("run", "", "play only the scenarios whose name or file name matches this regexp")
-	serialLog := fl.String("log", "", "append every serial line, timestamped and masked, to this file")
-	platform := fl.String("platform", "", platformFlag) // run_platform.go
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hil run [--port P] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]")
-		fmt.Fprintln(stderr, "\nA real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
-			" (this machine's address as the board sees it; the broker listens there on port 6002, 1883 on studio, or $"+rig.EnvBrokerPort+").")
-		fmt.Fprintln(stderr, "Exit status: 0 when no scenario failed, 1 when one did or the run could not start.")
-		fmt.Fprintln(stderr, "hil run --soak DURATION plays randomized commands with faults instead (see hil run --soak 1s -h).")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fl.Arg(0))
-	}
-	if *profile != "" && *profile != "hil" && *profile != "tutorial" {
-		return fmt.Errorf("--profile %q: want hil or tutorial", *profile)
-	}
-	if err := checkPlatformFlag(*platform); err != nil {
-		return err
-	}
-	var filter *regexp.Regexp
-	if *only != "" {
-		var err error
-		if filter, err = regexp.Compile(*only); err != nil {
-			return fmt.Errorf("--run: %w", err)
-		}
-	}
-
-	scs, err := loadScenarios(fl, *dir)
+	f, err := parseRunFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	if filter != nil {
+	scs, err := f.scenarios()
+	if err != nil {
+		return err
+	}
+	reps, err := openReports(stdout, f.junit, f.jsonOut, f.html)
+	if err != nil {
+		return err
+	}
+	defer reps.close()
+	setup, mask, err := f.startRig(ctx)
+	defer setup.close()
+	if err != nil {
+		return reps.setupFailed(report.Run{}, f.started, err, mask)
+	}
+	return f.play(ctx, setup.rig, setup.platforms, scs, reps, stdout)
+}
+
+// runFlags is hil run's command line.
+type runFlags struct {
+	fl                                  *flag.FlagSet
+	port, dir, profile, only, serialLog string
+	junit, jsonOut, html                string
+	lineRate                            bool
+	platform                            string
+	filter                              *regexp.Regexp
+	started                             time.Time
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
+	f := &runFlags{fl: flag.NewFlagSet("hil run", flag.ContinueOnError)}
+	fl := f.fl
+	fl.StringVar(&f.port, "port", "", "a real board's serial port, or \"auto\" (default $"+rig.EnvPort+"; unset: the virtual board)")
+	fl.StringVar(&f.dir, "scenarios", "scenarios", "folder of scenario files (*.yaml); when the default folder is absent, the suite built into hil")
+	fl.StringVar(&f.profile, "profile", "", "echo profile of this run, hil or tutorial; scenarios of the other are skipped (default: each scenario's own)")
+	fl.StringVar(&f.junit, "junit", "", "write a JUnit XML report to this file")
+	fl.StringVar(&f.jsonOut, "json", "", "write a JSON summary (totals, per scenario pass/fail, steps, latency p50/p99) to this file")
+	fl.StringVar(&f.html, "html", "", "write a self-contained HTML report (LED timeline, latency histogram, serial log) to this file")
+	fl.BoolVar(&f.lineRate, "line-rate", false, "virtual board: pace its serial line at 115200 baud like the real one")
+	fl.StringVar(&f.only, "run", "", "play only the scenarios whose name or file name matches this regexp")
+	fl.StringVar(&f.serialLog, "log", "", "append every serial line, timestamped and masked, to this file")
+	fl.StringVar(&f.platform, "platform", "", platformFlag) // run_platform.go
+	if err := parseFlags(fl, args, stderr, "usage: hil run [--port P] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]",
+		"Plays the scenarios on a board (the virtual one by default) and reports.\n"+
+			"A real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
+			" (this machine's address as the board sees it; the broker listens there on port 6002, 1883 on studio, or $"+rig.EnvBrokerPort+").\n"+
+			"Exit status: 0 when no scenario failed, 1 when one did or the run could not start.\n"+
+			"hil soak plays randomized commands with faults instead (see hil soak -h)."); err != nil {
+		return nil, err
+	}
+	if f.profile != "" && f.profile != "hil" && f.profile != "tutorial" {
+		return nil, fmt.Errorf("--profile %q: want hil or tutorial", f.profile)
+	}
+	if err := checkPlatformFlag(f.platform); err != nil {
+		return nil, err
+	}
+	if f.only != "" {
+		var err error
+		if f.filter, err = regexp.Compile(f.only); err != nil {
+			return nil, fmt.Errorf("--run: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// scenarios loads the --scenarios folder (or the built-in suite) and keeps
+// those --run matches.
+func (f *runFlags) scenarios() ([]*scenario.Scenario, error) {
+	scs, err := loadScenarios(f.fl, f.dir)
+	if err != nil {
+		return nil, err
+	}
+	if f.filter != nil {
 		var keep []*scenario.Scenario
 		for _, sc := range scs {
 			base := strings.TrimSuffix(filepath.Base(sc.File), filepath.Ext(sc.File))
-			if filter.MatchString(sc.Name) || filter.MatchString(base) {
+			if f.filter.MatchString(sc.Name) || f.filter.MatchString(base) {
 				keep = append(keep, sc)
 			}
 		}
 		if len(keep) == 0 {
-			return fmt.Errorf("--run %q matches none of the %d scenarios in %s", *only, len(scs), *dir)
+			return nil, fmt.Errorf("--run %q matches none of the %d scenarios in %s", f.only, len(scs), f.dir)
 		}
 		scs = keep
 	}
 	if len(scs) == 0 {
-		return fmt.Errorf("%s: no scenario files (*.yaml)", *dir)
+		return nil, fmt.Errorf("%s: no scenario files (*.yaml)", f.dir)
 	}
+	return scs, nil
+}
 
-	// Open every output first: a bad path fails now, not after the run.
-	outs := map[string]*os.File{}
-	defer func() {
-		for _, f := range outs {
-			f.Close()
-		}
-	}()
-	for _, p := range []string{*junit, *jsonOut, *html} {
-		if p == "" {
-			continue
-		}
-		f, err := os.Create(p)
-		if err != nil {
-			for q, g := range outs { // no empty report files left behind
-				g.Close()
-				os.Remove(q)
-				delete(outs, q)
-			}
-			return err
-		}
-		outs[p] = f
-	}
+// runSetup is what a run plays on.
+type runSetup struct {
+	rig       *rig.Rig
+	platforms []scenario.Platform
+	closers   []func() error // in the order to close
+}
 
-	// writeReports fills every report file asked for.
-	writeReports := func(run report.Run, m *report.Masker) error {
-		for p, write := range map[string]func(io.Writer, report.Run, *report.Masker) error{
-			*junit: report.WriteJUnit, *jsonOut: report.WriteJSON, *html: report.WriteHTML,
-		} {
-			if p == "" {
-				continue
-			}
-			if err := write(outs[p], run, m); err != nil {
-				return fmt.Errorf("writing %s: %w", p, err)
-			}
-			if err := outs[p].Close(); err != nil {
-				return fmt.Errorf("writing %s: %w", p, err)
-			}
-			delete(outs, p)
-			fmt.Fprintf(stdout, "report: %s\n", p)
-		}
-		return nil
+func (s *runSetup) close() {
+	for _, c := range s.closers {
+		c()
 	}
-	// A run that cannot start still leaves reports that say why (one failed
-	// "setup" entry), never empty files a CI parser chokes on.
-	started := time.Now()
-	setupFailedAfter := func(run report.Run, err error, m *report.Masker) error {
-		msg := m.Mask(err.Error())
-		if run.Target == "" {
-			run.Target, run.Started = "setup", started
-		}
-		run.Duration = time.Since(started)
-		run.Scenarios = append(run.Scenarios, report.Scenario{
-			Name: "setup", Status: report.Fail, Reason: msg, Started: started, Duration: time.Since(started)})
-		if werr := writeReports(run, m); werr != nil {
-			return errors.Join(errors.New(msg), werr)
-		}
-		return errors.New(msg)
-	}
-	setupFailed := func(err error, m *report.Masker) error { return setupFailedAfter(report.Run{}, err, m) }
+}
 
+// startRig builds the rig from the environment and the flags. On an error
+// it also returns the masker for the error's text (the secrets known so
+// far).
+func (f *runFlags) startRig(ctx context.Context) (*runSetup, *report.Masker, error) {
+	f.started = time.Now()
+	s := &runSetup{}
 	opts, err := rig.FromEnv()
 	if err != nil {
-		return setupFailed(err, report.NewMasker())
+		return s, report.NewMasker(), err
 	}
 	early := report.NewMasker(opts.WiFiPassword, opts.AuthInfo, opts.APIKey)
-	if *port != "" {
-		opts.Port = *port
+	if f.port != "" {
+		opts.Port = f.port
 	}
-	opts.LineRate = *lineRate
-	platforms, err := runPlatforms(*platform, opts)
-	if err != nil {
-		return setupFailed(err, early)
+	opts.LineRate = f.lineRate
+	if s.platforms, err = runPlatforms(f.platform, opts); err != nil {
+		return s, early, err
 	}
-	opts.Platform = platforms[0]
-	if *serialLog != "" {
-		f, err := os.OpenFile(*serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	opts.Platform = s.platforms[0]
+	if f.serialLog != "" {
+		lf, err := os.OpenFile(f.serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
-			return setupFailed(err, early)
+			return s, early, err
 		}
-		defer f.Close()
-		opts.SerialLog = f
+		s.closers = append(s.closers, lf.Close)
+		opts.SerialLog = lf
 	}
+	if s.rig, err = rig.New(ctx, opts); err != nil {
+		return s, early, err
+	}
+	s.closers = append([]func() error{s.rig.Close}, s.closers...) // the rig before its serial log
+	return s, early, nil
+}
 
-	r, err := rig.New(ctx, opts)
-	if err != nil {
-		return setupFailed(err, early)
-	}
-	defer r.Close()
+// play runs the scenarios on every platform, prints the summary and writes
+// the reports.
+func (f *runFlags) play(ctx context.Context, r *rig.Rig, platforms []scenario.Platform, scs []*scenario.Scenario, reps *reportFiles, stdout io.Writer) error {
 	m := r.Masker()
-	fmt.Fprintf(stdout, "run: %d scenario(s) from %s on %s\n", len(scs), *dir, m.Mask(r.Describe()))
+	fmt.Fprintf(stdout, "run: %d scenario(s) from %s on %s\n", len(scs), f.dir, m.Mask(r.Describe()))
 	con := &report.Console{W: stdout, Live: isTTY(stdout), Mask: m}
-	runner := &scenario.Runner{Target: r, Sink: con, Profile: *profile}
+	runner := &scenario.Runner{Target: r, Sink: con, Profile: f.profile}
 	run, err := runOnPlatforms(ctx, runner, r, platforms, scs, stdout)
 	if err != nil {
-		return setupFailedAfter(run, err, m) // keeps what ran before it
+		return reps.setupFailed(run, f.started, err, m) // keeps what ran before it
 	}
 	fmt.Fprintln(stdout)
 	if err := report.WriteSummary(stdout, run, m); err != nil {
 		return err
 	}
-	if err := writeReports(run, m); err != nil {
+	if err := reps.write(run, m); err != nil {
 		return err
 	}
 	if !run.OK() || ctx.Err() != nil {
