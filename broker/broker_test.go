@@ -1,16 +1,17 @@
 package broker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -452,8 +453,8 @@ func TestFeedSubscribe(t *testing.T) {
 }
 
 func TestEventStringHasNoSecrets(t *testing.T) {
-	var logBuf bytes.Buffer
-	b, err := New(Options{Registry: testRegistry(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: newTestLogger(&logBuf)})
+	var logBuf testutil.Buffer // the broker's goroutines log while the test reads
+	b, err := New(Options{Registry: testRegistry(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
 	mark := b.Events().Mark()

@@ -44,6 +44,17 @@ type e2e struct {
 }
 
 func startE2E(t *testing.T) *e2e {
+	b := startE2EBroker(t)
+	host, mport := splitAddr(t, b.MQTTAddr())
+	cfg := firmware.Config{
+		WiFiSSID: "lab", WiFiPassword: e2eWiFiPW, BrokerHost: host, BrokerPort: mport,
+		DeviceID: e2eDevice, ProductID: e2eProduct, Key: e2eAuth, Topic: e2eTopic, LEDPin: e2eLED, Keepalive: 30,
+	}
+	return bootBoard(t, b, cfg)
+}
+
+// startE2EBroker runs the broker with the e2e product and device.
+func startE2EBroker(t *testing.T) *broker.Broker {
 	reg := broker.NewRegistry()
 	require.NoError(t, reg.AddProduct(broker.Product{ID: e2eProduct, Name: e2eTopic, MasterKey: "master-key-secret"}))
 	require.NoError(t, reg.AddDevice(e2eProduct, broker.Device{ID: e2eDevice, Title: "led-board", AuthInfo: e2eAuth}))
@@ -51,13 +62,7 @@ func startE2E(t *testing.T) *e2e {
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
 	t.Cleanup(func() { b.Close() })
-
-	host, mport := splitAddr(t, b.MQTTAddr())
-	cfg := firmware.Config{
-		WiFiSSID: "lab", WiFiPassword: e2eWiFiPW, BrokerHost: host, BrokerPort: mport,
-		DeviceID: e2eDevice, ProductID: e2eProduct, Key: e2eAuth, Topic: e2eTopic, LEDPin: e2eLED, Keepalive: 30,
-	}
-	return bootBoard(t, b, cfg)
+	return b
 }
 
 func splitAddr(t *testing.T, addr string) (string, int) {
@@ -71,28 +76,36 @@ func splitAddr(t *testing.T, addr string) (string, int) {
 // bootBoard flashes our firmware with cfg onto a fresh virtual board and
 // opens its serial port.
 func bootBoard(t *testing.T, b *broker.Broker, cfg firmware.Config) *e2e {
-	flash := t.TempDir()
-	for name, data := range firmware.Files() {
-		require.NoError(t, os.WriteFile(filepath.Join(flash, name), data, 0o644))
-	}
+	files := firmware.Files()
 	cj, err := cfg.JSON()
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(flash, firmware.ConfigPath), cj, 0o644))
+	files[firmware.ConfigPath] = cj
+	e := bootFiles(t, b, files, sim.Options{})
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("HIL_E2E_LOG") != "" {
+			t.Logf("serial log:\n%s", tailN(e.port, 200))
+		}
+	})
+	e.host, e.mport = cfg.BrokerHost, cfg.WithDefaults().BrokerPort
+	return e
+}
 
+// bootFiles starts a fresh virtual board (opts) with files on its flash
+// and opens its serial port.
+func bootFiles(t *testing.T, b *broker.Broker, files map[string][]byte, opts sim.Options) *e2e {
+	opts.FlashDir = t.TempDir()
+	for name, data := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(opts.FlashDir, name), data, 0o644))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
-	board, err := sim.Start(ctx, sim.Options{FlashDir: flash})
+	board, err := sim.Start(ctx, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { board.Close() })
 	port, err := link.Open(board.Port(), link.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { port.Close() })
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("HIL_E2E_LOG") != "" {
-			t.Logf("serial log:\n%s", tailN(port, 200))
-		}
-	})
-	return &e2e{t: t, b: b, board: board, port: port, host: cfg.BrokerHost, mport: cfg.WithDefaults().BrokerPort}
+	return &e2e{t: t, b: b, board: board, port: port}
 }
 
 // expect waits for the next serial line matching pattern.
@@ -253,29 +266,10 @@ func TestFirmwareOnVirtualBoardAgainstBroker(t *testing.T) {
 // client as simple.py: it still dials OneNET's 183.230.40.39:6002, which the
 // virtual board's redirect table sends to the embedded broker.
 func TestTutorialOnVirtualBoardAgainstBroker(t *testing.T) {
-	reg := broker.NewRegistry()
-	require.NoError(t, reg.AddProduct(broker.Product{ID: e2eProduct, Name: e2eTopic, MasterKey: "master-key-secret"}))
-	require.NoError(t, reg.AddDevice(e2eProduct, broker.Device{ID: e2eDevice, Title: "led-board", AuthInfo: e2eAuth}))
-	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
-	require.NoError(t, err)
-	require.NoError(t, b.Start())
-	t.Cleanup(func() { b.Close() })
-
-	flash := t.TempDir()
+	b := startE2EBroker(t)
 	cfg := firmware.Config{WiFiSSID: "lab", WiFiPassword: e2eWiFiPW, BrokerHost: "183.230.40.39",
 		DeviceID: e2eDevice, ProductID: e2eProduct, Key: e2eAuth, Topic: e2eTopic}
-	for name, data := range firmware.Tutorial(cfg) {
-		require.NoError(t, os.WriteFile(filepath.Join(flash, name), data, 0o644))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	board, err := sim.Start(ctx, sim.Options{FlashDir: flash, Redirects: map[string]string{"183.230.40.39:6002": b.MQTTAddr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { board.Close() })
-	port, err := link.Open(board.Port(), link.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { port.Close() })
-	e := &e2e{t: t, b: b, board: board, port: port}
+	e := bootFiles(t, b, firmware.Tutorial(cfg), sim.Options{Redirects: map[string]string{"183.230.40.39:6002": b.MQTTAddr()}})
 
 	e.expect(`^network config: \(`)
 	e.expect(`^Connected to 183\.230\.40\.39, subscribed to b'` + e2eTopic + `' topic$`)

@@ -17,45 +17,6 @@ import (
 // wait bounds every expectation: generous, the machine is small and shared.
 const wait = 20 * time.Second
 
-// syncBuffer is a goroutine-safe log sink that can be waited on.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{}, 1)} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// waitFor waits, bounded, until the log contains substr.
-func (s *syncBuffer) waitFor(t testing.TB, substr string) {
-	t.Helper()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for !strings.Contains(s.String(), substr) {
-		select {
-		case <-s.changed:
-		case <-timer.C:
-			t.Fatalf("runtime log never showed %q; log:\n%s", substr, s.String())
-		}
-	}
-}
-
 // arrival records when the bytes up to absolute offset end were read from the port.
 type arrival struct {
 	at  time.Time

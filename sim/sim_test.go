@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onenet-hil/hil/internal/pylit"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -183,7 +184,7 @@ func TestRawPaste10KBHonoursWindow(t *testing.T) {
 }
 
 func TestRawPasteDetectsHostIgnoringWindow(t *testing.T) {
-	log := newSyncBuffer()
+	log := &testutil.Buffer{}
 	_, c := startBoard(t, Options{Log: log})
 	c.expect(banner)
 	c.enterRaw()
@@ -197,7 +198,7 @@ func TestRawPasteDetectsHostIgnoringWindow(t *testing.T) {
 	c.expect(">")
 	t.Logf("stdout %q stderr %q", out, errOut)
 	assert.NotEqual(t, fmt.Sprintf("%d\r\n\x04", sum), out, "a host overrunning the window must not get a clean run")
-	log.waitFor(t, "ignored the flow-control window")
+	log.WaitFor(t, "ignored the flow-control window", wait)
 }
 
 func TestOldFirmwareFallsBackToPlainRaw(t *testing.T) {
@@ -366,7 +367,7 @@ func TestRedirectTableAndRefusal(t *testing.T) {
 		}
 		io.Copy(io.Discard, conn)
 	}()
-	log := newSyncBuffer()
+	log := &testutil.Buffer{}
 	b, c := startBoard(t, Options{Log: log, Redirects: map[string]string{"183.230.40.39:6002": ln.Addr().String()}})
 	c.expect(banner)
 	c.enterRaw()
@@ -388,19 +389,19 @@ func TestRedirectTableAndRefusal(t *testing.T) {
 
 	_, errOut, _ = c.execPaste("socket.socket().connect(('8.8.8.8', 53))")
 	assert.Contains(t, errOut, "OSError: [Errno 113] EHOSTUNREACH")
-	log.waitFor(t, "refused connect to 8.8.8.8:53")
+	log.WaitFor(t, "refused connect to 8.8.8.8:53", wait)
 	_, errOut, _ = c.execPaste("socket.getaddrinfo('open.iot.10086.cn', 6002)")
 	assert.Contains(t, errOut, "OSError: -2")
 	assert.NotContains(t, log.String(), "secret-pw", "the Wi-Fi password never reaches the log")
 
 	// Wi-Fi drops: isconnected() false, an open socket fails; it comes back.
 	require.NoError(t, b.SetWiFi(false))
-	log.waitFor(t, "wifi link down")
+	log.WaitFor(t, "wifi link down", wait)
 	assert.Equal(t, "False\r\n", c.mustExec("print(w.isconnected())"))
 	_, errOut, _ = c.execPaste("s.recv(1)")
 	assert.Contains(t, errOut, "OSError: [Errno 103] ECONNABORTED")
 	require.NoError(t, b.SetWiFi(true))
-	log.waitFor(t, "wifi link up")
+	log.WaitFor(t, "wifi link up", wait)
 	assert.Equal(t, "True\r\n", c.mustExec("print(w.isconnected())"))
 }
 
@@ -584,7 +585,7 @@ func TestSocketStreamSemantics(t *testing.T) {
 func TestOutputNobodyReadsDoesNotStallTheBoard(t *testing.T) {
 	flash := t.TempDir()
 	writeFlash(t, flash, map[string]string{"main.py": "from machine import Pin\nfor i in range(4000):\n    print('x' * 60)\nPin(5, Pin.OUT).on()\n"})
-	log := newSyncBuffer()
+	log := &testutil.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	b, err := Start(ctx, Options{FlashDir: flash, Log: log})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/onenet-hil/hil/sim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -179,17 +180,7 @@ func TestCancelledContextEndsWaits(t *testing.T) {
 // A process that also serves a large fleet holds thousands of sockets; the
 // board's port then gets a descriptor beyond select's 1024.
 func TestREPLWithTwoThousandSocketsOpen(t *testing.T) {
-	var socks []net.Listener
-	t.Cleanup(func() {
-		for _, s := range socks {
-			s.Close()
-		}
-	})
-	for i := 0; i < 2000; i++ {
-		s, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		socks = append(socks, s)
-	}
+	testutil.HoldSockets(t, 2000)
 	ctx := testCtx(t)
 	_, _, r := startBoard(t, sim.Options{}, nil)
 	skipped, err := r.Put(ctx, "x.bin", allBytes(2000))

@@ -2,16 +2,15 @@ package link
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.bug.st/serial"
@@ -253,17 +252,7 @@ func TestOpenSetsDTRAndRTSOff(t *testing.T) {
 // above descriptor 1024, where go.bug.st/serial's own Read panics in
 // select. The link must work there.
 func TestWorksWithTwoThousandSocketsOpen(t *testing.T) {
-	var socks []net.Listener
-	t.Cleanup(func() {
-		for _, s := range socks {
-			s.Close()
-		}
-	})
-	for i := 0; i < 2000; i++ {
-		s, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		socks = append(socks, s)
-	}
+	testutil.HoldSockets(t, 2000)
 	m, path := newPeer(t)
 	l := openLink(t, path, Options{})
 	fd, err := portFD(l.port)
@@ -311,9 +300,8 @@ var _ = serial.NoParity
 // skips those that fell out, and the Log writer got every line.
 func TestExpectFromAfterTheRingWrappedAndLogWriter(t *testing.T) {
 	m, path := newPeer(t)
-	var log strings.Builder
-	lw := &lockedWriter{w: &log}
-	l := openLink(t, path, Options{MaxLines: 4, Log: lw})
+	var lw testutil.Buffer
+	l := openLink(t, path, Options{MaxLines: 4, Log: &lw})
 	for i := 0; i < 10; i++ {
 		_, err := m.Write([]byte("line " + string(rune('0'+i)) + "\r\n"))
 		require.NoError(t, err)
@@ -333,21 +321,4 @@ func TestExpectFromAfterTheRingWrappedAndLogWriter(t *testing.T) {
 	require.NoError(t, l.Close())
 	assert.Equal(t, 10, strings.Count(lw.String(), "\n"))
 	assert.Regexp(t, `(?m)^\d{4}-\d\d-\d\dT\S+Z line 9$`, lw.String())
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.String()
 }
