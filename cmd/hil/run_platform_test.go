@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/harness/rig"
 )
 
 const runWrong = `name: refused
@@ -21,8 +23,8 @@ steps:
 // --platform both plays every scenario on legacy, then on studio, on one
 // virtual board; the report names the platform of each.
 func TestRunPlatformBoth(t *testing.T) {
-	t.Setenv("HIL_PORT", "")
-	t.Setenv("HIL_PLATFORM", "")
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvPlatform, "")
 	dir := runDir(t, map[string]string{"a_pass.yaml": runPass, "c_wrong.yaml": runWrong})
 	js := filepath.Join(t.TempDir(), "r.json")
 	var stdout, stderr bytes.Buffer
@@ -49,8 +51,8 @@ func TestRunPlatformBoth(t *testing.T) {
 
 // $HIL_PLATFORM is the default; --platform wins over it.
 func TestRunPlatformStudioFromEnv(t *testing.T) {
-	t.Setenv("HIL_PORT", "")
-	t.Setenv("HIL_PLATFORM", "studio")
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvPlatform, "studio")
 	dir := runDir(t, map[string]string{"c_wrong.yaml": runWrong})
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"run", "--scenarios", dir}, &stdout, &stderr)
@@ -65,8 +67,8 @@ func TestRunPlatformStudioFromEnv(t *testing.T) {
 }
 
 func TestRunPlatformBadInput(t *testing.T) {
-	t.Setenv("HIL_PORT", "")
-	t.Setenv("HIL_PLATFORM", "")
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvPlatform, "")
 	good := runDir(t, map[string]string{"a.yaml": runPass})
 	for _, c := range []struct {
 		args []string
@@ -77,7 +79,7 @@ func TestRunPlatformBadInput(t *testing.T) {
 		{[]string{"--platform", "both", "--port", "/dev/null"}, "", "--platform both: a real board is flashed for one platform"},
 		{nil, "mqtts", `HIL_PLATFORM: platform "mqtts": want legacy or studio`},
 	} {
-		t.Setenv("HIL_PLATFORM", c.env)
+		t.Setenv(rig.EnvPlatform, c.env)
 		var stdout, stderr bytes.Buffer
 		code := runMain(append([]string{"run", "--scenarios", good}, c.args...), &stdout, &stderr)
 		assert.Equal(t, 1, code, "%v", c.args)
@@ -89,8 +91,8 @@ func TestRunPlatformBadInput(t *testing.T) {
 // With no --platform and no $HIL_PLATFORM the main job covers both
 // platforms on the virtual board.
 func TestRunPlatformDefaultsToBothOnTheVirtualBoard(t *testing.T) {
-	t.Setenv("HIL_PORT", "")
-	t.Setenv("HIL_PLATFORM", "")
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvPlatform, "")
 	dir := runDir(t, map[string]string{"a.yaml": runPass})
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"run", "--scenarios", dir}, &stdout, &stderr)

@@ -9,13 +9,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/harness/rig"
 )
 
 // An installed hil, run outside a checkout, plays the built-in suite.
 func TestRunUsesBuiltInSuiteOutsideACheckout(t *testing.T) {
 	t.Chdir(t.TempDir())
-	t.Setenv("HIL_PORT", "")
-	t.Setenv("HIL_PLATFORM", "legacy")
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvPlatform, "legacy")
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"run", "--run", "^basic on/off$"}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
@@ -36,12 +38,12 @@ func TestRunNamedScenarioFolderMustExist(t *testing.T) {
 // the secrets it knows.
 func TestRunSetupFailureWritesReports(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("HIL_PORT", "/dev/nonexistent-hil-port") // never opened: the bad port number stops it first
-	t.Setenv("HIL_WIFI_SSID", "lab")
-	t.Setenv("HIL_WIFI_PASSWORD", "Setup-Secret-Pw-77")
-	t.Setenv("HIL_BROKER_HOST", "127.0.0.1")
-	t.Setenv("HIL_BROKER_PORT", "0")
-	t.Setenv("HIL_PLATFORM", "legacy")
+	t.Setenv(rig.EnvPort, "/dev/nonexistent-hil-port") // never opened: the bad port number stops it first
+	t.Setenv(rig.EnvWiFiSSID, "lab")
+	t.Setenv(rig.EnvWiFiPassword, "Setup-Secret-Pw-77")
+	t.Setenv(rig.EnvBrokerHost, "127.0.0.1")
+	t.Setenv(rig.EnvBrokerPort, "0")
+	t.Setenv(rig.EnvPlatform, "legacy")
 	junit, js := filepath.Join(dir, "j.xml"), filepath.Join(dir, "r.json")
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"run", "--junit", junit, "--json", js, "--run", "^basic on/off$"}, &stdout, &stderr)

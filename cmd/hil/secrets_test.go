@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/harness/rig"
 )
 
 // Distinctive secrets: if any of them (or its middle, in case a mask
@@ -173,10 +174,10 @@ func TestNoSecretInAnyArtifact(t *testing.T) {
 	// 2. hil flash against that broker: the board logs in with the
 	// registry's auth_info.
 	b := startSim(t)
-	t.Setenv("HIL_WIFI_PASSWORD", secWiFi)
-	t.Setenv("HIL_DEVICE_KEY", secAuthInfo)
-	t.Setenv("HIL_API_KEY", secAPIKey)
-	t.Setenv("HIL_PORT", "")
+	t.Setenv(rig.EnvWiFiPassword, secWiFi)
+	t.Setenv(rig.EnvDeviceKey, secAuthInfo)
+	t.Setenv(rig.EnvAPIKey, secAPIKey)
+	t.Setenv(rig.EnvPort, "")
 	flashLog := filepath.Join(dir, "flash-serial.log")
 	var fout, ferr bytes.Buffer
 	code := runMain([]string{"flash", "--port", b.Port(), "--broker", mqttAddr, "--api", "http://" + httpAddr,

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/sim"
 )
 
@@ -31,11 +32,11 @@ func freePort(t *testing.T) int {
 
 // realBoardEnv makes hil run treat a pty like a real board's port.
 func realBoardEnv(t *testing.T, password string) {
-	t.Setenv("HIL_PORT", "")
-	t.Setenv("HIL_WIFI_SSID", "vanish-lab")
-	t.Setenv("HIL_WIFI_PASSWORD", password)
-	t.Setenv("HIL_BROKER_HOST", "127.0.0.1")
-	t.Setenv("HIL_BROKER_PORT", strconv.Itoa(freePort(t)))
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvWiFiSSID, "vanish-lab")
+	t.Setenv(rig.EnvWiFiPassword, password)
+	t.Setenv(rig.EnvBrokerHost, "127.0.0.1")
+	t.Setenv(rig.EnvBrokerPort, strconv.Itoa(freePort(t)))
 }
 
 // firstWrite is closed when a file is first written in dir (inotify: the
