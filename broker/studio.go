@@ -1,7 +1,8 @@
 package broker
 
-// The current OneNET platform (OneNET Studio / MQTTS suite, onenet.md §3)
-// on its own listener: token login, $sys/{pid}/{name}/... topics.
+// The current OneNET platform (OneNET Studio / MQTTS suite; README.md, "What
+// OneNET does" and "Studio mode") on its own listener: token login,
+// $sys/{pid}/{name}/... topics.
 
 import (
 	"bytes"

@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// Studio API result codes. onenet.md does not list them; these are ours
-// (see README): 0 success, then HTTP-like numbers.
+// Studio API result codes. OneNET's documents do not list them; these are
+// ours (README.md, "Studio mode"): 0 success, then HTTP-like numbers.
 const (
 	StudioOK          = 0
 	StudioBadRequest  = 10400

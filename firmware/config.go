@@ -23,14 +23,15 @@ const (
 	DefaultKeepalive  = 60   // seconds
 )
 
-// Platforms: which OneNET service the firmware logs in to (onenet.md §1, §3).
+// Platforms: which OneNET service the firmware logs in to (the two services
+// are described in ../broker/README.md, "What OneNET does").
 const (
 	Legacy = "legacy" // multi-protocol MQTT: password = key; $creq/$crsp/$dp
 	Studio = "studio" // OneNET Studio: password = token; $sys/{pid}/{name}/...
 )
 
-// Config is the board's config.json (the contract in architecture.md, plus
-// "platform" and "token" for OneNET Studio). Its String, GoString, LogValue
+// Config is the board's config.json (the contract in README.md, "config.json",
+// with "platform" and "token" for OneNET Studio). Its String, GoString, LogValue
 // and MarshalJSON mask the Wi-Fi password, the key and the token; only JSON
 // renders them, for the board's flash.
 type Config struct {

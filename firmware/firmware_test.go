@@ -41,7 +41,7 @@ func TestVersionMatchesTheFirmware(t *testing.T) {
 }
 
 // The firmware may import only what MicroPython on an ESP8266 has
-// (micropython-board.md) and its own modules.
+// (README.md, "The board's MicroPython") and its own modules.
 func TestFirmwareImportsOnlyBoardModules(t *testing.T) {
 	allowed := map[string]bool{
 		"machine": true, "network": true, "socket": true, "time": true, "json": true, "struct": true,

@@ -1,5 +1,5 @@
 // Package echo is the harness's one parser of what a board prints on its
-// serial line. The firmware's grammar (architecture.md) is
+// serial line. The firmware's grammar (firmware/README.md, "Serial echo") is
 //
 //	HIL boot fw=<version> id=<device id>
 //	HIL wifi up ip=<ip>              | HIL wifi down reason=<word>

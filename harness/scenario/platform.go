@@ -5,7 +5,8 @@ import (
 	"strings"
 )
 
-// Platform is the OneNET service the board logs in to (onenet.md §1, §3).
+// Platform is the OneNET service the board logs in to (broker/README.md,
+// "What OneNET does").
 // The same scenario runs on either; the platform decides the topic a
 // command arrives on (the echo's via=) and the CONNACK code that refuses
 // wrong credentials, so scenario files name neither.
