@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/onenet-hil/hil/harness/dut"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/harness/scenario"
@@ -58,6 +59,7 @@ type runFlags struct {
 	port, dir, profile, only, serialLog string
 	junit, jsonOut, html                string
 	lineRate                            bool
+	board                               string
 	platform                            string
 	filter                              *regexp.Regexp
 	started                             time.Time
@@ -67,6 +69,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	f := &runFlags{fl: flag.NewFlagSet("hil run", flag.ContinueOnError)}
 	fl := f.fl
 	fl.StringVar(&f.port, "port", "", "a real board's serial port, or \"auto\" (default $"+rig.EnvPort+"; unset: the virtual board)")
+	fl.StringVar(&f.board, "board", "", "the kind of board, "+strings.Join(dut.Kinds(), " or ")+" (default $"+rig.EnvBoard+"; unset: serial with --port, else virtual)")
 	fl.StringVar(&f.dir, "scenarios", "scenarios", "folder of scenario files (*.yaml); when the default folder is absent, the suite built into hil")
 	fl.StringVar(&f.profile, "profile", "", "echo profile of this run, hil or tutorial; scenarios of the other are skipped (default: each scenario's own)")
 	fl.StringVar(&f.junit, "junit", "", "write a JUnit XML report to this file")
@@ -76,7 +79,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fl.StringVar(&f.only, "run", "", "play only the scenarios whose name or file name matches this regexp")
 	fl.StringVar(&f.serialLog, "log", "", "append every serial line, timestamped and masked, to this file")
 	fl.StringVar(&f.platform, "platform", "", platformFlag) // run_platform.go
-	if err := parseFlags(fl, args, stderr, "usage: hil run [--port P] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]",
+	if err := parseFlags(fl, args, stderr, "usage: hil run [--port P] [--board KIND] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]",
 		"Plays the scenarios on a board (the virtual one by default) and reports.\n"+
 			"A real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
 			" (this machine's address as the board sees it; the broker listens there on port 6002, 1883 on studio, or $"+rig.EnvBrokerPort+").\n"+
@@ -151,6 +154,9 @@ func (f *runFlags) startRig(ctx context.Context) (*runSetup, *report.Masker, err
 	early := report.NewMasker(opts.WiFiPassword, opts.AuthInfo, opts.APIKey)
 	if f.port != "" {
 		opts.Port = f.port
+	}
+	if f.board != "" {
+		opts.Board = f.board
 	}
 	opts.LineRate = f.lineRate
 	if s.platforms, err = runPlatforms(f.platform, opts); err != nil {

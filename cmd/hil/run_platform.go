@@ -30,7 +30,11 @@ func checkPlatformFlag(v string) error {
 // else both on the virtual board, so the main job covers both platforms as
 // `go test ./scenarios` does); both only on the virtual board.
 func runPlatforms(v string, opts rig.Options) ([]scenario.Platform, error) {
-	if v == "" && opts.Port == "" && os.Getenv(rig.EnvPlatform) == "" {
+	sandboxed, err := opts.Sandboxed()
+	if err != nil {
+		return nil, err
+	}
+	if v == "" && sandboxed && os.Getenv(rig.EnvPlatform) == "" {
 		v = "both"
 	}
 	switch v {
@@ -38,7 +42,7 @@ func runPlatforms(v string, opts rig.Options) ([]scenario.Platform, error) {
 		p, err := scenario.ParsePlatform(string(opts.Platform))
 		return []scenario.Platform{p}, err
 	case "both":
-		if opts.Port != "" {
+		if !sandboxed {
 			return nil, fmt.Errorf("--platform both: a real board is flashed for one platform; run legacy and studio one after the other")
 		}
 		return scenario.Platforms, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/harness/scenario"
 )
 
 const runWrong = `name: refused
@@ -99,4 +100,30 @@ func TestRunPlatformDefaultsToBothOnTheVirtualBoard(t *testing.T) {
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	assert.Contains(t, stdout.String(), "platform legacy:")
 	assert.Contains(t, stdout.String(), "platform studio:")
+}
+
+// The platforms follow the board's kind: both on a sandboxed (virtual)
+// board by default, one on a serial board; an unknown kind is an error.
+func TestRunPlatformsFollowTheBoardKind(t *testing.T) {
+	t.Setenv(rig.EnvPlatform, "")
+	ps, err := runPlatforms("", rig.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, scenario.Platforms, ps)
+	ps, err = runPlatforms("", rig.Options{Board: "virtual"})
+	require.NoError(t, err)
+	assert.Equal(t, scenario.Platforms, ps)
+	ps, err = runPlatforms("", rig.Options{Port: "/dev/ttyUSB0"})
+	require.NoError(t, err)
+	assert.Equal(t, []scenario.Platform{scenario.Legacy}, ps)
+	_, err = runPlatforms("both", rig.Options{Board: "serial", Port: "/dev/ttyUSB0"})
+	assert.ErrorContains(t, err, "a real board is flashed for one platform")
+	_, err = runPlatforms("", rig.Options{Board: "jtag"})
+	assert.ErrorContains(t, err, `unknown board kind "jtag"`)
+}
+
+func TestRunRefusesAnUnknownBoardKind(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"run", "--board", "jtag"}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), `unknown board kind "jtag" (known: serial, virtual)`)
 }

@@ -169,6 +169,14 @@ type Rig struct {
 
 var _ scenario.Target = (*Rig)(nil)
 
+// Sandboxed reports whether the board o chooses runs inside this machine
+// (a dut.Sandbox: the virtual board), which then reaches only loopback and
+// can switch platform between scenarios.
+func (o Options) Sandboxed() (bool, error) {
+	_, kind, err := dut.Lookup(dut.Spec{Kind: o.Board, Port: o.Port})
+	return kind.Sandboxed, err
+}
+
 // New starts the broker and the board and opens its serial link. Nothing
 // is flashed until Begin.
 func New(ctx context.Context, opts Options) (_ *Rig, err error) {
