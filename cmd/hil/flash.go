@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -64,10 +65,10 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	// the serial log.
 	masterKey := rand.Text() // the embedded broker's product key, never shown
 	mask := report.NewMasker(s.WiFiPassword, s.Key, s.APIKey, masterKey)
-	stdout, stderr = &maskWriter{w: stdout, m: mask}, &maskWriter{w: stderr, m: mask}
+	stdout, stderr = mask.ChunkWriter(stdout), mask.ChunkWriter(stderr)
 	defer func() {
 		if err != nil {
-			err = &maskedError{err: err, msg: mask.Mask(err.Error())}
+			err = mask.MaskError(err)
 		}
 	}()
 
@@ -86,7 +87,7 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	return f.flashBoard(ctx, files, cj, target.arm, stdout, mask)
+	return f.flashBoard(ctx, files, cj, target.watch, stdout, mask)
 }
 
 // flashFlags is hil flash's command line.
@@ -120,7 +121,7 @@ func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
 	fl.IntVar(&f.ledPin, "led-pin", 0, "GPIO of the LED (default 4)")
 	fl.BoolVar(&f.prune, "prune", false, "remove board files the firmware does not have (boot.py is kept)")
 	resetMode := fl.String("reset", "auto", "auto, hard (RTS), soft (Ctrl-D) or machine (machine.reset())")
-	ready := fl.String("ready", board.DefaultReady.String(), "serial line (regexp) that says the firmware is up")
+	ready := fl.String("ready", "", "serial line (regexp) that says the firmware is up (default: the firmware's login echo, HIL mqtt up)")
 	fl.DurationVar(&f.timeout, "timeout", 60*time.Second, "bound for the board to come up after the reset")
 	fl.StringVar(&f.serialLog, "log", "", "append the board's serial lines, timestamped and with secrets masked, to this file")
 	if err := parseFlags(fl, args, stderr, "usage: hil flash [--port P] [--wifi-ssid S] [--firmware DIR] [--config FILE] [--broker HOST:PORT --api URL] [--listen ADDR] [--advertise HOST] [flags]",
@@ -132,8 +133,10 @@ func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
 	if f.mode, err = board.ParseResetMode(*resetMode); err != nil {
 		return nil, err
 	}
-	if f.ready, err = regexp.Compile(*ready); err != nil {
-		return nil, fmt.Errorf("--ready: %w", err)
+	if *ready != "" {
+		if f.ready, err = regexp.Compile(*ready); err != nil {
+			return nil, fmt.Errorf("--ready: %w", err)
+		}
 	}
 	return f, nil
 }
@@ -175,12 +178,17 @@ func (f *flashFlags) settings() (flashSettings, error) {
 	return s, nil
 }
 
+// loginWatch marks the broker's view of the device just before the reset
+// and returns the wait for its login after it: the serial echo alone does
+// not prove the board logged in.
+type loginWatch func() (wait func(ctx context.Context) error)
+
 // flashTarget is the broker the board is told to use, how the flasher sees
 // it log in there, and what ends the broker (an embedded one).
 type flashTarget struct {
 	host  string
 	port  int
-	arm   board.ArmFunc
+	watch loginWatch
 	close func()
 }
 
@@ -205,7 +213,7 @@ func externalFlashBroker(s *flashSettings) (flashTarget, error) {
 	if s.API == "" || s.APIKey == "" {
 		return flashTarget{}, fmt.Errorf("with --broker, give --api URL and $%s (or api/api_key in --config) so the flasher can see the board log in", rig.EnvAPIKey)
 	}
-	t.arm = apiOnlineWait(&onenet.Client{BaseURL: s.API, APIKey: s.APIKey}, s.DeviceID)
+	t.watch = apiOnlineWait(&onenet.Client{BaseURL: s.API, APIKey: s.APIKey}, s.DeviceID)
 	return t, nil
 }
 
@@ -233,7 +241,7 @@ func embeddedFlashBroker(s *flashSettings, f *flashFlags, masterKey string, stdo
 	t := flashTarget{host: host, port: atoiOr(p, 0), close: func() { b.Close() }}
 	fmt.Fprintf(stdout, "flash: embedded broker on %s (%s); the board will connect to %s:%d\n", b.MQTTAddr(), regName, host, t.port)
 	deviceID := s.DeviceID
-	t.arm = func() func(ctx context.Context) error {
+	t.watch = func() func(ctx context.Context) error {
 		m := b.Events().Mark()
 		return func(ctx context.Context) error {
 			_, err := b.Events().WaitAfter(ctx, m, broker.Is(broker.Connected, deviceID))
@@ -257,8 +265,9 @@ func flashConfigJSON(s flashSettings, t flashTarget) ([]byte, error) {
 }
 
 // flashBoard opens the board's port (--port, $HIL_PORT or the one found),
-// flashes files and config.json, resets it and waits for arm's login.
-func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj []byte, arm board.ArmFunc, stdout io.Writer, mask *report.Masker) error {
+// syncs files and config.json, resets it and waits for its ready line and
+// for watch's login.
+func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj []byte, watch loginWatch, stdout io.Writer, mask *report.Masker) error {
 	port := f.port
 	if port == "" {
 		port = os.Getenv(rig.EnvPort)
@@ -278,7 +287,9 @@ func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj
 			return fmt.Errorf("open serial log: %w", err)
 		}
 		defer lf.Close() // after the link: its last lines are written on Close
-		lo.Log = &maskWriter{w: lf, m: mask}
+		lw := mask.LineWriter(lf)
+		defer lw.Flush()
+		lo.Log = lw
 	}
 	l, err := link.Open(port, lo)
 	if err != nil {
@@ -286,16 +297,39 @@ func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj
 	}
 	defer l.Close()
 	repl := board.NewREPL(l, board.Options{})
-	res, err := board.Flash(ctx, repl, files, cj, board.FlashOptions{
-		Prune: f.prune, Keep: []string{"boot.py"}, Reset: f.mode, BootTimeout: f.timeout, Ready: f.ready,
-		ArmConnected: arm, Progress: stdout,
-	})
+	want := maps.Clone(files)
+	want[board.ConfigPath] = cj
+	res, err := board.Sync(ctx, repl, want, board.SyncOptions{Prune: f.prune, Keep: []string{"boot.py"}, Progress: stdout})
+	if err != nil {
+		return err
+	}
+	boot, err := f.boot(ctx, repl, watch, stdout)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "flash: done: %d uploaded (%d bytes), %d unchanged, %d removed; %s reset; up in %s\n",
-		len(res.Uploaded), res.Bytes, len(res.Skipped), len(res.Removed), res.Reset, res.Boot.Round(time.Millisecond))
+		len(res.Uploaded), res.Bytes, len(res.Skipped), len(res.Removed), boot.Reset, boot.Boot.Round(time.Millisecond))
 	return nil
+}
+
+// boot resets the board and waits, within --timeout, for its ready line
+// and the broker's login.
+func (f *flashFlags) boot(ctx context.Context, repl *board.REPL, watch loginWatch, stdout io.Writer) (board.BootResult, error) {
+	opts := board.BootOptions{Reset: f.mode, Timeout: f.timeout, Progress: stdout}
+	if f.ready != nil {
+		opts.Ready, opts.What = f.ready.MatchString, fmt.Sprintf("a line matching /%s/", f.ready)
+	}
+	bctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	wait := watch()
+	boot, err := board.Boot(bctx, repl, opts)
+	if err != nil {
+		return boot, fmt.Errorf("flash: %w", err)
+	}
+	if err := wait(bctx); err != nil {
+		return boot, fmt.Errorf("flash: the board echoed %q but the broker saw no login: %w", boot.Ready, err)
+	}
+	return boot, nil
 }
 
 // readFirmwareDir reads every regular file under dir (hidden ones and
@@ -409,45 +443,11 @@ func flashRegistry(s *flashSettings, masterKey string) (*broker.Registry, string
 	return reg, fmt.Sprintf("product %s, device %s", s.ProductID, s.DeviceID), nil
 }
 
-// maskWriter masks secrets in each write. Every writer it wraps gets
-// whole lines or short progress messages, so a secret never straddles two
-// writes.
-type maskWriter struct {
-	w io.Writer
-	m *report.Masker
-}
-
-// Fd is the wrapped file's descriptor (-1 if none), so that a terminal
-// still gets the progress bar.
-func (w *maskWriter) Fd() uintptr {
-	if f, ok := w.w.(interface{ Fd() uintptr }); ok {
-		return f.Fd()
-	}
-	return ^uintptr(0)
-}
-
-func (w *maskWriter) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(w.w, w.m.Mask(string(p))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// maskedError shows err's text with the secrets masked; errors.Is and As
-// still see err.
-type maskedError struct {
-	err error
-	msg string
-}
-
-func (e *maskedError) Error() string { return e.msg }
-func (e *maskedError) Unwrap() error { return e.err }
-
 // apiOnlineWait watches an external broker through its OneNET-style HTTP
 // API until it reports the device online. Weaker than the embedded broker's
 // event feed: a session from before the reset also reads "online", so the
 // fresh ready line on the serial port is what dates the login.
-func apiOnlineWait(api *onenet.Client, deviceID string) board.ArmFunc {
+func apiOnlineWait(api *onenet.Client, deviceID string) loginWatch {
 	return func() func(ctx context.Context) error {
 		return func(ctx context.Context) error {
 			var last string

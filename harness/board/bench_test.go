@@ -72,11 +72,11 @@ func BenchmarkReflashUnchanged(b *testing.B) {
 	_, _, r := startBoard(b, sim.Options{LineRate: true}, nil)
 	files := firmware.Files()
 	files[ConfigPath] = []byte(`{"wifi": {"ssid": "lab", "password": "x"}}`)
-	_, err := Sync(ctx, r, files, FlashOptions{})
+	_, err := Sync(ctx, r, files, SyncOptions{})
 	require.NoError(b, err)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		res, err := Sync(ctx, r, files, FlashOptions{})
+		res, err := Sync(ctx, r, files, SyncOptions{})
 		require.NoError(b, err)
 		require.Empty(b, res.Uploaded)
 	}
@@ -85,16 +85,12 @@ func BenchmarkReflashUnchanged(b *testing.B) {
 // The whole re-flash of unchanged firmware: sync, soft reset, and the
 // waits for "HIL mqtt up" and the broker's connected event.
 func BenchmarkReflashUnchangedWithBoot(b *testing.B) {
-	ctx := testCtx(b)
 	_, cfg, arm := flashRig(b)
 	_, _, r := startBoard(b, sim.Options{LineRate: true}, nil)
-	opts := FlashOptions{ArmConnected: arm, BootTimeout: 45 * time.Second}
-	_, err := Flash(ctx, r, firmware.Files(), cfg, opts)
-	require.NoError(b, err)
+	flash(b, r, firmware.Files(), cfg, arm, SyncOptions{})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		res, err := Flash(ctx, r, firmware.Files(), cfg, opts)
-		require.NoError(b, err)
+		res, _ := flash(b, r, firmware.Files(), cfg, arm, SyncOptions{})
 		require.Empty(b, res.Uploaded)
 	}
 }

@@ -2,47 +2,28 @@ package board
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/onenet-hil/hil/harness/echo"
+	"github.com/onenet-hil/hil/harness/link"
 )
 
 // ConfigPath is where the firmware reads its configuration.
 const ConfigPath = "config.json"
 
-// DefaultReady is the serial echo that says the firmware logged in.
-var DefaultReady = regexp.MustCompile(`^HIL mqtt up\b`)
-
-// ArmFunc is called just before the board is reset and returns the wait
-// for the broker's "device connected" event: the broker's feed must be
-// marked before the board can connect, and waited on after.
-type ArmFunc func() (wait func(ctx context.Context) error)
-
-// FlashOptions tune Flash; the zero value uploads, resets (auto) and waits
-// for the serial echo only if ArmConnected is nil — see ArmConnected.
-type FlashOptions struct {
+// SyncOptions tune Sync.
+type SyncOptions struct {
 	// Prune removes board files the firmware does not have (except Keep).
 	Prune bool
 	Keep  []string
-	// Reset is how the board is restarted after the upload.
-	Reset ResetMode
-	// NoReset skips the reset and the waits (upload only).
-	NoReset bool
-	// BootTimeout bounds the wait for Ready and the broker event. Default 60 s.
-	BootTimeout time.Duration
-	// Ready is the serial line that says the firmware is up. Default DefaultReady.
-	Ready *regexp.Regexp
-	// ArmConnected waits for the broker's connected event; Flash requires
-	// it unless NoReset is set (either signal alone is not proof).
-	ArmConnected ArmFunc
 	// Progress receives a progress bar when it is a terminal, plain log
 	// lines otherwise; nil for silence.
 	Progress io.Writer
@@ -53,86 +34,95 @@ type FlashOptions struct {
 	NoSoftReset bool
 }
 
-// FlashResult tells what Flash did.
+// FlashResult tells what Sync did.
 type FlashResult struct {
 	Uploaded []string
 	Skipped  []string
 	Removed  []string
 	Bytes    int64 // file bytes uploaded
 	RawPaste bool
-	Reset    ResetMode
 	Upload   time.Duration // from entering the raw REPL to the last file verified
-	Boot     time.Duration // from the reset to ready and connected
-	Ready    string        // the ready line seen
 }
 
-// Flash uploads what changed of files (flash path -> bytes) and the
-// config (written as config.json unless nil), optionally prunes, resets the
-// board and waits for the firmware's ready line and the broker's connected
-// event.
-func Flash(ctx context.Context, r *REPL, files map[string][]byte, config []byte, opts FlashOptions) (FlashResult, error) {
-	if !opts.NoReset && opts.ArmConnected == nil {
-		return FlashResult{}, errors.New("flash: no broker wait given (ArmConnected): the serial echo alone does not prove the board logged in")
-	}
-	want := make(map[string][]byte, len(files)+1)
-	for p, b := range files {
-		p = strings.TrimPrefix(path.Clean("/"+p), "/")
-		if p == "" || p == "." {
-			return FlashResult{}, fmt.Errorf("flash: bad file name %q", p)
-		}
-		want[p] = b
-	}
-	if config != nil {
-		want[ConfigPath] = config
-	}
-	res, err := Sync(ctx, r, want, opts)
-	if err != nil || opts.NoReset {
-		return res, err
-	}
+// BootOptions tune Boot.
+type BootOptions struct {
+	// Reset is how the board is restarted.
+	Reset ResetMode
+	// Timeout bounds the wait for the ready line. Default 60 s.
+	Timeout time.Duration
+	// Ready says which serial line means the firmware is up. Default: the
+	// hil firmware's login echo (echo.LoginLine).
+	Ready func(line string) bool
+	// What names the ready line in messages. Default "the login echo".
+	What string
+	// Progress receives plain log lines; nil for silence.
+	Progress io.Writer
+}
 
-	if opts.BootTimeout <= 0 {
-		opts.BootTimeout = 60 * time.Second
+// BootResult tells what Boot did.
+type BootResult struct {
+	Reset ResetMode     // the reset used
+	Boot  time.Duration // from the reset to the ready line
+	Ready string        // the ready line seen
+	// Mark is where the reset began in the link's line log: lines from it
+	// on belong to this boot.
+	Mark int64
+}
+
+// Boot resets the board and waits for its ready line; only lines printed
+// after the reset count. Whether the board really logged in is for the
+// caller to confirm with its broker: Boot knows only the serial line.
+func Boot(ctx context.Context, r *REPL, opts BootOptions) (BootResult, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
 	}
-	ready := opts.Ready
-	if ready == nil {
-		ready = DefaultReady
+	if opts.Ready == nil {
+		opts.Ready, opts.What = echo.LoginLine(echo.HIL, false), "the login echo (HIL mqtt up)"
+	}
+	if opts.What == "" {
+		opts.What = "the ready line"
 	}
 	plog := newPlainLog(opts.Progress)
-	mark := r.Link().Mark()
-	wait := opts.ArmConnected()
+	res := BootResult{Mark: r.Link().Mark()}
 	start := time.Now()
 	used, err := r.Reset(ctx, opts.Reset)
 	res.Reset = used
 	if err != nil {
-		return res, fmt.Errorf("flash: reset: %w", err)
+		return res, fmt.Errorf("boot: reset: %w", err)
 	}
-	plog("reset (%s); waiting up to %s for /%s/ and the broker's connected event", used, opts.BootTimeout, ready)
-
-	bctx, cancel := context.WithTimeout(ctx, opts.BootTimeout)
-	defer cancel()
-	brokerErr := make(chan error, 1)
-	go func() { brokerErr <- wait(bctx) }()
-	m, lineErr := r.Link().ExpectFrom(bctx, mark, ready, opts.BootTimeout)
-	bErr := <-brokerErr
+	plog("reset (%s); waiting up to %s for %s", used, opts.Timeout, opts.What)
+	ln, err := r.Link().WaitLine(ctx, res.Mark, opts.What, opts.Timeout, func(ln link.Line) bool { return opts.Ready(ln.Text) })
 	res.Boot = time.Since(start)
-	switch {
-	case lineErr != nil && bErr != nil:
-		return res, fmt.Errorf("flash: board did not come up: %w; broker: %v", lineErr, bErr)
-	case lineErr != nil:
-		return res, fmt.Errorf("flash: the broker saw the login but the board did not echo it: %w", lineErr)
-	case bErr != nil:
-		return res, fmt.Errorf("flash: the board echoed %q but the broker saw no login: %w", m.Line.Text, bErr)
+	if err != nil {
+		return res, fmt.Errorf("boot: board did not come up: %w", err)
 	}
-	res.Ready = m.Line.Text
-	plog("board up in %s: %s", res.Boot.Round(time.Millisecond), m.Line.Text)
+	res.Ready = ln.Text
+	plog("board up in %s: %s", res.Boot.Round(time.Millisecond), ln.Text)
 	return res, nil
+}
+
+// cleanPaths checks and cleans the flash paths of want.
+func cleanPaths(want map[string][]byte) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(want))
+	for p, b := range want {
+		c := strings.TrimPrefix(path.Clean("/"+p), "/")
+		if c == "" || c == "." {
+			return nil, fmt.Errorf("flash: bad file name %q", p)
+		}
+		out[c] = b
+	}
+	return out, nil
 }
 
 // Sync makes the board's files match want (flash path -> bytes): it hashes
 // them all on the board in one exchange, writes the ones that differ,
 // verifies them, and prunes if asked. The board stays in the raw REPL.
-func Sync(ctx context.Context, r *REPL, want map[string][]byte, opts FlashOptions) (FlashResult, error) {
+func Sync(ctx context.Context, r *REPL, want map[string][]byte, opts SyncOptions) (FlashResult, error) {
 	var res FlashResult
+	want, err := cleanPaths(want)
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	if err := r.EnterRaw(ctx, !opts.NoSoftReset); err != nil {
 		return res, fmt.Errorf("flash: %w", err)
@@ -225,7 +215,7 @@ func verify(ctx context.Context, r *REPL, want map[string][]byte, changed []stri
 
 // prune removes every file on the board that is neither in want nor in
 // opts.Keep, and lists them in res.Removed.
-func prune(ctx context.Context, r *REPL, want map[string][]byte, opts FlashOptions, res *FlashResult) error {
+func prune(ctx context.Context, r *REPL, want map[string][]byte, opts SyncOptions, res *FlashResult) error {
 	keep := map[string]bool{}
 	for _, k := range opts.Keep {
 		keep[strings.TrimPrefix(path.Clean("/"+k), "/")] = true

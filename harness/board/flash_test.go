@@ -3,6 +3,7 @@ package board
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 const testWiFiPassword = "wifi-secret-9f2a"
 
 // flashRig is a broker (demo registry) and a config pointing the firmware at it.
-func flashRig(t testing.TB) (*broker.Broker, []byte, ArmFunc) {
+func flashRig(t testing.TB) (*broker.Broker, []byte, func() func(context.Context) error) {
 	b, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
@@ -46,7 +47,6 @@ func flashRig(t testing.TB) (*broker.Broker, []byte, ArmFunc) {
 }
 
 func TestFlashFirmwareAndReflash(t *testing.T) {
-	ctx := testCtx(t)
 	_, cfg, arm := flashRig(t)
 	b, l, r := startBoard(t, sim.Options{BootGarbage: true}, map[string]string{
 		"main.py":  "while True:\n    pass\n", // stuck old firmware
@@ -54,12 +54,11 @@ func TestFlashFirmwareAndReflash(t *testing.T) {
 	})
 	var log bytes.Buffer
 	files := firmware.Files()
-	res, err := Flash(ctx, r, files, cfg, FlashOptions{ArmConnected: arm, Prune: true, Keep: []string{"keep.txt"}, Progress: &log, BootTimeout: 45 * time.Second})
-	require.NoError(t, err, "serial log:\n%s", l.Tail(30))
+	res, boot := flash(t, r, files, cfg, arm, SyncOptions{Prune: true, Keep: []string{"keep.txt"}, Progress: &log})
 	assert.ElementsMatch(t, append(keys(files), "config.json"), res.Uploaded)
 	assert.Equal(t, []string{"stale.py"}, res.Removed)
-	assert.Equal(t, ResetSoft, res.Reset, "a pty has no reset lines: soft reset")
-	assert.Regexp(t, `^HIL mqtt up`, res.Ready)
+	assert.Equal(t, ResetSoft, boot.Reset, "a pty has no reset lines: soft reset")
+	assert.Regexp(t, `^HIL mqtt up`, boot.Ready)
 	assert.True(t, res.RawPaste)
 	for name, data := range files {
 		onFlash, err := os.ReadFile(filepath.Join(b.FlashDir(), name))
@@ -74,8 +73,7 @@ func TestFlashFirmwareAndReflash(t *testing.T) {
 	}
 
 	// Unchanged firmware: nothing uploaded.
-	res, err = Flash(ctx, r, files, cfg, FlashOptions{ArmConnected: arm, BootTimeout: 45 * time.Second})
-	require.NoError(t, err, "serial log:\n%s", l.Tail(30))
+	res, _ = flash(t, r, files, cfg, arm, SyncOptions{})
 	assert.Empty(t, res.Uploaded)
 	assert.Len(t, res.Skipped, len(files)+1)
 }
@@ -88,32 +86,54 @@ func keys(m map[string][]byte) []string {
 	return out
 }
 
-func TestFlashNeedsBothSignals(t *testing.T) {
+// flash is what a flasher does: sync, mark the broker, boot, and wait for
+// the broker's login too (the serial echo alone is not proof).
+func flash(t testing.TB, r *REPL, files map[string][]byte, cfg []byte, arm func() func(context.Context) error, opts SyncOptions) (FlashResult, BootResult) {
+	t.Helper()
 	ctx := testCtx(t)
-	_, cfg, _ := flashRig(t)
-	_, l, r := startBoard(t, sim.Options{}, nil)
-
-	_, err := Flash(ctx, r, firmware.Files(), cfg, FlashOptions{})
-	require.ErrorContains(t, err, "no broker wait")
-
-	// A broker that never sees the login: the serial echo alone must not pass.
-	never := func() func(ctx context.Context) error {
-		return func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
-	}
-	_, err = Flash(ctx, r, firmware.Files(), cfg, FlashOptions{ArmConnected: never, BootTimeout: 5 * time.Second})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "broker saw no login", "serial log:\n%s", l.Tail(30))
+	want := maps.Clone(files)
+	want[ConfigPath] = cfg
+	res, err := Sync(ctx, r, want, opts)
+	require.NoError(t, err, "serial log:\n%s", r.Link().Tail(30))
+	wait := arm()
+	boot, err := Boot(ctx, r, BootOptions{Timeout: 45 * time.Second, Progress: opts.Progress})
+	require.NoError(t, err, "serial log:\n%s", r.Link().Tail(30))
+	require.NoError(t, wait(ctx), "the broker saw the login")
+	return res, boot
 }
 
-func TestFlashReportsBoardThatNeverComesUp(t *testing.T) {
+func TestSyncRefusesABadFileName(t *testing.T) {
 	ctx := testCtx(t)
-	_, cfg, arm := flashRig(t)
+	_, _, r := startBoard(t, sim.Options{}, nil)
+	_, err := Sync(ctx, r, map[string][]byte{"/": []byte("x")}, SyncOptions{})
+	assert.ErrorContains(t, err, `flash: bad file name "/"`)
+}
+
+func TestBootReportsBoardThatNeverComesUp(t *testing.T) {
+	ctx := testCtx(t)
+	_, cfg, _ := flashRig(t)
 	_, _, r := startBoard(t, sim.Options{WiFi: sim.WiFiBehaviour{Mode: sim.WiFiNever}}, nil)
-	_, err := Flash(ctx, r, firmware.Files(), cfg, FlashOptions{ArmConnected: arm, BootTimeout: 3 * time.Second})
+	files := firmware.Files()
+	files[ConfigPath] = cfg
+	_, err := Sync(ctx, r, files, SyncOptions{})
+	require.NoError(t, err)
+	_, err = Boot(ctx, r, BootOptions{Timeout: 3 * time.Second})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "did not come up")
+	assert.Contains(t, err.Error(), "HIL mqtt up")
 	assert.Contains(t, err.Error(), "last lines seen")
 	assert.NotContains(t, err.Error(), testWiFiPassword)
+}
+
+// A custom ready test: the first line of a program that prints no echo.
+func TestBootWaitsForACustomReadyLine(t *testing.T) {
+	ctx := testCtx(t)
+	_, _, r := startBoard(t, sim.Options{}, map[string]string{"main.py": "print('app started')\n"})
+	boot, err := Boot(ctx, r, BootOptions{Reset: ResetSoft, Timeout: 20 * time.Second, What: "app started",
+		Ready: func(line string) bool { return line == "app started" }})
+	require.NoError(t, err)
+	assert.Equal(t, "app started", boot.Ready)
+	assert.Equal(t, ResetSoft, boot.Reset)
 }
 
 func TestMachineResetRestartsBoard(t *testing.T) {

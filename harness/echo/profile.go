@@ -174,3 +174,14 @@ func (tutorialProfile) Emits(k Kind) bool {
 	}
 	return false
 }
+
+// LoginLine is the one test of "the board is up": it reports whether line
+// is p's echo that the firmware logged in to the broker (refused: that the
+// broker refused it). The rig and the flasher both wait for it.
+func LoginLine(p Profile, refused bool) func(line string) bool {
+	want := MQTTUp
+	if refused {
+		want = MQTTRefused
+	}
+	return func(line string) bool { return p.Parse(line).Kind == want }
+}

@@ -96,7 +96,7 @@ func (r *Rig) port(p scenario.Platform) int {
 // flash of a sandboxed board is the harness's own and is pruned; on a
 // real board the user's other files (data, lib/, certificates) survive.
 func (r *Rig) sync(ctx context.Context, files map[string][]byte) error {
-	opts := board.FlashOptions{Prune: r.caps.Sandbox != nil, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
+	opts := board.SyncOptions{Prune: r.caps.Sandbox != nil, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
 	_, err := board.Sync(ctx, r.repl, files, opts)
 	if err == nil || ctx.Err() != nil || r.caps.PowerCycle == nil {
 		return err
@@ -123,10 +123,11 @@ func (r *Rig) markScenario() {
 // awaitLogin waits, within the boot timeout, for the profile's login echo
 // (or refusal) and the broker's matching event, both after the marks.
 func (r *Rig) awaitLogin(ctx context.Context, prof echo.Profile, refused bool) error {
-	want, kind := echo.MQTTUp, broker.Connected
+	want, kind := "login", broker.Connected
 	if refused {
-		want, kind = echo.MQTTRefused, broker.Refused
+		want, kind = "refusal", broker.Refused
 	}
+	ready := echo.LoginLine(prof, refused)
 	boot := r.opts.BootTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		boot = time.Until(dl)
@@ -137,8 +138,8 @@ func (r *Rig) awaitLogin(ctx context.Context, prof echo.Profile, refused bool) e
 	from, mark := r.cursor, r.mark
 	r.mu.Unlock()
 	var err error
-	ln, lineErr := r.link.WaitLine(bctx, from, fmt.Sprintf("the %s echo %q", prof.Name(), want), boot,
-		func(ln link.Line) bool { return prof.Parse(ln.Text).Kind == want })
+	ln, lineErr := r.link.WaitLine(bctx, from, fmt.Sprintf("the %s profile's %s echo", prof.Name(), want), boot,
+		func(ln link.Line) bool { return ready(ln.Text) })
 	_, brokerErr := r.br.Events().WaitAfter(bctx, mark, r.match(scenario.BrokerEvent{Kind: kindName[kind], RC: -1}))
 	switch {
 	case lineErr != nil && brokerErr != nil:
