@@ -249,3 +249,14 @@ func BenchmarkTutorialParse(b *testing.B) {
 		Tutorial.Parse("(b'TurnipRobot', b'toggle')")
 	}
 }
+
+func TestLoginLineIsTheProfilesLoginOrRefusal(t *testing.T) {
+	up, refused := LoginLine(HIL, false), LoginLine(HIL, true)
+	assert.True(t, up("HIL mqtt up broker=127.0.0.1:6002"))
+	assert.False(t, up("HIL mqtt refused rc=4"))
+	assert.False(t, up("HIL mqtt up"), "a malformed echo is not a login")
+	assert.True(t, refused("HIL mqtt refused rc=4"))
+	tut := LoginLine(Tutorial, false)
+	assert.True(t, tut("Connected to 183.230.40.39, subscribed to b'TurnipRobot' topic"))
+	assert.True(t, LoginLine(Tutorial, true)("MQTTException: 4"))
+}
