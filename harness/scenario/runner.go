@@ -115,8 +115,10 @@ func (r *Runner) RunScenario(ctx context.Context, sc *Scenario) (res report.Scen
 	if grace <= 0 {
 		grace = 2 * time.Second
 	}
-	x := &execution{r: r, sc: sc, prof: prof, res: &res, plat: r.Target.Platform(), ser: r.Target.Serial(), pin: r.Target.Capabilities().Pin,
-		to: sc.Timeouts.or(r.Timeouts.or(DefaultTimeouts)), tail: tail, grace: grace,
+	plat, pin := r.Target.Platform(), r.Target.Capabilities().Pin
+	x := &execution{r: r, sc: sc, prof: prof, res: &res, plat: plat, ser: r.Target.Serial(), pin: pin,
+		check: Checker{Profile: prof, Platform: plat, Pin: pin},
+		to:    sc.Timeouts.or(r.Timeouts.or(DefaultTimeouts)), tail: tail, grace: grace,
 		echoLevel: report.Unknown, powerUp: true}
 	err = x.play(ctx)
 	res.Serial = x.log
@@ -147,10 +149,10 @@ func (f *stepFailure) Error() string { return f.msg }
 
 // pending is a send whose echo has not been fully seen yet.
 type pending struct {
-	idx     int
-	step    *Step
-	sentAt  time.Time
-	receipt bool // the Received event of a Receipt profile was seen
+	idx    int
+	step   *Step
+	sentAt time.Time
+	sent   Sent // what the checker compares its echo with
 }
 
 // execution is the state of one scenario being played.
@@ -162,6 +164,7 @@ type execution struct {
 	res   *report.Scenario
 	ser   Serial
 	pin   Pin
+	check Checker // the echo and pin judgement, shared with the soak
 	to    Timeouts
 	tail  int
 	grace time.Duration
@@ -257,7 +260,8 @@ func (x *execution) step(ctx context.Context, i int, st *Step) error {
 		if err != nil {
 			return x.fail(i, "sending failed: %v", err)
 		}
-		x.queue = append(x.queue, &pending{idx: i, step: st, sentAt: sentAt})
+		x.queue = append(x.queue, &pending{idx: i, step: st, sentAt: sentAt,
+			sent: Sent{Desc: st.String(), Payload: st.Payload, Channel: st.Channel, Before: st.Before, After: st.After}})
 		if st.NoWait {
 			return nil
 		}
@@ -530,64 +534,14 @@ func (x *execution) match(ctx context.Context, l report.Line, ev echo.Event) err
 		return x.fail(x.blame(), "unexpected echo %q: no command is in flight", ev.Line)
 	}
 	p := x.queue[0]
-	payload := p.step.Payload
-	conf := x.prof.Confirms(payload)
-	if err := x.checkVia(p, ev); err != nil {
-		return err
+	done, level, err := x.check.Echo(&p.sent, ev)
+	if err != nil {
+		return x.fail(p.idx, "%v", err)
 	}
-	if conf.Receipt && !p.receipt {
-		if ev.Kind != echo.Received || ev.Payload != payload {
-			return x.fail(p.idx, "expected the board to print the receipt of %s, got %q", ShowPayload(payload), ev.Line)
-		}
-		p.receipt = true
-		if conf.Result == echo.Other {
-			return x.complete(ctx, p, l.At, report.Unknown)
-		}
-		return nil
+	if !done {
+		return nil // the receipt; the result follows
 	}
-	switch conf.Result {
-	case echo.LED:
-		if ev.Kind != echo.LED {
-			return x.fail(p.idx, "expected an LED echo for %s, got %q", ShowPayload(payload), ev.Line)
-		}
-		if ev.Cmd != "" && ev.Cmd != payload {
-			return x.fail(p.idx, "echo is for cmd=%s but the command in flight is %s (order lost?): %q", ev.Cmd, payload, ev.Line)
-		}
-		if ev.State != p.step.After {
-			return x.fail(p.idx, "model expects LED=%d after %s (from %d), echo says state=%d: %q",
-				p.step.After, payload, p.step.Before, ev.State, ev.Line)
-		}
-		return x.complete(ctx, p, l.At, ev.State)
-	case echo.Ignored:
-		if ev.Kind != echo.Ignored || ev.Payload != payload {
-			what := "a command"
-			if !p.step.Command {
-				what = "junk"
-			}
-			return x.fail(p.idx, "expected the board to ignore %s (%s), got %q", ShowPayload(payload), what, ev.Line)
-		}
-		return x.complete(ctx, p, l.At, report.Unknown)
-	}
-	return x.fail(p.idx, "unexpected echo %q after %s", ev.Line, ShowPayload(payload))
-}
-
-// checkVia: a command push (creq, http) must arrive on the platform's
-// command topic ($creq/{uuid}, or studio's $sys/.../cmd/request/{uuid}), a
-// topic publish on another topic.
-func (x *execution) checkVia(p *pending, ev echo.Event) error {
-	if ev.Via == "" {
-		return nil
-	}
-	cmd := x.plat.CommandTopic(ev.Via)
-	if (p.step.Channel == Topic) == cmd {
-		want := "the platform's command topic " + x.plat.commandTopicName()
-		if p.step.Channel == Topic {
-			want = "the custom topic"
-		}
-		return x.fail(p.idx, "sent via %s on %s, so it must arrive on %s, but the board got it on topic %q: %q",
-			p.step.Channel, x.plat, want, ev.Via, ev.Line)
-	}
-	return nil
+	return x.complete(ctx, p, l.At, level)
 }
 
 // complete records a send whose echo has been seen and, when it is the
@@ -597,7 +551,6 @@ func (x *execution) complete(ctx context.Context, p *pending, at time.Time, echo
 	rs := &x.res.Steps[p.idx]
 	rs.Latency = at.Sub(p.sentAt)
 	rs.Echo = echoLevel
-	want := p.step.After
 	x.lastIgnored = !p.step.Command
 	switch {
 	case echoLevel != report.Unknown:
@@ -612,21 +565,10 @@ func (x *execution) complete(ctx context.Context, p *pending, at time.Time, echo
 		if echoLevel == report.Unknown && p.step.Command {
 			grace = x.timeout(p.step, x.to.Send) // the pin is the only witness
 		}
-		pctx, cancel := context.WithTimeout(ctx, grace)
-		got, err := x.pin.Await(pctx, want)
-		cancel()
+		got, err := x.check.CheckPin(ctx, &p.sent, echoLevel, grace)
 		rs.Pin = got
-		if got != want {
-			switch {
-			case echoLevel != report.Unknown:
-				return x.fail(p.idx, "echo and pin disagree after %s: echo says LED=%d, GPIO pin reads %d (%v)",
-					p.step, echoLevel, got, err)
-			case !p.step.Command && x.prof.Confirms(p.step.Payload).Result == echo.Ignored:
-				return x.fail(p.idx, "echo and pin disagree after %s: echo says ignored (LED stays %d), GPIO pin reads %d (%v)",
-					p.step, want, got, err)
-			default:
-				return x.fail(p.idx, "model expects LED=%d after %s, GPIO pin reads %d (%v)", want, p.step, got, err)
-			}
+		if err != nil {
+			return x.fail(p.idx, "%v", err)
 		}
 	}
 	if echoLevel == report.Unknown && p.step.Command && x.pin == nil {
