@@ -12,6 +12,7 @@ import (
 
 	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/harness/scenario"
+	hsoak "github.com/onenet-hil/hil/harness/soak" // the file has a func named soak
 )
 
 func init() {
@@ -135,7 +136,7 @@ func (f *soakFlags) play(ctx context.Context, r *rig.Rig, out *os.File, stdout i
 		fe = -1
 	}
 	fmt.Fprintf(stdout, "soak: %s on %s, seed %d, a fault every %s on average\n", f.dur, r.Describe(), f.seed, f.faultEvery)
-	res, err := r.Soak(ctx, rig.SoakOptions{Duration: f.dur, Commands: f.commands, Seed: f.seed, FaultEvery: fe, Progress: stdout})
+	res, err := hsoak.Run(ctx, r, hsoak.Options{Duration: f.dur, Commands: f.commands, Seed: f.seed, FaultEvery: fe, Progress: stdout})
 	fmt.Fprint(stdout, res.String())
 	if out != nil {
 		if werr := writeSoakJSON(out, res); werr != nil {
@@ -154,7 +155,7 @@ func (f *soakFlags) play(ctx context.Context, r *rig.Rig, out *os.File, stdout i
 	return nil
 }
 
-func writeSoakJSON(f *os.File, res rig.SoakResult) error {
+func writeSoakJSON(f *os.File, res hsoak.Result) error {
 	faults := map[string]int{}
 	for k, v := range res.Faults {
 		faults[string(k)] = v

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/harness/dut"
+	"github.com/onenet-hil/hil/harness/link"
 	"github.com/onenet-hil/hil/harness/onenet"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
@@ -134,7 +136,7 @@ func (r *Rig) publish(ctx context.Context, payload []byte) error {
 	}
 	tok := cl.Publish(Topic, 0, false, payload)
 	if !tok.WaitTimeout(time.Until(deadline(ctx, 10*time.Second))) {
-		return errors.New("publish on the custom topic: not sent in time")
+		return fmt.Errorf("publish on the custom topic: not sent in time: %w", os.ErrDeadlineExceeded)
 	}
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("publish on the custom topic: %w", err)
@@ -180,10 +182,10 @@ func (r *Rig) dial(ctx context.Context, d Device, local *atomic.Value) (paho.Cli
 		// that, bounded, then make sure the client is down.
 		tok.WaitTimeout(2 * time.Second)
 		cl.Disconnect(0)
-		return nil, fmt.Errorf("no CONNACK within %s", limit.Round(time.Millisecond))
+		return nil, fmt.Errorf("no CONNACK within %s: %w", limit.Round(time.Millisecond), os.ErrDeadlineExceeded)
 	}
 	if err := tok.Error(); err != nil {
-		return nil, errors.New(r.mask.Mask(err.Error()))
+		return nil, r.mask.MaskError(err)
 	}
 	return cl, nil
 }
@@ -248,10 +250,17 @@ func (s serialLines) Next(ctx context.Context) (report.Line, error) {
 	from := r.cursor
 	r.mu.Unlock()
 	ln, err := r.link.Next(ctx, from)
-	if err != nil {
-		if ctx.Err() != nil {
-			return report.Line{}, ctx.Err()
-		}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return report.Line{}, ctx.Err()
+	case errors.Is(err, link.ErrLinesLost):
+		// Said once: the reader goes on from the oldest line kept.
+		r.mu.Lock()
+		r.cursor = ln.Seq
+		r.mu.Unlock()
+		return report.Line{}, fmt.Errorf("serial: %w", err)
+	default:
 		return report.Line{}, fmt.Errorf("serial: %w", r.mask.MaskError(err))
 	}
 	r.mu.Lock()

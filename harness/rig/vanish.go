@@ -14,8 +14,8 @@ import (
 // why.
 func (r *Rig) Send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
 	err := r.send(ctx, ch, payload, opt)
-	if err == nil {
-		return nil
+	if err == nil || opt.Prompt {
+		return err
 	}
 	return r.withPortFate(ctx, err)
 }
@@ -36,7 +36,7 @@ func (r *Rig) withPortFate(ctx context.Context, err error) error {
 	defer t.Stop()
 	select {
 	case <-r.link.Done():
-		return fmt.Errorf("%w; the board is gone: %v", err, r.link.Err())
+		return goneAfter{err: err, gone: r.link.Err()}
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -64,6 +64,13 @@ func (r *Rig) Gone(ctx context.Context) error {
 		return nil
 	}
 }
+
+// goneAfter is a send's failure followed by the port going away: it
+// matches both the failure and link.ErrGone.
+type goneAfter struct{ err, gone error }
+
+func (e goneAfter) Error() string   { return fmt.Sprintf("%v; the board is gone: %v", e.err, e.gone) }
+func (e goneAfter) Unwrap() []error { return []error{e.err, e.gone} }
 
 func (r *Rig) goneErr() error {
 	if err := r.link.Err(); err != nil {

@@ -89,6 +89,12 @@ type SendOptions struct {
 	// QoS 1 asks the broker to keep the command for an offline device and
 	// deliver it at its next login (OneNET's qos=1 on POST /cmds).
 	QoS int
+	// Prompt returns a failure at once. Without it a target may first wait
+	// a few seconds to learn whether the board's port went away with the
+	// failure (an unplugged board drops off the network first), which a
+	// caller that sends many commands to an often-offline device, and
+	// watches the serial line itself, cannot afford.
+	Prompt bool
 }
 
 // Serial yields the board's serial lines in order.

@@ -239,7 +239,7 @@ func (s *state) one(ctx context.Context) error {
 	subscribed := s.subscribedAt(mark)
 	s.res.Commands++
 	s.res.ByChan[ch]++
-	if err := s.t.Send(ctx, ch, p, scenario.SendOptions{}); err != nil {
+	if err := s.t.Send(ctx, ch, p, scenario.SendOptions{Prompt: true}); err != nil {
 		switch {
 		case ctx.Err() != nil:
 			s.res.Commands-- // never sent: the soak ended
@@ -428,7 +428,7 @@ func (s *state) sync(ctx context.Context) error {
 		s.res.SyncProbes++
 		probe := fmt.Sprintf("soak-sync-%d", s.probes)
 		mark := s.br.Events().Mark()
-		if err := s.t.Send(ctx, scenario.Creq, []byte(probe), scenario.SendOptions{}); err != nil {
+		if err := s.t.Send(ctx, scenario.Creq, []byte(probe), scenario.SendOptions{Prompt: true}); err != nil {
 			switch {
 			case ctx.Err() != nil:
 				return ctx.Err()
