@@ -20,35 +20,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/internal/testutil"
 )
-
-// lockedBuffer collects a child's output, written and read from different
-// goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
-func (b *lockedBuffer) String() string { return string(b.Bytes()) }
 
 // tail is the last n lines of s.
 func tail(s string, n int) string {
@@ -71,14 +51,14 @@ func deadline(t *testing.T, d time.Duration) (context.Context, context.CancelFun
 
 // command is a child in its own process group, killed whole when ctx ends
 // (a script's `go test` and its test binary with it).
-func command(ctx context.Context, dir string, env []string, name string, args ...string) (*exec.Cmd, *lockedBuffer) {
+func command(ctx context.Context, dir string, env []string, name string, args ...string) (*exec.Cmd, *testutil.Buffer) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	out := &lockedBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	return cmd, out
 }
@@ -142,15 +122,15 @@ func TestHardwareRunNeedsItsEnvironment(t *testing.T) {
 // sim is a `hil sim` child: a virtual board on a pty.
 type sim struct {
 	port   string
-	stdout *lockedBuffer // after the port line: one line per pin change
-	stderr *lockedBuffer
+	stdout *testutil.Buffer // after the port line: one line per pin change
+	stderr *testutil.Buffer
 }
 
 // startSim starts `hil sim` and reads its pty path (the first line of its
 // output); the board is stopped with Ctrl-C when the test ends.
 func startSim(t *testing.T, hil string) *sim {
 	t.Helper()
-	s := &sim{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	s := &sim{stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}}
 	cmd := exec.Command(hil, "sim", "--flash", t.TempDir())
 	cmd.Env = baseEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -11,32 +11,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var serverLine = regexp.MustCompile(`MQTT server:\s+(\S+)`)
 var httpLine = regexp.MustCompile(`HTTP API:\s+http://(\S+)`)
@@ -48,7 +31,7 @@ func TestBrokerCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	outR, outW := io.Pipe()
-	var stderr syncBuffer
+	var stderr testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runMain2(ctx, []string{"--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--studio", "127.0.0.1:0"}, outW, &stderr)
@@ -141,7 +124,7 @@ func runMain2(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func TestBrokerCommandBadRegistry(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("products:\n  - id: \"1\"\n    colour: red\n"), 0o600))
-	var out, errOut syncBuffer
+	var out, errOut testutil.Buffer
 	err := runMain2(context.Background(), []string{"--registry", path}, &out, &errOut)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), path+":3: field colour not found")

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/internal/testutil"
 )
 
 // Distinctive secrets: if any of them (or its middle, in case a mask
@@ -48,47 +48,6 @@ func leaks(artifacts map[string]string, secrets ...string) []string {
 		}
 	}
 	return out
-}
-
-// lockedBuffer is written by a command's goroutines and read by the test.
-type lockedBuffer struct {
-	mu     sync.Mutex
-	b      bytes.Buffer
-	notify chan struct{}
-}
-
-func newLockedBuffer() *lockedBuffer { return &lockedBuffer{notify: make(chan struct{}, 1)} }
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case l.notify <- struct{}{}:
-	default:
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// await waits until re matches the buffer and returns the submatches.
-func (l *lockedBuffer) await(t *testing.T, re *regexp.Regexp, d time.Duration) []string {
-	t.Helper()
-	deadline := time.After(d)
-	for {
-		if m := re.FindStringSubmatch(l.String()); m != nil {
-			return m
-		}
-		select {
-		case <-l.notify:
-		case <-deadline:
-			require.FailNow(t, "timed out", "waiting for /%s/ in:\n%s", re, l.String())
-		}
-	}
 }
 
 const secretsRegistry = `products:
@@ -120,7 +79,7 @@ func TestNoSecretInAnyArtifact(t *testing.T) {
 	// 1. hil broker with a registry of distinctive keys.
 	reg := filepath.Join(dir, "registry.yaml")
 	require.NoError(t, os.WriteFile(reg, []byte(fmt.Sprintf(secretsRegistry, secAPIKey, secAccess, secAuthInfo, secDevKey)), 0o600))
-	bout, berr := newLockedBuffer(), newLockedBuffer()
+	bout, berr := &testutil.Buffer{}, &testutil.Buffer{}
 	ctx, stop := context.WithCancel(context.Background())
 	brokerDone := make(chan error, 1)
 	go func() {
@@ -133,9 +92,16 @@ func TestNoSecretInAnyArtifact(t *testing.T) {
 			<-brokerDone
 		}
 	}()
-	mqttAddr := bout.await(t, regexp.MustCompile(`MQTT server:\s+(\S+)`), 30*time.Second)[1]
-	httpAddr := bout.await(t, regexp.MustCompile(`HTTP API:\s+http://(\S+)`), 30*time.Second)[1]
-	studioAddr := bout.await(t, regexp.MustCompile(`Studio MQTT:\s+(\S+)`), 30*time.Second)[1]
+	// The console prints each line in one write, the studio address last.
+	bout.WaitFor(t, "Studio MQTT:", 30*time.Second)
+	addr := func(re string) string {
+		m := regexp.MustCompile(re).FindStringSubmatch(bout.String())
+		require.NotNil(t, m, "/%s/ in:\n%s", re, bout.String())
+		return m[1]
+	}
+	mqttAddr := addr(`MQTT server:\s+(\S+)`)
+	httpAddr := addr(`HTTP API:\s+http://(\S+)`)
+	studioAddr := addr(`Studio MQTT:\s+(\S+)`)
 
 	login := func(addr, id, user, pass string) error {
 		o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(user).SetPassword(pass).

@@ -17,6 +17,7 @@ import (
 	"github.com/onenet-hil/hil/harness/fleet"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/onenet-hil/hil/sim"
 )
 
@@ -53,18 +54,12 @@ func TestTwoThousandDevicesAndASerialSessionAboveFD1024(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	simFDs := fdsTo(t, b.Port())
 
-	// Fill the low descriptors so that the port opens above 1024.
-	var filler []*os.File
-	for len(filler) < 1100 {
-		f, err := os.Open(os.DevNull)
-		require.NoError(t, err)
-		filler = append(filler, f)
-	}
+	// Hold the low descriptors, as a fleet's sockets would, so that the
+	// port opens above 1024.
+	release := testutil.HoldSockets(t, 1100)
 	r := newRig(t, Options{Port: b.Port(), WiFiSSID: "lab", WiFiPassword: wifiSecret,
 		BrokerHost: "127.0.0.1", BrokerListen: "127.0.0.1:0"})
-	for _, f := range filler {
-		f.Close()
-	}
+	release()
 	var portFDs []int
 	for fd := range fdsTo(t, b.Port()) {
 		if !simFDs[fd] {

@@ -1,11 +1,9 @@
 package rig
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/onenet-hil/hil/harness/board"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/onenet-hil/hil/sim"
 )
 
@@ -25,23 +24,8 @@ const wait = 30 * time.Second
 
 const wifiSecret = "rigtest-wifi-secret-7f2e"
 
-// syncBuffer is a bytes.Buffer safe for the link's reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is testutil.Buffer under the name studio_test.go still uses.
+type syncBuffer = testutil.Buffer
 
 func newRig(t *testing.T, opts Options) *Rig {
 	t.Helper()
@@ -84,7 +68,7 @@ func awaitBroker(r *Rig, want scenario.BrokerEvent, d time.Duration) error {
 }
 
 func TestVirtualBoardBeginSendAndSerial(t *testing.T) {
-	log := &syncBuffer{}
+	log := &testutil.Buffer{}
 	r := newRig(t, Options{WiFiPassword: wifiSecret, SerialLog: log})
 	assert.True(t, r.Capabilities().Virtual)
 	assert.Contains(t, r.Describe(), "virtual board")
