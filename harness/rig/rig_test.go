@@ -24,8 +24,6 @@ const wait = 30 * time.Second
 
 const wifiSecret = "rigtest-wifi-secret-7f2e"
 
-// syncBuffer is testutil.Buffer under the name studio_test.go still uses.
-type syncBuffer = testutil.Buffer
 
 func newRig(t *testing.T, opts Options) *Rig {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/scenario"
+	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/onenet-hil/hil/sim"
 )
 
@@ -22,7 +23,7 @@ const sysCmd = `\$sys/` + ProductID + `/` + DeviceID + `/cmd/request/[0-9a-f-]{3
 // On studio the board logs in with a token on the studio listener; each
 // channel reaches it the studio way, and no key or token reaches the log.
 func TestStudioChannelsKickAndSecrets(t *testing.T) {
-	log := &syncBuffer{}
+	log := &testutil.Buffer{}
 	r := newRig(t, Options{Platform: scenario.Studio, WiFiPassword: wifiSecret, SerialLog: log})
 	assert.Equal(t, scenario.Studio, r.Platform())
 	assert.Contains(t, r.Describe(), ", OneNET Studio")
