@@ -24,7 +24,6 @@ const wait = 30 * time.Second
 
 const wifiSecret = "rigtest-wifi-secret-7f2e"
 
-
 func newRig(t *testing.T, opts Options) *Rig {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
