@@ -167,7 +167,7 @@ func (b *Board) prepare() error {
 	b.flash = b.opts.FlashDir
 	if b.flash == "" {
 		b.flash = filepath.Join(b.ownDir, "flash")
-		if err := os.Mkdir(b.flash, 0o755); err != nil {
+		if err := os.Mkdir(b.flash, 0o700); err != nil { // config.json's secrets live here
 			return err
 		}
 	} else if st, err := os.Stat(b.flash); err != nil || !st.IsDir() {

@@ -38,6 +38,9 @@ PASTE_WINDOW = 128  # raw-paste window increment the board advertises
 
 OPTS = _json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 FLASH = _os.path.realpath(OPTS.get("flash", "."))
+# The flash holds config.json (the Wi-Fi password, the device's key): every
+# file and directory the board creates on it is its owner's only (0600/0700).
+_os.umask(0o077)
 RAW_PASTE = bool(OPTS.get("raw_paste", True))
 REDIRECTS = dict(OPTS.get("redirects") or {})  # checked below: loopback targets only
 WIFI_MODE = OPTS.get("wifi_mode", "instant")  # instant | delay | never
