@@ -26,7 +26,14 @@ func openReports(stdout io.Writer, junit, jsonOut, html string) (*reportFiles, e
 		if p == "" {
 			continue
 		}
-		f, err := os.Create(p)
+		// 0600, also for a file that existed: a report is masked, but it is
+		// the run's whole record, for its owner only.
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err == nil {
+			if err = f.Chmod(0o600); err != nil {
+				f.Close()
+			}
+		}
 		if err != nil {
 			for q, g := range r.outs { // no empty report files left behind
 				g.Close()
