@@ -13,11 +13,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"go.etcd.io/bbolt"
 )
 
 // Default addresses of `hil broker`: OneNET's MQTT port, loopback only.
@@ -47,6 +51,14 @@ type Options struct {
 	// 10,000 devices). A fleet-sized broker whose clients each get one
 	// command at a time can use FleetClientWritesPending.
 	ClientWritesPending int
+	// Limits bound what clients can make the broker hold (zero fields:
+	// DefaultLimits).
+	Limits Limits
+	// DataDir, when set, keeps the broker's state there across restarts of
+	// the process: Mochi's sessions and inflight messages (its bolt storage
+	// hook, sessions.db) and the kept commands, the command history and the
+	// data points (onenet.db). Empty = in memory only.
+	DataDir string
 }
 
 // ServeGOGC is the GOGC a process that serves a fleet should run with (hil
@@ -65,20 +77,35 @@ const FleetClientWritesPending = 1024
 const DefaultConnectTimeout = 10 * time.Second
 
 // Broker is a running (or ready to run) OneNET stand-in.
+//
+// Locking: b.mu guards the listeners, the broker's state and the set of
+// accepted TCP connections (taken once per connection, never per message).
+// Each device's connection, kept commands and data points have the
+// device's own lock (devState.mu); the command history is sharded
+// (cmdBook); events are ordered by the feed's lock. Order: devState.mu,
+// then a cmdBook shard, then the store's lock.
 type Broker struct {
-	reg  *Registry
-	log  *slog.Logger
-	srv  *mqtt.Server
-	feed *Feed
+	reg    *Registry
+	log    *slog.Logger
+	srv    *mqtt.Server
+	feed   *Feed
+	limits Limits
 
-	mu       sync.Mutex
-	conns    map[string]*conn       // device id -> its current connection
-	byClient map[*mqtt.Client]*conn // every live connection
-	cmds     map[string]*command
-	cmdOrder []string              // UUIDs in the order they were created (remember)
-	pending  map[string][]*command // device id -> commands kept for its next login
-	dps      map[string]map[string][]Datapoint
+	devs    sync.Map // device id -> *devState
+	clients sync.Map // *mqtt.Client -> *conn, every connection past OnSessionEstablish not yet released
+	cmds    *cmdBook
+	cmdSeq  atomic.Uint64 // orders commands (creation), also across restarts of a durable broker
+	pendN   atomic.Int64  // kept commands in the whole broker
+	pendB   atomic.Int64  // and their payload bytes
+	sweepAt atomic.Int64  // unix nanos of the last broker-wide sweep of expired kept commands
 
+	store   *store // nil = in memory
+	dataDir string
+
+	mask   atomic.Pointer[maskerAt]
+	maskMu sync.Mutex
+
+	mu        sync.Mutex
 	lsts      []*mqttListener // legacy first, then studio if enabled
 	httpAddr  string
 	listenerN int
@@ -89,6 +116,10 @@ type Broker struct {
 	httpReadTimeout time.Duration
 	raw             map[*rawConn]struct{} // every accepted TCP connection still being served
 	rawWG           sync.WaitGroup        // one per entry of raw; Add only while state != 2
+
+	// beforeConnack, when set (tests), runs in OnSessionEstablish: a test
+	// closes the connection there to make the CONNACK write fail.
+	beforeConnack func(cl *mqtt.Client)
 }
 
 // mqttListener is one Mochi TCP listener; its id says which protocol it
@@ -99,25 +130,19 @@ type mqttListener struct {
 	id   string
 }
 
-type conn struct {
-	cl        *mqtt.Client
-	deviceID  string
-	productID string
-	studio    bool          // logged in on the studio listener
-	ready     bool          // CONNACK sent: PUBLISHes may go out
-	reason    string        // why the server closed it, if it did
-	kicked    bool          // replaced by a newer login: its end is not "offline"
-	done      chan struct{} // closed once Mochi reported its disconnect
-}
-
 // Errors returned by the device operations.
 var (
 	ErrUnknownDevice = errors.New("unknown device")
 	ErrOffline       = errors.New("device not online")
 	ErrClosed        = errors.New("broker closed")
+	// ErrQueueFull: a command to be kept would pass a bound of Limits.
+	ErrQueueFull = errors.New("too many kept commands")
+	// ErrStore: the durable store could not keep what was asked.
+	ErrStore = errors.New("store failed")
 )
 
-// New builds a broker; Start brings its listeners up.
+// New builds a broker; Start brings its listeners up. With Options.DataDir
+// it opens (or creates) the store there and loads what it kept.
 func New(opts Options) (*Broker, error) {
 	if opts.Registry == nil {
 		opts.Registry = DemoRegistry()
@@ -135,18 +160,16 @@ func New(opts Options) (*Broker, error) {
 		reg:      opts.Registry,
 		log:      opts.Logger,
 		feed:     newFeed(),
-		conns:    map[string]*conn{},
-		byClient: map[*mqtt.Client]*conn{},
-		cmds:     map[string]*command{},
-		pending:  map[string][]*command{},
-		dps:      map[string]map[string][]Datapoint{},
+		limits:   opts.Limits.withDefaults(),
 		lsts:     []*mqttListener{{kind: kindLegacy, addr: opts.MQTTAddr}},
 		httpAddr: opts.HTTPAddr,
 		raw:      map[*rawConn]struct{}{},
+		dataDir:  opts.DataDir,
 
 		connectTimeout:  opts.ConnectTimeout,
 		httpReadTimeout: 45 * time.Second, // over the sync API's 30 s wait: net/http cancels a request whose conn read times out
 	}
+	b.cmds = newCmdBook(b.limits.History, b.limits.HistoryBytes)
 	if b.connectTimeout <= 0 {
 		b.connectTimeout = DefaultConnectTimeout
 	}
@@ -168,6 +191,21 @@ func New(opts Options) (*Broker, error) {
 	if err := b.srv.AddHook(&onenetHook{b: b}, nil); err != nil {
 		return nil, err
 	}
+	if opts.DataDir != "" {
+		if err := b.openStore(opts.DataDir); err != nil {
+			return nil, err
+		}
+		// Mochi's own storage hook keeps its sessions and inflight messages
+		// (persistent sessions' subscriptions) beside our store.
+		err := b.srv.AddHook(new(bolt.Hook), &bolt.Options{
+			Path: filepath.Join(opts.DataDir, sessionsFile), Bucket: "mochi",
+			Options: &bbolt.Options{Timeout: storeOpenTimeout},
+		})
+		if err != nil {
+			_ = b.store.close()
+			return nil, fmt.Errorf("broker: sessions store %s: %w", filepath.Join(opts.DataDir, sessionsFile), err)
+		}
+	}
 	return b, nil
 }
 
@@ -176,6 +214,9 @@ func (b *Broker) Registry() *Registry { return b.reg }
 
 // Events returns the event feed.
 func (b *Broker) Events() *Feed { return b.feed }
+
+// Limits returns the bounds the broker runs with.
+func (b *Broker) Limits() Limits { return b.limits }
 
 // Start binds the MQTT and HTTP listeners; they accept connections when it
 // returns.
@@ -205,8 +246,15 @@ func (b *Broker) Start() error {
 		ReadTimeout: b.httpReadTimeout, IdleTimeout: 2 * time.Minute}
 	go func() { _ = b.httpSrv.Serve(ln) }()
 	b.state = 1
-	b.log.Info("broker started", "mqtt", b.lsts[0].addr, "http", b.httpAddr, "studio", b.studioAddrLocked())
+	b.log.Info("broker started", "mqtt", b.lsts[0].addr, "http", b.httpAddr, "studio", b.studioAddrLocked(), "data", b.dataDirOrMemory())
 	return nil
+}
+
+func (b *Broker) dataDirOrMemory() string {
+	if b.dataDir == "" {
+		return "(in memory)"
+	}
+	return b.dataDir
 }
 
 const (
@@ -255,12 +303,18 @@ func (b *Broker) HTTPAddr() string {
 	return b.httpAddr
 }
 
-// Close drops every connection and stops both listeners.
+// Close drops every connection, stops both listeners and, for a durable
+// broker, writes what is left to the store. Its last log line says what
+// was kept and what was dropped.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.state != 1 {
+		started := b.state == 0
 		b.state = 2
 		b.mu.Unlock()
+		if started && b.store != nil {
+			return b.store.close() // New opened it; Start never ran
+		}
 		return nil
 	}
 	b.state = 2
@@ -287,32 +341,54 @@ func (b *Broker) Close() error {
 	case <-rawDone:
 	case <-ctx.Done():
 	}
-	_ = b.srv.Close()
+	_ = b.srv.Close() // also stops Mochi's storage hook
 	err := b.httpSrv.Shutdown(ctx)
 	if err != nil {
 		_ = b.httpSrv.Close() // a request still running after the bound
 	}
-	waitAll(ctx, waits)
-	b.log.Info("broker stopped")
+	_ = waitAll(ctx, waits)
+	sum := b.summary()
+	var serr error
+	if b.store != nil {
+		serr = b.store.close()
+	}
+	attrs := []any{"connections_closed", len(waits), "data", b.dataDirOrMemory()}
+	if b.store != nil && serr == nil {
+		attrs = append(attrs, "kept_commands", sum.pending, "kept_history", sum.history, "kept_datapoints", sum.points,
+			"dropped", "nothing (sessions and inflight messages are in "+sessionsFile+")")
+	} else {
+		if serr != nil {
+			attrs = append(attrs, "store_error", serr.Error())
+		}
+		attrs = append(attrs, "kept", "nothing", "dropped_commands", sum.pending, "dropped_history", sum.history,
+			"dropped_datapoints", sum.points)
+	}
+	b.log.Info("broker stopped", attrs...)
+	if err == nil {
+		err = serr
+	}
 	return err
 }
 
 // stopAll closes every device connection (plain TCP close) and returns
-// channels closed when Mochi has reported each disconnect.
+// channels closed when each connection has been released.
 func (b *Broker) stopAll(reason string) []chan struct{} {
-	b.mu.Lock()
-	var cls []*mqtt.Client
-	var waits []chan struct{}
-	for cl, c := range b.byClient {
+	var cs []*conn
+	b.clients.Range(func(_, v any) bool {
+		cs = append(cs, v.(*conn))
+		return true
+	})
+	waits := make([]chan struct{}, 0, len(cs))
+	for _, c := range cs {
+		c.dev.mu.Lock()
 		if c.reason == "" {
 			c.reason = reason
 		}
-		cls = append(cls, cl)
+		c.dev.mu.Unlock()
 		waits = append(waits, c.done)
 	}
-	b.mu.Unlock()
-	for _, cl := range cls {
-		cl.Stop(errors.New(reason))
+	for _, c := range cs {
+		c.cl.Stop(errors.New(reason))
 	}
 	return waits
 }
@@ -330,7 +406,8 @@ func waitAll(ctx context.Context, waits []chan struct{}) error {
 
 // Restart simulates OneNET's service restarting: every connection drops,
 // the MQTT listeners close and serve again on the same addresses. Registry,
-// kept commands and data points survive; the HTTP API stays up.
+// kept commands, command history, data points and persistent sessions stay
+// in memory; the HTTP API stays up.
 func (b *Broker) Restart(ctx context.Context) error {
 	b.mu.Lock()
 	if b.state != 1 {
@@ -375,7 +452,7 @@ func (b *Broker) Kick(deviceID string) error {
 	if err != nil {
 		return err
 	}
-	b.emit(Event{Kind: Kicked, DeviceID: deviceID, ProductID: c.productID, Reason: "kicked by server"})
+	b.emit(Event{Kind: Kicked, DeviceID: deviceID, ProductID: c.dev.pid, Reason: "kicked by server"})
 	c.cl.Stop(errors.New("kicked by server"))
 	return nil
 }
@@ -392,9 +469,13 @@ func (b *Broker) DropConnection(deviceID string) error {
 }
 
 func (b *Broker) closeConn(deviceID, reason string) (*conn, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.conns[deviceID]
+	d := b.lookupDev(deviceID)
+	if d == nil {
+		return nil, fmt.Errorf("%w: %s", ErrOffline, deviceID)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.conn
 	if c == nil {
 		return nil, fmt.Errorf("%w: %s", ErrOffline, deviceID)
 	}
@@ -403,92 +484,21 @@ func (b *Broker) closeConn(deviceID, reason string) (*conn, error) {
 }
 
 // Online reports whether the device has a connection right now. A closed
-// connection counts as offline even before Mochi reports its end (and if
-// its CONNACK could not be written, Mochi never reports it).
+// connection counts as offline even before Mochi reports its end.
 func (b *Broker) Online(deviceID string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.conns[deviceID]
-	return c != nil && !c.cl.Closed()
+	d := b.lookupDev(deviceID)
+	if d == nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.conn != nil && !d.conn.cl.Closed()
 }
 
-func (b *Broker) productOf(cl *mqtt.Client) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if c := b.byClient[cl]; c != nil {
-		return c.productID
-	}
-	return ""
-}
-
-func (b *Broker) sessionEstablish(cl *mqtt.Client) {
-	_, pid, _ := b.reg.Device(cl.ID)
-	c := &conn{cl: cl, deviceID: cl.ID, productID: pid, studio: isStudio(cl), done: make(chan struct{})}
-	b.mu.Lock()
-	old := b.conns[cl.ID]
-	b.conns[cl.ID] = c
-	b.byClient[cl] = c
-	if old != nil {
-		old.kicked = true
-		old.reason = "duplicate login from " + cl.Net.Remote
-	}
-	b.mu.Unlock()
-	if old != nil {
-		b.emit(Event{Kind: Kicked, DeviceID: cl.ID, ProductID: pid, Reason: old.reason})
-		old.cl.Stop(errors.New(old.reason))
-	}
-}
-
-func (b *Broker) sessionEstablished(cl *mqtt.Client) {
-	b.mu.Lock()
-	c := b.byClient[cl]
-	if c == nil {
-		b.mu.Unlock()
-		return
-	}
-	c.ready = true
-	kept := b.pending[cl.ID]
-	delete(b.pending, cl.ID)
-	b.mu.Unlock()
-	b.emit(Event{Kind: Connected, DeviceID: cl.ID, ProductID: c.productID, Reason: "from " + cl.Net.Remote})
-	for _, cmd := range kept {
-		b.deliverKept(c, cmd)
-	}
-}
-
-func (b *Broker) disconnected(cl *mqtt.Client, err error) {
-	b.mu.Lock()
-	c := b.byClient[cl]
-	if c == nil {
-		b.mu.Unlock()
-		return
-	}
-	delete(b.byClient, cl)
-	offline := b.conns[c.deviceID] == c
-	if offline {
-		delete(b.conns, c.deviceID)
-	}
-	reason := c.reason
-	b.mu.Unlock()
-	defer close(c.done) // after the event, so waiters see it logged
-	if !offline {
-		return // kicked by a newer login: the device stays online
-	}
-	if reason == "" {
-		switch {
-		case err == nil || errors.Is(err, io.EOF) && cl.StopCause() == nil:
-			reason = "connection closed by device"
-		default:
-			reason = err.Error()
-		}
-		if cause := cl.StopCause(); cause != nil {
-			reason = cause.Error()
-		}
-	}
-	b.emit(Event{Kind: Disconnected, DeviceID: c.deviceID, ProductID: c.productID, Reason: reason})
-}
-
+// emit masks every secret the registry knows in every field of e, then
+// adds it to the feed and the log.
 func (b *Broker) emit(e Event) {
+	e = b.maskEvent(e)
 	e = b.feed.emit(e)
 	lvl := slog.LevelInfo
 	if e.Kind == Refused || e.Kind == DatapointRejected || e.Kind == PublishDropped {
@@ -515,11 +525,27 @@ func (b *Broker) emit(e Event) {
 	}
 	if e.Payload != nil {
 		attrs = append(attrs, "payload", shorten(e.Payload, 128))
+		if e.PayloadLen > len(e.Payload) {
+			attrs = append(attrs, "payload_bytes", e.PayloadLen)
+		}
 	}
 	if e.Reason != "" {
 		attrs = append(attrs, "reason", e.Reason)
 	}
 	b.log.Log(context.Background(), lvl, "event", attrs...)
+}
+
+// logWarn logs a line about something a client sent, masked like events.
+func (b *Broker) logWarn(msg string, kv ...string) {
+	m := b.masker()
+	attrs := make([]any, 0, len(kv))
+	for i, s := range kv {
+		if i%2 == 1 {
+			s = clip(m.Mask(s), eventTextMax)
+		}
+		attrs = append(attrs, s)
+	}
+	b.log.Warn(msg, attrs...)
 }
 
 // PublishCustom publishes payload on a custom topic through Mochi's inline
@@ -544,53 +570,3 @@ const maxPayload = 64 * 1024
 // maxPacketSize is Mochi's limit for any packet read (fixed header
 // included): a studio payload of 256 KB with the longest topic fits.
 const maxPacketSize = studioMaxPayload + 64*1024 + 16
-
-const maxPointsPerStream = 10000
-
-func (b *Broker) storeDatapoints(deviceID, productID string, payload []byte) {
-	recs, err := ParseDP(payload)
-	if err != nil {
-		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: productID, Topic: "$dp", Payload: clone(payload), Reason: err.Error()})
-		return
-	}
-	b.storeRecords(deviceID, productID, recs)
-}
-
-func (b *Broker) storeRecords(deviceID, productID string, recs []DPRecord) {
-	now := time.Now()
-	b.mu.Lock()
-	m := b.dps[deviceID]
-	if m == nil {
-		m = map[string][]Datapoint{}
-		b.dps[deviceID] = m
-	}
-	for i, r := range recs {
-		if r.At.IsZero() {
-			recs[i].At = now
-		}
-		pts := append(m[r.Stream], Datapoint{At: recs[i].At, Value: r.Value})
-		if len(pts) > maxPointsPerStream {
-			pts = pts[len(pts)-maxPointsPerStream:]
-		}
-		m[r.Stream] = pts
-	}
-	b.mu.Unlock()
-	for _, r := range recs {
-		v := fmt.Sprint(r.Value)
-		if p, ok := r.Value.([]byte); ok {
-			v = fmt.Sprintf("(%d bytes of binary)", len(p))
-		}
-		b.emit(Event{Kind: DatapointReceived, DeviceID: deviceID, ProductID: productID, Topic: r.Stream, Payload: []byte(v), Time: now})
-	}
-}
-
-// Datapoints returns a copy of every datastream of a device.
-func (b *Broker) Datapoints(deviceID string) map[string][]Datapoint {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := map[string][]Datapoint{}
-	for k, v := range b.dps[deviceID] {
-		out[k] = append([]Datapoint(nil), v...)
-	}
-	return out
-}

@@ -499,39 +499,45 @@ func TestPersistentSessionKeepsSubscriptions(t *testing.T) {
 }
 
 // The command history is bounded: the oldest finished commands are
-// forgotten past maxKeptCommands, the newest stay.
+// forgotten past Limits.History (per shard: 1/cmdShards of it), the newest
+// stay.
 func TestCommandHistoryIsBounded(t *testing.T) {
-	b, err := New(Options{MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
-	require.NoError(t, err)
-	b.mu.Lock()
-	for i := range maxKeptCommands + 10 {
-		b.remember(&command{info: CommandInfo{UUID: fmt.Sprintf("u%d", i), Status: CmdReplied}})
+	const limit = 64 * cmdShards
+	b := startBrokerOpts(t, Options{Limits: Limits{History: limit}})
+	d := login(t, b, DemoDeviceID, DemoAuthInfo)
+	var first, last string
+	for i := range limit + 200 {
+		id, err := b.SendCommand(DemoDeviceID, []byte(fmt.Sprint(i)), CommandOptions{})
+		require.NoError(t, err)
+		if i == 0 {
+			first = id
+		}
+		last = id
 	}
-	n := len(b.cmds)
-	b.mu.Unlock()
-	assert.Equal(t, maxKeptCommands, n)
-	_, ok := b.Command("u0")
+	_ = d
+	n := b.cmds.count()
+	assert.LessOrEqual(t, n, limit, "history within its bound")
+	assert.Greater(t, n, limit-cmdShards*8, "history close to its bound")
+	_, ok := b.Command(first)
 	assert.False(t, ok, "the oldest is forgotten")
-	_, ok = b.Command(fmt.Sprintf("u%d", maxKeptCommands+9))
+	_, ok = b.Command(last)
 	assert.True(t, ok, "the newest is kept")
 }
 
-// A command still waiting for its device does not stop the forgetting.
+// A command still waiting for its device does not stop the forgetting,
+// and is not forgotten itself.
 func TestCommandHistoryKeepsPendingButStaysBounded(t *testing.T) {
-	b, err := New(Options{MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	const limit = 16 * cmdShards
+	b := startBrokerOpts(t, Options{Limits: Limits{History: limit}})
+	waiting, err := b.SendCommand(DemoDeviceID, []byte("later"), CommandOptions{QoS: 1})
 	require.NoError(t, err)
-	b.mu.Lock()
-	waiting := &command{info: CommandInfo{UUID: "waiting", DeviceID: "d1", Status: CmdCreated}}
-	b.remember(waiting)
-	b.pending["d1"] = append(b.pending["d1"], waiting)
-	for i := range maxKeptCommands + 10 {
-		b.remember(&command{info: CommandInfo{UUID: fmt.Sprintf("u%d", i), Status: CmdReplied}})
+	login(t, b, siblingID, siblingAuth)
+	for i := range limit + 100 {
+		_, err := b.SendCommand(siblingID, []byte(fmt.Sprint(i)), CommandOptions{})
+		require.NoError(t, err)
 	}
-	n := len(b.cmds)
-	b.mu.Unlock()
-	assert.Equal(t, maxKeptCommands, n)
-	_, ok := b.Command("waiting")
-	assert.True(t, ok, "the pending command is kept")
-	_, ok = b.Command("u0")
-	assert.False(t, ok, "older finished commands go")
+	assert.LessOrEqual(t, b.cmds.count(), limit+1)
+	info, ok := b.Command(waiting)
+	require.True(t, ok, "the pending command is kept")
+	assert.Equal(t, CmdCreated, info.Status)
 }

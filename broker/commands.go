@@ -1,12 +1,15 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/google/uuid"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Command statuses as OneNET's GET /cmds/{uuid} reports them.
@@ -45,61 +48,45 @@ type CommandInfo struct {
 	Response  []byte
 }
 
+// command is one command from SendCommand until the history forgets it.
 type command struct {
-	info CommandInfo
+	seq  uint64 // creation order
+	keep bool   // qos=1 or a timeout: kept for an offline device
+	dev  *devState
+
+	// guarded by its cmdBook shard
+	info      CommandInfo
+	inHistory bool  // in the shard's FIFO (no longer kept or waiting)
+	size      int64 // bytes counted in the history: payload and response
+	gone      bool  // forgotten (evicted, or dropped unsent)
+
+	// guarded by dev.mu
+	queued bool       // in dev.queue, counted in the pending bounds
+	taken  bool       // out of the queue for a delivery in progress
+	waiter chan error // SendCommand waiting for the device's CONNACK (not kept)
 }
 
-// maxKeptCommands bounds the command history (GET /cmds/{uuid}): a fleet
-// at 5,000 commands/s would otherwise grow it by 75,000 entries every 15 s
-// for as long as the broker runs.
-const maxKeptCommands = 100_000
-
-// remember records cmd for Command and GET /cmds, forgetting the oldest
-// commands past maxKeptCommands. A command still waiting for its device is
-// kept (moved to the back) until it has expired (the caller holds b.mu).
-func (b *Broker) remember(cmd *command) {
-	b.cmds[cmd.info.UUID] = cmd
-	b.cmdOrder = append(b.cmdOrder, cmd.info.UUID)
-	now := time.Now()
-	for scanned := 0; len(b.cmds) > maxKeptCommands && len(b.cmdOrder) > 0 && scanned < len(b.cmdOrder); scanned++ {
-		id := b.cmdOrder[0]
-		b.cmdOrder = b.cmdOrder[1:]
-		old, ok := b.cmds[id]
-		if !ok {
-			continue // already gone
+// resolve answers a SendCommand waiting for the CONNACK (the first answer
+// wins).
+func (cmd *command) resolve(err error) {
+	if cmd.waiter != nil {
+		select {
+		case cmd.waiter <- err:
+		default:
 		}
-		if b.isPending(old) && (old.info.Expires.IsZero() || now.Before(old.info.Expires)) {
-			b.cmdOrder = append(b.cmdOrder, id) // still valid for its device's next login
-			continue
-		}
-		delete(b.cmds, id)
-	}
-	if len(b.cmdOrder) > 2*len(b.cmds)+64 {
-		// UUIDs of commands removed elsewhere: drop them from the order.
-		kept := b.cmdOrder[:0:0]
-		for _, id := range b.cmdOrder {
-			if _, ok := b.cmds[id]; ok {
-				kept = append(kept, id)
-			}
-		}
-		b.cmdOrder = kept
 	}
 }
 
-// isPending tells whether cmd is queued for its device's next login.
-func (b *Broker) isPending(cmd *command) bool {
-	for _, p := range b.pending[cmd.info.DeviceID] {
-		if p == cmd {
-			return true
-		}
-	}
-	return false
-}
+// errBrokerFull: the broker-wide bound is reached (a sweep may help).
+var errBrokerFull = errors.New("broker-wide bound")
 
 // SendCommand pushes payload to the device on $creq/{uuid} (QoS 0, no
-// subscription needed). An offline device gets ErrOffline unless the
-// command is to be kept (QoS 1 or Timeout > 0): then it is delivered at the
-// device's next login while still valid.
+// subscription needed). It returns nil only for a command written to the
+// device's connection, or kept for its next login (QoS 1 or Timeout > 0;
+// with Options.DataDir, on disk before SendCommand returns). An offline
+// device gets ErrOffline for a command that is not to be kept, a full
+// queue ErrQueueFull. A device between its CONNECT and its CONNACK is
+// waited for (at most twice Limits.WriteTimeout).
 func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOptions) (string, error) {
 	_, pid, ok := b.reg.Device(deviceID)
 	if !ok {
@@ -114,93 +101,481 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 	if opts.Timeout < 0 {
 		return "", fmt.Errorf("command timeout %v: must not be negative", opts.Timeout)
 	}
+	d := b.device(deviceID, pid)
 	now := time.Now()
-	cmd := &command{info: CommandInfo{
-		UUID: uuid.NewString(), DeviceID: deviceID, ProductID: pid, Payload: clone(payload),
+	cmd := &command{seq: b.cmdSeq.Add(1), keep: opts.QoS == 1 || opts.Timeout > 0, dev: d, info: CommandInfo{
+		UUID: uuid.NewString(), DeviceID: d.id, ProductID: d.pid, Payload: clone(payload),
 		QoS: opts.QoS, Status: CmdCreated, Created: now,
 	}}
 	if opts.Timeout > 0 {
 		cmd.info.Expires = now.Add(opts.Timeout)
 	}
-	keep := opts.QoS == 1 || opts.Timeout > 0
-	b.mu.Lock()
-	c := b.conns[deviceID]
-	switch {
-	case c != nil && c.ready:
-	case c != nil || keep:
-		// Logging in right now (CONNACK not yet out) or kept for later:
-		// sessionEstablished delivers it.
-		b.remember(cmd)
-		b.pending[deviceID] = append(b.pending[deviceID], cmd)
-		b.mu.Unlock()
-		return cmd.info.UUID, nil
-	default:
-		b.mu.Unlock()
-		return "", fmt.Errorf("%w: %s", ErrOffline, deviceID)
-	}
-	b.remember(cmd)
-	b.mu.Unlock()
-	if err := b.writeCommand(c, cmd); err != nil {
-		b.mu.Lock()
-		if keep {
-			b.pending[deviceID] = append(b.pending[deviceID], cmd)
-			b.mu.Unlock()
-			return cmd.info.UUID, nil
+	for attempt := 0; ; attempt++ {
+		d.mu.Lock()
+		c := d.conn
+		if c != nil && c.ready && !c.released {
+			d.mu.Unlock()
+			return b.sendNow(c, cmd)
 		}
-		delete(b.cmds, cmd.info.UUID)
-		b.mu.Unlock()
-		return "", fmt.Errorf("%w: %s (%v)", ErrOffline, deviceID, err)
+		if c == nil && !cmd.keep {
+			d.mu.Unlock()
+			return "", fmt.Errorf("%w: %s", ErrOffline, deviceID)
+		}
+		// Kept for the next login, or waiting for this login's CONNACK.
+		err := b.enqueueLocked(d, cmd, c != nil && !cmd.keep)
+		d.mu.Unlock()
+		if errors.Is(err, errBrokerFull) && attempt == 0 && b.sweepAll() {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		break
+	}
+	if cmd.waiter != nil {
+		return b.awaitConnack(d, cmd)
+	}
+	if err := b.persistSync(cmd); err != nil {
+		b.dropQueued(d, cmd) // not kept, as the answer will say
+		return "", err
 	}
 	return cmd.info.UUID, nil
 }
 
+// sendNow writes cmd to a device that is online. A write that fails keeps
+// a command that is to be kept, and is ErrOffline for any other.
+func (b *Broker) sendNow(c *conn, cmd *command) (string, error) {
+	b.cmds.add(cmd)
+	err := b.writeCommand(c, cmd)
+	if err == nil {
+		b.finish(cmd)
+		return cmd.info.UUID, nil
+	}
+	if !cmd.keep {
+		b.cmds.forget(cmd)
+		return "", fmt.Errorf("%w: %s (%v)", ErrOffline, cmd.dev.id, err)
+	}
+	d := cmd.dev
+	d.mu.Lock()
+	qerr := b.enqueueLocked(d, cmd, false)
+	d.mu.Unlock()
+	if qerr != nil {
+		b.cmds.forget(cmd)
+		return "", qerr
+	}
+	if err := b.persistSync(cmd); err != nil {
+		b.dropQueued(d, cmd)
+		return "", err
+	}
+	b.redeliver(d) // a login may have come and gone between the failure and the queue
+	return cmd.info.UUID, nil
+}
+
+// enqueueLocked puts cmd at the end of the device's queue within the
+// bounds (the caller holds d.mu). wait: a SendCommand waits for the
+// delivery (the device is between CONNECT and CONNACK).
+func (b *Broker) enqueueLocked(d *devState, cmd *command, wait bool) error {
+	n := int64(len(cmd.info.Payload))
+	l := b.limits
+	if d.pendN+1 > l.PendingPerDevice || d.pendB+n > l.PendingBytesPerDevice {
+		b.sweepDeviceLocked(d, time.Now())
+		if d.pendN+1 > l.PendingPerDevice || d.pendB+n > l.PendingBytesPerDevice {
+			return fmt.Errorf("%w: device %s holds %d commands of %d bytes, limit is %d commands or %d bytes",
+				ErrQueueFull, d.id, d.pendN, d.pendB, l.PendingPerDevice, l.PendingBytesPerDevice)
+		}
+	}
+	if c := b.pendN.Add(1); c > int64(l.PendingTotal) {
+		b.pendN.Add(-1)
+		return fmt.Errorf("%w: the broker holds %d kept commands, limit is %d (%w)", ErrQueueFull, c-1, l.PendingTotal, errBrokerFull)
+	}
+	if s := b.pendB.Add(n); s > l.PendingBytesTotal {
+		b.pendB.Add(-n)
+		b.pendN.Add(-1)
+		return fmt.Errorf("%w: the broker holds %d bytes of kept commands, limit is %d (%w)", ErrQueueFull, s-n, l.PendingBytesTotal, errBrokerFull)
+	}
+	d.pendN++
+	d.pendB += n
+	cmd.queued = true
+	if wait {
+		cmd.waiter = make(chan error, 1)
+	}
+	d.queue = append(d.queue, cmd)
+	b.cmds.add(cmd)
+	return nil
+}
+
+// unqueueLocked takes cmd off the pending counts (it has left, or is
+// leaving, the queue; the caller holds d.mu).
+func (b *Broker) unqueueLocked(d *devState, cmd *command) {
+	if !cmd.queued {
+		return
+	}
+	n := int64(len(cmd.info.Payload))
+	cmd.queued, cmd.taken = false, false
+	d.pendN--
+	d.pendB -= n
+	b.pendN.Add(-1)
+	b.pendB.Add(-n)
+}
+
+// removeLocked takes cmd out of the device's queue (rare paths: O(queue)).
+func (b *Broker) removeLocked(d *devState, cmd *command) bool {
+	i := slices.Index(d.queue, cmd)
+	if i < 0 {
+		return false
+	}
+	d.queue = slices.Delete(d.queue, i, i+1)
+	b.unqueueLocked(d, cmd)
+	return true
+}
+
+// dropQueued forgets a queued command that was not accepted after all.
+func (b *Broker) dropQueued(d *devState, cmd *command) {
+	d.mu.Lock()
+	b.removeLocked(d, cmd)
+	d.mu.Unlock()
+	b.cmds.forget(cmd)
+	b.persist(cmd)
+}
+
+// takeQueueLocked hands the whole queue to a delivery.
+func (d *devState) takeQueueLocked() []*command {
+	batch := d.queue
+	d.queue = nil
+	for _, cmd := range batch {
+		cmd.taken = true
+	}
+	return batch
+}
+
+// dropWaitingLocked removes from the queue the commands whose SendCommand
+// waits for a CONNACK that will not come (the device went offline); the
+// caller answers them ErrOffline.
+func (d *devState) dropWaitingLocked(b *Broker) []*command {
+	var out []*command
+	kept := d.queue[:0]
+	for _, cmd := range d.queue {
+		if cmd.waiter != nil && !cmd.keep {
+			b.unqueueLocked(d, cmd)
+			b.cmds.forget(cmd)
+			out = append(out, cmd)
+			continue
+		}
+		kept = append(kept, cmd)
+	}
+	clear(d.queue[len(kept):])
+	d.queue = kept
+	return out
+}
+
+// awaitConnack waits for the delivery of a command sent while its device
+// was between CONNECT and CONNACK.
+func (b *Broker) awaitConnack(d *devState, cmd *command) (string, error) {
+	t := time.NewTimer(2 * b.limits.WriteTimeout)
+	defer t.Stop()
+	select {
+	case err := <-cmd.waiter:
+		return b.waitAnswer(cmd, err)
+	case <-t.C:
+	}
+	d.mu.Lock()
+	removed := !cmd.taken && b.removeLocked(d, cmd)
+	d.mu.Unlock()
+	if removed {
+		b.cmds.forget(cmd)
+		return "", fmt.Errorf("%w: %s (no CONNACK within %v)", ErrOffline, d.id, 2*b.limits.WriteTimeout)
+	}
+	// A delivery has it: each write is bounded by the write timeout.
+	t.Reset(b.limits.WriteTimeout + time.Second)
+	select {
+	case err := <-cmd.waiter:
+		return b.waitAnswer(cmd, err)
+	case <-t.C:
+		return "", fmt.Errorf("%w: %s (delivery did not finish)", ErrOffline, d.id)
+	}
+}
+
+func (b *Broker) waitAnswer(cmd *command, err error) (string, error) {
+	if err != nil {
+		return "", fmt.Errorf("%w: %s", err, cmd.dev.id)
+	}
+	return cmd.info.UUID, nil
+}
+
+// deliverQueued sends what was queued for a device that has just logged in
+// (or whose queue was handed back), in order; a command whose timeout
+// passed is expired instead. A failed write hands the rest back.
+func (b *Broker) deliverQueued(c *conn, batch []*command) {
+	d := c.dev
+	for i, cmd := range batch {
+		if b.cmds.expire(cmd, time.Now()) {
+			d.mu.Lock()
+			b.unqueueLocked(d, cmd)
+			d.mu.Unlock()
+			b.finish(cmd)
+			b.emit(Event{Kind: CommandExpired, DeviceID: d.id, ProductID: d.pid, CmdUUID: cmd.info.UUID})
+			continue
+		}
+		if err := b.writeCommand(c, cmd); err != nil {
+			b.requeue(d, batch[i:])
+			return
+		}
+		d.mu.Lock()
+		b.unqueueLocked(d, cmd)
+		d.mu.Unlock()
+		cmd.resolve(nil)
+		b.finish(cmd)
+	}
+}
+
+// requeue puts commands whose delivery failed back at the front of the
+// queue, in order. If the device is offline by now, those only waiting for
+// a CONNACK are answered; if it is online again, the queue is delivered.
+func (b *Broker) requeue(d *devState, rest []*command) {
+	d.mu.Lock()
+	for _, cmd := range rest {
+		cmd.taken = false
+	}
+	d.queue = append(slices.Clip(rest), d.queue...)
+	var dropped []*command
+	if d.conn == nil {
+		dropped = d.dropWaitingLocked(b)
+	}
+	d.mu.Unlock()
+	for _, cmd := range dropped {
+		cmd.resolve(ErrOffline)
+	}
+	b.redeliver(d)
+}
+
+// redeliver delivers the queue if the device is online with a working
+// connection (a command was queued after its login took the queue).
+func (b *Broker) redeliver(d *devState) {
+	d.mu.Lock()
+	c := d.conn
+	if c == nil || !c.ready || c.released || c.cl.Closed() || len(d.queue) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	batch := d.takeQueueLocked()
+	d.mu.Unlock()
+	b.deliverQueued(c, batch)
+}
+
 // writeCommand sends a command the way the device's protocol expects:
-// legacy $creq written to its connection alone (no subscription needed),
-// studio $sys/{pid}/{name}/cmd/request/{uuid} to its subscription.
+// legacy $creq written to its connection alone (no subscription needed;
+// the write is bounded by Limits.WriteTimeout), studio
+// $sys/{pid}/{name}/cmd/request/{uuid} to its subscription.
 func (b *Broker) writeCommand(c *conn, cmd *command) error {
 	topic := "$creq/" + cmd.info.UUID
+	n := len(cmd.info.Payload)
 	var err error
 	if c.studio {
-		topic = sysPrefix(c.productID, c.deviceID) + "cmd/request/" + cmd.info.UUID
+		topic = sysPrefix(c.dev.pid, c.dev.id) + "cmd/request/" + cmd.info.UUID
 		err = b.srv.Publish(internalSys(topic), cmd.info.Payload, false, 0)
 	} else {
+		if n >= queueAccountMin {
+			b.queue(c, n) // OnPacketSent takes it off again
+		}
 		err = c.cl.WritePacket(packets.Packet{
 			FixedHeader: packets.FixedHeader{Type: packets.Publish},
 			TopicName:   topic,
 			Payload:     cmd.info.Payload,
 		})
+		if err != nil && n >= queueAccountMin {
+			c.queued.Add(-int64(n))
+		}
 	}
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	if cmd.info.Status < CmdSent {
-		cmd.info.Status = CmdSent
-		cmd.info.Sent = time.Now()
-	}
-	b.mu.Unlock()
-	b.emit(Event{Kind: CommandSent, DeviceID: cmd.info.DeviceID, ProductID: cmd.info.ProductID,
-		Topic: topic, Payload: clone(cmd.info.Payload), CmdUUID: cmd.info.UUID})
+	b.cmds.markSent(cmd)
+	b.emit(Event{Kind: CommandSent, DeviceID: c.dev.id, ProductID: c.dev.pid,
+		Topic: topic, Payload: cmd.info.Payload, CmdUUID: cmd.info.UUID})
 	return nil
 }
 
-// deliverKept sends a kept command at login, unless its timeout passed.
-func (b *Broker) deliverKept(c *conn, cmd *command) {
-	b.mu.Lock()
-	expired := b.expireLocked(cmd, time.Now())
-	b.mu.Unlock()
-	if expired {
-		b.emit(Event{Kind: CommandExpired, DeviceID: cmd.info.DeviceID, ProductID: cmd.info.ProductID, CmdUUID: cmd.info.UUID})
-		return
+// finish moves a command that is no longer kept or waiting into the
+// history (which may forget its oldest) and stores the change.
+func (b *Broker) finish(cmd *command) {
+	for _, old := range b.cmds.finish(cmd) {
+		b.persist(old)
 	}
-	if err := b.writeCommand(c, cmd); err != nil {
-		b.mu.Lock()
-		b.pending[cmd.info.DeviceID] = append(b.pending[cmd.info.DeviceID], cmd)
-		b.mu.Unlock()
-	}
+	b.persist(cmd)
 }
 
-func (b *Broker) expireLocked(cmd *command, now time.Time) bool {
+// sweepDeviceLocked expires the device's kept commands whose timeout has
+// passed (the caller holds d.mu): a full queue makes room this way before
+// it refuses a command. O(queue), only when the queue is full.
+func (b *Broker) sweepDeviceLocked(d *devState, now time.Time) []*command {
+	var out []*command
+	kept := d.queue[:0]
+	for _, cmd := range d.queue {
+		if !cmd.taken && b.cmds.expire(cmd, now) {
+			b.unqueueLocked(d, cmd)
+			out = append(out, cmd)
+			continue
+		}
+		kept = append(kept, cmd)
+	}
+	clear(d.queue[len(kept):])
+	d.queue = kept
+	for _, cmd := range out {
+		b.finish(cmd)
+		// emit under d.mu: the feed never takes a device's lock
+		b.emit(Event{Kind: CommandExpired, DeviceID: d.id, ProductID: d.pid, CmdUUID: cmd.info.UUID})
+	}
+	return out
+}
+
+// sweepAll expires kept commands past their timeout on every device, at
+// most once a second (the broker-wide bound was reached). It reports
+// whether anything was freed.
+func (b *Broker) sweepAll() bool {
+	now := time.Now()
+	last := b.sweepAt.Load()
+	if now.UnixNano()-last < int64(time.Second) || !b.sweepAt.CompareAndSwap(last, now.UnixNano()) {
+		return false
+	}
+	freed := false
+	b.devs.Range(func(_, v any) bool {
+		d := v.(*devState)
+		d.mu.Lock()
+		if len(b.sweepDeviceLocked(d, now)) > 0 {
+			freed = true
+		}
+		d.mu.Unlock()
+		return true
+	})
+	return freed
+}
+
+// Command returns the state of a command.
+func (b *Broker) Command(uuid string) (CommandInfo, bool) {
+	return b.cmds.info(uuid)
+}
+
+// storeReply records a device's answer; false if the command is unknown
+// or was sent to another device.
+func (b *Broker) storeReply(deviceID, productID, id string, payload []byte) bool {
+	cmd, forgotten := b.cmds.reply(deviceID, id, payload)
+	if cmd == nil {
+		b.logWarn("reply to an unknown command ignored", "device", deviceID, "cmd", id)
+		return false
+	}
+	for _, old := range forgotten {
+		b.persist(old)
+	}
+	b.persist(cmd)
+	b.emit(Event{Kind: CommandReplied, DeviceID: cmd.dev.id, ProductID: cmd.dev.pid, Topic: "$crsp/" + cmd.info.UUID,
+		Payload: payload, CmdUUID: cmd.info.UUID})
+	return true
+}
+
+// cmdBook is the command history, sharded by uuid so that no lock is
+// shared by all commands. Each shard forgets its oldest finished commands
+// past its part (1/cmdShards) of Limits.History and HistoryBytes: O(1)
+// per command. Commands still kept are never forgotten (the pending
+// bounds hold them).
+type cmdBook struct {
+	shards [cmdShards]cmdShard
+	maxN   int
+	maxB   int64
+}
+
+const cmdShards = 32
+
+type cmdShard struct {
+	mu    sync.Mutex
+	m     map[string]*command
+	fifo  []*command // finished commands, oldest first, from head
+	head  int
+	bytes int64
+}
+
+// historyOverhead is what a command costs beside its payload and response.
+const historyOverhead = 256
+
+func newCmdBook(maxN int, maxB int64) *cmdBook {
+	k := &cmdBook{maxN: max(1, (maxN+cmdShards-1)/cmdShards), maxB: max(1, (maxB+cmdShards-1)/cmdShards)}
+	for i := range k.shards {
+		k.shards[i].m = map[string]*command{}
+	}
+	return k
+}
+
+func (k *cmdBook) shard(uuid string) *cmdShard {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(uuid))
+	return &k.shards[h.Sum32()%cmdShards]
+}
+
+func (k *cmdBook) add(cmd *command) {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	s.m[cmd.info.UUID] = cmd
+	s.mu.Unlock()
+}
+
+// forget drops a command that never took effect (not written, not kept).
+func (k *cmdBook) forget(cmd *command) {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	if s.m[cmd.info.UUID] == cmd && !cmd.inHistory {
+		delete(s.m, cmd.info.UUID)
+		cmd.gone = true
+	}
+	s.mu.Unlock()
+}
+
+// finish appends cmd to its shard's history and returns the commands
+// forgotten to make room.
+func (k *cmdBook) finish(cmd *command) []*command {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cmd.inHistory || cmd.gone {
+		return nil
+	}
+	cmd.inHistory = true
+	cmd.size = historyOverhead + int64(len(cmd.info.Payload)+len(cmd.info.Response))
+	s.fifo = append(s.fifo, cmd)
+	s.bytes += cmd.size
+	return s.evictLocked(k)
+}
+
+func (s *cmdShard) evictLocked(k *cmdBook) []*command {
+	var out []*command
+	for len(s.fifo)-s.head > k.maxN || s.bytes > k.maxB && len(s.fifo)-s.head > 1 {
+		old := s.fifo[s.head]
+		s.fifo[s.head] = nil
+		s.head++
+		s.bytes -= old.size
+		old.gone = true
+		if s.m[old.info.UUID] == old {
+			delete(s.m, old.info.UUID)
+		}
+		out = append(out, old)
+	}
+	if s.head > 64 && s.head*2 > len(s.fifo) { // compact: amortised O(1)
+		n := copy(s.fifo, s.fifo[s.head:])
+		clear(s.fifo[n:])
+		s.fifo = s.fifo[:n]
+		s.head = 0
+	}
+	return out
+}
+
+// expire marks a kept command whose timeout has passed, if it is not yet
+// sent; it reports whether the command is (now) timed out.
+func (k *cmdBook) expire(cmd *command, now time.Time) bool {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return expireLocked(cmd, now)
+}
+
+func expireLocked(cmd *command, now time.Time) bool {
 	if cmd.info.Status == CmdCreated && !cmd.info.Expires.IsZero() && now.After(cmd.info.Expires) {
 		cmd.info.Status = CmdTimedOut
 		return true
@@ -208,15 +583,25 @@ func (b *Broker) expireLocked(cmd *command, now time.Time) bool {
 	return cmd.info.Status == CmdTimedOut
 }
 
-// Command returns the state of a command.
-func (b *Broker) Command(uuid string) (CommandInfo, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	cmd, ok := b.cmds[uuid]
+func (k *cmdBook) markSent(cmd *command) {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	if cmd.info.Status < CmdSent {
+		cmd.info.Status = CmdSent
+		cmd.info.Sent = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+func (k *cmdBook) info(uuid string) (CommandInfo, bool) {
+	s := k.shard(uuid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, ok := s.m[uuid]
 	if !ok {
 		return CommandInfo{}, false
 	}
-	b.expireLocked(cmd, time.Now())
+	expireLocked(cmd, time.Now())
 	info := cmd.info
 	info.Desc = statusDesc[info.Status]
 	info.Payload = clone(info.Payload)
@@ -226,20 +611,34 @@ func (b *Broker) Command(uuid string) (CommandInfo, bool) {
 	return info, true
 }
 
-// storeReply records a device's answer; false if the command is unknown
-// or was sent to another device.
-func (b *Broker) storeReply(deviceID, productID, id string, payload []byte) bool {
-	b.mu.Lock()
-	cmd, ok := b.cmds[id]
+// reply stores a device's answer to its own command; a bigger answer may
+// make the shard forget its oldest commands (returned).
+func (k *cmdBook) reply(deviceID, uuid string, payload []byte) (*command, []*command) {
+	s := k.shard(uuid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, ok := s.m[uuid]
 	if !ok || cmd.info.DeviceID != deviceID {
-		b.mu.Unlock()
-		b.log.Warn("reply to an unknown command ignored", "device", deviceID, "cmd", id)
-		return false
+		return nil, nil
 	}
 	cmd.info.Status = CmdReplied
 	cmd.info.Replied = time.Now()
+	if cmd.inHistory {
+		s.bytes += int64(len(payload) - len(cmd.info.Response))
+		cmd.size += int64(len(payload) - len(cmd.info.Response))
+	}
 	cmd.info.Response = clone(payload)
-	b.mu.Unlock()
-	b.emit(Event{Kind: CommandReplied, DeviceID: deviceID, ProductID: productID, Topic: "$crsp/" + id, Payload: clone(payload), CmdUUID: id})
-	return true
+	return cmd, s.evictLocked(k)
+}
+
+// count is the number of commands the history holds (kept ones included).
+func (k *cmdBook) count() int {
+	n := 0
+	for i := range k.shards {
+		s := &k.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
 }

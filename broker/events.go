@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onenet-hil/hil/internal/seqlog"
 )
@@ -53,10 +54,13 @@ type Event struct {
 	DeviceID  string
 	ProductID string
 	Topic     string
-	Payload   []byte
-	Code      byte
-	Reason    string
-	CmdUUID   string
+	Payload   []byte // at most eventPayloadMax bytes, a copy
+	// PayloadLen is the size of the payload the event is about (Payload
+	// holds only its beginning when it is longer than eventPayloadMax).
+	PayloadLen int
+	Code       byte
+	Reason     string
+	CmdUUID    string
 }
 
 func (e Event) String() string {
@@ -84,6 +88,40 @@ func (e Event) String() string {
 		fmt.Fprintf(&b, " reason=%q", e.Reason)
 	}
 	return b.String()
+}
+
+// detached is e with every field its own copy, cut to the feed's bounds:
+// an event must never keep a packet buffer (or its string views) alive.
+func (e Event) detached() Event {
+	e.DeviceID = clip(e.DeviceID, eventIDMax)
+	e.ProductID = clip(e.ProductID, eventIDMax)
+	e.CmdUUID = clip(e.CmdUUID, eventIDMax)
+	e.Topic = clip(e.Topic, eventTextMax)
+	e.Reason = clip(e.Reason, eventTextMax)
+	if e.Payload != nil {
+		if e.PayloadLen == 0 {
+			e.PayloadLen = len(e.Payload)
+		}
+		p := e.Payload
+		if len(p) > eventPayloadMax {
+			p = p[:eventPayloadMax]
+		}
+		e.Payload = append(make([]byte, 0, len(p)), p...)
+	}
+	return e
+}
+
+// clip copies s, keeping its first n bytes (cut on a UTF-8 boundary) and
+// marking a cut with "...".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return strings.Clone(s)
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return strings.Clone(s[:i]) + "..."
 }
 
 func shorten(p []byte, n int) string {
@@ -114,6 +152,7 @@ func (f *Feed) emit(e Event) Event {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	e = e.detached()
 	f.mu.Lock()
 	e = f.log.Append(e)
 	for _, ch := range f.subs {

@@ -22,15 +22,23 @@ func (h *onenetHook) Provides(b byte) bool {
 		mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribe, mqtt.OnPublish,
-		mqtt.OnPacketEncode, mqtt.OnPublishDropped,
+		mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnPacketSent,
 	}, []byte{b})
 }
 
 // OnPublishDropped: Mochi drops a message to a client whose outbound queue
 // is full; say so, or a command would read "sent" and be lost unseen.
 func (h *onenetHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.b.unqueue(cl, len(pk.Payload))
 	h.b.emit(Event{Kind: PublishDropped, DeviceID: cl.ID, ProductID: h.b.productOf(cl),
 		Topic: stripInternal(pk.TopicName), Reason: "client queue full"})
+}
+
+// OnPacketSent: a message written to the client leaves its queued bytes.
+func (h *onenetHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Publish {
+		h.b.unqueue(cl, len(pk.Payload))
+	}
 }
 
 // CONNACK return codes of the legacy OneNET document.
@@ -56,11 +64,9 @@ func (h *onenetHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 	}
 	if pk.FixedHeader.Type == packets.Publish && len(pk.Payload) >= maxPayload {
 		reason := fmt.Sprintf("payload of %d bytes, limit is %d", len(pk.Payload), maxPayload-1)
-		h.b.mu.Lock()
-		if c := h.b.byClient[cl]; c != nil && c.reason == "" {
-			c.reason = reason
+		if c := h.b.connOf(cl); c != nil {
+			c.setReason(reason)
 		}
-		h.b.mu.Unlock()
 		return pk, fmt.Errorf("%s: %w", reason, packets.ErrRejectPacket)
 	}
 	if pk.FixedHeader.Type != packets.Connect || cl.ID != "" { // only the first CONNECT
@@ -283,24 +289,27 @@ func isCrsp(topic string) bool {
 
 func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
+		h.b.accountFanout(pk.TopicName, len(pk.Payload))
 		return pk, nil
 	}
 	pk.FixedHeader.Retain = false // OneNET does not implement retain
+	c := h.b.connOf(cl)
 	pid := h.b.productOf(cl)
 	switch {
 	case isStudio(cl) && strings.HasPrefix(pk.TopicName, "@$"):
-		h.b.studioPublish(cl, pid, pk)
+		h.b.studioPublish(c, cl, pid, pk)
 		return pk, packets.CodeSuccessIgnore
 	case isStudio(cl):
 	case pk.TopicName == "$dp":
-		h.b.storeDatapoints(cl.ID, pid, pk.Payload)
+		h.b.storeDatapoints(c, cl.ID, pid, pk.Payload)
 		return pk, packets.CodeSuccessIgnore // acknowledged, never forwarded
 	case isCrsp(pk.TopicName):
 		h.b.storeReply(cl.ID, pid, pk.TopicName[len("$crsp/"):], pk.Payload)
 		return pk, packets.CodeSuccessIgnore
 	}
-	h.b.emit(Event{Kind: Published, DeviceID: cl.ID, ProductID: pid, Topic: pk.TopicName, Payload: clone(pk.Payload)})
+	h.b.emit(Event{Kind: Published, DeviceID: cl.ID, ProductID: pid, Topic: pk.TopicName, Payload: pk.Payload})
 	pk.TopicName = productTopic(pid, pk.TopicName)
+	h.b.accountFanout(pk.TopicName, len(pk.Payload))
 	return pk, nil
 }
 

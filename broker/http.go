@@ -15,13 +15,17 @@ import (
 
 // OneNET legacy API errno values.
 const (
-	ErrnoOK          = 0
-	ErrnoNoAPIKey    = 2
-	ErrnoAuthFailed  = 3
-	ErrnoInvalid     = 6
-	ErrnoRequired    = 7
-	ErrnoNotFound    = 8
-	ErrnoNotOnline   = 10
+	ErrnoOK         = 0
+	ErrnoInternal   = 1 // ours: the durable store failed (the command is not kept)
+	ErrnoNoAPIKey   = 2
+	ErrnoAuthFailed = 3
+	ErrnoInvalid    = 6
+	ErrnoRequired   = 7
+	ErrnoNotFound   = 8
+	ErrnoNotOnline  = 10
+	// ErrnoQueueFull is ours (OneNET's documents list no code for it): a
+	// command to be kept would pass a bound of Limits; nothing is kept.
+	ErrnoQueueFull   = 14
 	apiTimeParseForm = "2006-01-02T15:04:05"
 )
 
@@ -171,8 +175,13 @@ func (b *Broker) postCmd(r *http.Request, p Product) (any, error) {
 		return nil, fail(ErrnoRequired, "command body required")
 	}
 	id, err := b.SendCommand(d.ID, body, opts)
-	if errors.Is(err, ErrOffline) {
+	switch {
+	case errors.Is(err, ErrOffline):
 		return nil, fail(ErrnoNotOnline, "device not online: %s", d.ID)
+	case errors.Is(err, ErrQueueFull):
+		return nil, fail(ErrnoQueueFull, "%v", err)
+	case errors.Is(err, ErrStore):
+		return nil, fail(ErrnoInternal, "internal error: the command could not be kept")
 	}
 	if err != nil {
 		return nil, fail(ErrnoInvalid, "%v", err)
@@ -237,9 +246,14 @@ func (b *Broker) getDevice(r *http.Request, p Product) (any, error) {
 		return nil, err
 	}
 	streams := []datastreamJSON{}
-	dps := b.Datapoints(d.ID)
-	for _, id := range sortedKeys(dps) {
-		last := dps[id][len(dps[id])-1]
+	latest := b.latestPoints(d.ID)
+	ids := make([]string, 0, len(latest))
+	for id := range latest {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		last := latest[id]
 		streams = append(streams, datastreamJSON{ID: id, Value: apiValue(last.Value), UpdateAt: last.At.In(cst).Format(dpTimeLayout)})
 	}
 	return map[string]any{

@@ -21,11 +21,15 @@ type tcpListener struct {
 	b *Broker
 }
 
-// rawConn counts what a connection sent before its CONNECT was seen.
+// rawConn counts what a connection sent before its CONNECT was seen, puts
+// a deadline on every write and knows the broker's conn once the login got
+// that far.
 type rawConn struct {
 	net.Conn
+	b      *Broker
 	read   atomic.Int64
 	hooked atomic.Bool // OnPacketRead saw its first CONNECT
+	conn   atomic.Pointer[conn]
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
@@ -34,9 +38,29 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write bounds every write to the client by Limits.WriteTimeout: a client
+// that takes no data for that long is disconnected (Mochi sets no write
+// deadline; its writer would block for ever, and with it every command to
+// the device).
+func (c *rawConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.b.limits.WriteTimeout))
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if cn := c.conn.Load(); cn != nil {
+				c.b.stalled(cn)
+			} else {
+				_ = c.Conn.Close()
+			}
+		}
+	}
+	return n, err
+}
+
 func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 	l.TCP.Serve(func(id string, nc net.Conn) error {
-		c := &rawConn{Conn: nc}
+		c := &rawConn{Conn: nc, b: l.b}
 		b := l.b
 		b.mu.Lock()
 		if b.state == 2 {
@@ -51,6 +75,13 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		b.mu.Unlock()
 		_ = nc.SetDeadline(time.Now().Add(b.connectTimeout)) // Mochi replaces it after the CONNECT
 		err := establish(id, c)
+		// Mochi is done with the connection. If it never called
+		// OnDisconnect (the CONNACK could not be written: a client that
+		// reset at once, a login that lost a takeover race), the conn is
+		// released here, or its client and queue would stay for ever.
+		if cn := c.conn.Load(); cn != nil {
+			b.release(cn, err, true)
+		}
 		b.mu.Lock()
 		delete(b.raw, c)
 		b.mu.Unlock()

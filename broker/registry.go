@@ -42,6 +42,7 @@ type Registry struct {
 	products map[string]*Product // devices live in byDevice, not in Product.Devices
 	order    []string
 	devices  map[string]*deviceEntry
+	ver      uint64 // bumped by every change of a secret (masking rebuilds on it)
 }
 
 type deviceEntry struct {
@@ -98,6 +99,7 @@ func (r *Registry) AddProduct(p Product) error {
 	p.Devices = nil
 	r.products[p.ID] = &p
 	r.order = append(r.order, p.ID)
+	r.ver++
 	r.mu.Unlock()
 	for _, d := range devs {
 		if err := r.AddDevice(p.ID, d); err != nil {
@@ -125,7 +127,55 @@ func (r *Registry) AddDevice(productID string, d Device) error {
 		d.CreateTime = time.Now()
 	}
 	r.devices[d.ID] = &deviceEntry{Device: d, productID: productID}
+	r.ver++
 	return nil
+}
+
+// version changes whenever a product or a device is added.
+func (r *Registry) version() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.ver
+}
+
+// minMaskedSecret: a secret shorter than this is not masked inside event
+// text (it would mask innocent bytes everywhere); console and reports show
+// only secret.Hint of it anyway.
+const minMaskedSecret = 4
+
+// secrets lists every key and auth_info the events must never show,
+// leaving out any that is too short or that appears inside a product or
+// device id (masking it would hide the ids the events are about).
+func (r *Registry) secrets() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var ids strings.Builder // "\n" is in no id
+	longest := 0
+	for id := range r.products {
+		ids.WriteString(id + "\n")
+		longest = max(longest, len(id))
+	}
+	for id := range r.devices {
+		ids.WriteString(id + "\n")
+		longest = max(longest, len(id))
+	}
+	all := ids.String()
+	var out []string
+	add := func(s string) {
+		if len(s) < minMaskedSecret || len(s) <= longest && strings.Contains(all, s) {
+			return
+		}
+		out = append(out, s)
+	}
+	for _, p := range r.products {
+		add(p.MasterKey)
+		add(p.AccessKey)
+	}
+	for _, d := range r.devices {
+		add(d.AuthInfo)
+		add(d.Key)
+	}
+	return out
 }
 
 // SetDisabled enables or disables a device (a disabled device gets CONNACK 5).

@@ -106,11 +106,9 @@ func (b *Broker) studioPublishRead(cl *mqtt.Client, pk packets.Packet) (packets.
 	default:
 		return pk, nil
 	}
-	b.mu.Lock()
-	if c := b.byClient[cl]; c != nil && c.reason == "" {
-		c.reason = reason
+	if c := b.connOf(cl); c != nil {
+		c.setReason(reason)
 	}
-	b.mu.Unlock()
 	return pk, fmt.Errorf("%s: %w", reason, packets.ErrRejectPacket)
 }
 
@@ -146,11 +144,11 @@ func validWildcardFilter(f string) bool {
 }
 
 // studioPublish handles a studio device's message on its own $sys topics.
-func (b *Broker) studioPublish(cl *mqtt.Client, pid string, pk packets.Packet) {
+func (b *Broker) studioPublish(c *conn, cl *mqtt.Client, pid string, pk packets.Packet) {
 	topic := pk.TopicName[1:] // drop the internal '@'
 	rest := strings.TrimPrefix(topic, sysPrefix(pid, cl.ID))
 	if rest == "dp/post/json" {
-		b.studioDatapoints(cl.ID, pid, topic, pk.Payload)
+		b.studioDatapoints(c, cl.ID, pid, topic, pk.Payload)
 		return
 	}
 	id := strings.TrimPrefix(rest, "cmd/response/")
@@ -168,15 +166,17 @@ func (b *Broker) reply(topic string, payload []byte) {
 
 // studioDatapoints parses {"id":123,"dp":{"temp":[{"v":30,"t":1552289676}]}}
 // and answers on .../accepted or .../rejected.
-func (b *Broker) studioDatapoints(deviceID, pid, topic string, payload []byte) {
+func (b *Broker) studioDatapoints(c *conn, deviceID, pid, topic string, payload []byte) {
 	id, recs, err := ParseStudioDP(payload)
+	if err == nil {
+		err = b.storeRecords(c, deviceID, pid, recs)
+	}
 	if err != nil {
-		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: pid, Topic: topic, Payload: clone(payload), Reason: err.Error()})
+		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: pid, Topic: topic, Payload: payload, Reason: err.Error()})
 		out, _ := json.Marshal(map[string]any{"id": id, "err_code": 98, "err_msg": "Illegal Data"})
 		b.reply(topic+"/rejected", out)
 		return
 	}
-	b.storeRecords(deviceID, pid, recs)
 	out, _ := json.Marshal(map[string]any{"id": id})
 	b.reply(topic+"/accepted", out)
 }

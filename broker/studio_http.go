@@ -21,6 +21,8 @@ const (
 	StudioNotFound    = 10404
 	StudioTimeout     = 10408
 	StudioNotOnline   = 10410
+	StudioQueueFull   = 10429 // the device's queue is full (a command waiting for its CONNACK)
+	StudioInternal    = 10500
 	studioDefaultWait = 15 * time.Second
 )
 
@@ -48,13 +50,11 @@ func (b *Broker) postSyncCmd(w http.ResponseWriter, r *http.Request) {
 		writeStudio(w, StudioBadRequest, "product_id and device_name required", nil)
 		return
 	}
-	tok := r.Header.Get("authorization")
-	if tok == "" {
-		writeStudio(w, StudioAuthFailed, "authorization required", nil)
-		return
-	}
-	if err := b.reg.verifyToken(tok, pid, name, time.Now()); err != nil {
-		writeStudio(w, StudioAuthFailed, "auth failed: "+err.Error(), nil)
+	// Every failure before the caller is authenticated is the same answer:
+	// no missing token, unknown product, unknown device, wrong signature or
+	// expired token can be told apart (nor the tenants behind them).
+	if err := b.reg.verifyToken(r.Header.Get("authorization"), pid, name, time.Now()); err != nil {
+		writeStudio(w, StudioAuthFailed, "auth failed", nil)
 		return
 	}
 	_, devPID, ok := b.reg.Device(name)
@@ -78,8 +78,15 @@ func (b *Broker) postSyncCmd(w http.ResponseWriter, r *http.Request) {
 	}
 	mark := b.feed.Mark()
 	id, err := b.SendCommand(name, body, CommandOptions{})
-	if errors.Is(err, ErrOffline) {
+	switch {
+	case errors.Is(err, ErrOffline):
 		writeStudio(w, StudioNotOnline, "device not online: "+name, nil)
+		return
+	case errors.Is(err, ErrQueueFull):
+		writeStudio(w, StudioQueueFull, err.Error(), nil)
+		return
+	case errors.Is(err, ErrStore):
+		writeStudio(w, StudioInternal, "internal error", nil)
 		return
 	}
 	if err != nil {

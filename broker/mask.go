@@ -1,0 +1,68 @@
+package broker
+
+import (
+	"github.com/onenet-hil/hil/internal/secret"
+)
+
+// maskerAt is the masker built for one version of the registry.
+type maskerAt struct {
+	ver uint64
+	m   *secret.Masker
+}
+
+// masker masks every master key, access key, auth_info and device key of
+// the registry (Registry.secrets says which are left out), rebuilt when
+// the registry changes.
+func (b *Broker) masker() *secret.Masker {
+	v := b.reg.version()
+	if cur := b.mask.Load(); cur != nil && cur.ver == v {
+		return cur.m
+	}
+	b.maskMu.Lock()
+	defer b.maskMu.Unlock()
+	if cur := b.mask.Load(); cur != nil && cur.ver == v {
+		return cur.m
+	}
+	m := &maskerAt{ver: v, m: secret.NewMasker(b.reg.secrets()...)}
+	b.mask.Store(m)
+	return m.m
+}
+
+// A field is masked on its first bytes only, up to maskSlack past what the
+// feed keeps of it: a secret that straddles the feed's cut is masked
+// whole, and a 64 KB topic costs no more than a short one.
+const (
+	maskSlack = 512
+	maskSpan  = eventPayloadMax + maskSlack
+)
+
+// cut keeps s's first n bytes (the feed marks the cut later).
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// maskEvent masks the secrets in every field of e: a device that types its
+// key into the wrong CONNECT field, a topic or a payload must not put it
+// into the feed or the log.
+func (b *Broker) maskEvent(e Event) Event {
+	m := b.masker()
+	e.DeviceID = m.Mask(cut(e.DeviceID, eventIDMax+maskSlack))
+	e.ProductID = m.Mask(cut(e.ProductID, eventIDMax+maskSlack))
+	e.Topic = m.Mask(cut(e.Topic, eventTextMax+maskSlack))
+	e.Reason = m.Mask(cut(e.Reason, eventTextMax+maskSlack))
+	e.CmdUUID = m.Mask(cut(e.CmdUUID, eventIDMax+maskSlack))
+	if e.Payload != nil {
+		if e.PayloadLen == 0 {
+			e.PayloadLen = len(e.Payload)
+		}
+		p := e.Payload
+		if len(p) > maskSpan {
+			p = p[:maskSpan]
+		}
+		e.Payload = []byte(m.Mask(string(p)))
+	}
+	return e
+}
