@@ -40,7 +40,7 @@ func apiGet(t *testing.T, b *Broker, path string) map[string]any {
 	req, err := http.NewRequest("GET", "http://"+b.HTTPAddr()+path, nil)
 	require.NoError(t, err)
 	req.Header.Set("api-key", DemoMasterKey)
-	resp, err := (&http.Client{Timeout: waitBound}).Do(req)
+	resp, err := plainHTTP.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var out map[string]any

@@ -73,6 +73,13 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		defer b.rawWG.Done()
 		b.raw[c] = struct{}{}
 		b.mu.Unlock()
+		if tc, ok := nc.(*net.TCPConn); ok {
+			// A fixed send buffer instead of the kernel's autotuned one
+			// (megabytes on loopback): "written" then means close to
+			// "on its way to the device", and a device that stops reading
+			// reaches the write deadline after little data.
+			_ = tc.SetWriteBuffer(sendBuffer)
+		}
 		_ = nc.SetDeadline(time.Now().Add(b.connectTimeout)) // Mochi replaces it after the CONNECT
 		err := establish(id, c)
 		// Mochi is done with the connection. If it never called
@@ -92,6 +99,10 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		return err
 	})
 }
+
+// sendBuffer is each client connection's socket send buffer (SO_SNDBUF;
+// Linux doubles it for its own bookkeeping).
+const sendBuffer = 128 << 10
 
 func rawReason(err error) string {
 	var ne net.Error
