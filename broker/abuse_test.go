@@ -321,7 +321,7 @@ func TestAbuseDatastreamsBounded(t *testing.T) {
 	assert.Len(t, b.Datapoints(DemoDeviceID), limit)
 	r := waitEvent(t, b, mark, Is(DatapointRejected, DemoDeviceID))
 	assert.Contains(t, r.Reason, "datastream limit")
-	assert.Equal(t, (msgs-limit/perMsg), countEvents(b, mark, Is(DatapointRejected, DemoDeviceID)))
+	assert.Equal(t, (msgs - limit/perMsg), countEvents(b, mark, Is(DatapointRejected, DemoDeviceID)))
 	assert.True(t, b.Online(DemoDeviceID), "the connection lives on")
 
 	t0 := time.Now()
