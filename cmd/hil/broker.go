@@ -31,7 +31,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	httpAddr := fs.String("http", broker.DefaultHTTPAddr, "OneNET HTTP API listen address (legacy API and the studio sync command API)")
 	clientQueue := fs.Int("client-queue", 0, fmt.Sprintf("each client's outbound queue in packets (0 = Mochi's 8192; %d for a fleet of thousands: a smaller heap and shorter GC pauses; a full queue drops that client's message)", broker.FleetClientWritesPending))
 	studioAddr := fs.String("studio", broker.DefaultStudioAddr, "listen address of the current OneNET platform's MQTT (token login, $sys topics); empty = off")
-	if err := parseFlags(fs, args, stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR] [--studio ADDR] [--client-queue N]",
+	dataDir := fs.String("data", "", "keep sessions, kept commands, the command history and data points in this directory across restarts (created 0700; empty = in memory)")
+	if err := parseFlags(fs, args, stderr, "usage: hil broker [--registry FILE] [--mqtt ADDR] [--http ADDR] [--studio ADDR] [--client-queue N] [--data DIR]",
 		"Runs the OneNET stand-in until Ctrl-C; logs every event."); err != nil {
 		return err
 	}
@@ -46,7 +47,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		debug.SetGCPercent(broker.ServeGOGC) // see ServeGOGC; $GOGC overrides
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, StudioAddr: *studioAddr, ClientWritesPending: *clientQueue, Logger: log})
+	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: *mqttAddr, HTTPAddr: *httpAddr, StudioAddr: *studioAddr,
+		ClientWritesPending: *clientQueue, Logger: log, DataDir: *dataDir})
 	if err != nil {
 		return err
 	}
@@ -58,9 +60,14 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	printConsole(stdout, reg, b.MQTTAddr(), b.HTTPAddr(), b.StudioAddr(), *regPath)
+	if *dataDir != "" {
+		fmt.Fprintf(stdout, "State kept in %s (kept commands, command history, data points, sessions).\n", *dataDir)
+	} else {
+		fmt.Fprintln(stdout, "State in memory: lost when the broker stops (--data DIR keeps it).")
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping broker")
-	return b.Close()
+	return b.Close() // its last log line says what was kept and what was dropped
 }
 
 // printConsole shows, per device, what OneNET's console shows a developer:
