@@ -466,3 +466,20 @@ func lineOf(log, substr string) string {
 	}
 	return ""
 }
+
+// Issue 15, item 9: hil run's report files are 0600 like hil flash --log,
+// also when the file existed with a wider mode. (Here beside the broker's
+// own file-mode checks; run.go's serial log is opened the same way.)
+func TestRunReportFilesArePrivate(t *testing.T) {
+	dir := t.TempDir()
+	junit, jsonOut, html := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
+	require.NoError(t, os.WriteFile(html, []byte("old"), 0o644))
+	r, err := openReports(io.Discard, junit, jsonOut, html)
+	require.NoError(t, err)
+	r.close()
+	for _, p := range []string{junit, jsonOut, html} {
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), p)
+	}
+}
