@@ -47,13 +47,30 @@ func cut(s string, n int) string {
 // maskEvent masks the secrets in every field of e: a device that types its
 // key into the wrong CONNECT field, a topic or a payload must not put it
 // into the feed or the log.
+//
+// Fields the broker itself made are passed as they are, because masking
+// them cannot change them: the ids of every event but refused are a
+// registered device's and product's (Registry.secrets leaves out any
+// secret found inside an id), a CmdUUID is the broker's own uuid, and so
+// is the topic of a command event ($creq/{uuid}, or studio's request topic
+// of a registered device). What a client typed (a refused login's ids, a
+// topic it published to, a payload, a reason quoting it) is always masked.
 func (b *Broker) maskEvent(e Event) Event {
 	m := b.masker()
-	e.DeviceID = m.Mask(cut(e.DeviceID, eventIDMax+maskSlack))
-	e.ProductID = m.Mask(cut(e.ProductID, eventIDMax+maskSlack))
-	e.Topic = m.Mask(cut(e.Topic, eventTextMax+maskSlack))
-	e.Reason = m.Mask(cut(e.Reason, eventTextMax+maskSlack))
-	e.CmdUUID = m.Mask(cut(e.CmdUUID, eventIDMax+maskSlack))
+	if e.Kind == Refused {
+		e.DeviceID = m.Mask(cut(e.DeviceID, eventIDMax+maskSlack))
+		e.ProductID = m.Mask(cut(e.ProductID, eventIDMax+maskSlack))
+	}
+	switch e.Kind {
+	case CommandSent, CommandReplied, CommandExpired:
+	default:
+		if e.Topic != "" {
+			e.Topic = m.Mask(cut(e.Topic, eventTextMax+maskSlack))
+		}
+	}
+	if e.Reason != "" {
+		e.Reason = m.Mask(cut(e.Reason, eventTextMax+maskSlack))
+	}
 	if e.Payload != nil {
 		if e.PayloadLen == 0 {
 			e.PayloadLen = len(e.Payload)
