@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,11 +57,12 @@ func TestAbuseFailedConnackLeaksNothing(t *testing.T) {
 
 	// Deterministic: the connection is closed between OnSessionEstablish
 	// and the CONNACK, so the CONNACK write fails every time.
-	b.beforeConnack = func(cl *mqtt.Client) {
+	closeIt := func(cl *mqtt.Client) {
 		if cl.ID == DemoDeviceID {
 			_ = cl.Net.Conn.Close()
 		}
 	}
+	b.beforeConnack.Store(&closeIt)
 	const n = 1000
 	start := time.Now()
 	for range n {
@@ -84,7 +86,7 @@ func TestAbuseFailedConnackLeaksNothing(t *testing.T) {
 	require.Eventually(t, func() bool { return !b.Online(DemoDeviceID) && b.connCount() == 2 && ended() == n },
 		waitBound, 10*time.Millisecond, "connections left: %d, ended: %d of %d", b.connCount(), ended(), n)
 	failedIn := time.Since(start)
-	b.beforeConnack = nil
+	b.beforeConnack.Store(nil)
 
 	// Real resets, two clients fighting over one id.
 	const storm = 1000
@@ -540,4 +542,50 @@ func TestSecretsMaskedInEveryEventField(t *testing.T) {
 	}
 	assert.Contains(t, log.String(), "kind=refused")
 	assert.Contains(t, log.String(), "****")
+}
+
+// A qos=0 command sent while its device is between CONNECT and CONNACK
+// waits for the CONNACK: it is answered once written, or "not online" if
+// the login fails; it never stays at status 1.
+func TestCommandDuringLoginWaitsForConnack(t *testing.T) {
+	b := startBroker(t, nil)
+	type answer struct {
+		id  string
+		err error
+	}
+	answers := make(chan answer, 1)
+	var fail atomic.Bool
+	hook := func(cl *mqtt.Client) {
+		go func() {
+			id, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{})
+			answers <- answer{id, err}
+		}()
+		d := b.lookupDev(DemoDeviceID)
+		assert.Eventually(t, func() bool { // the command is queued before the CONNACK goes out
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return len(d.queue) == 1
+		}, waitBound, time.Millisecond)
+		if fail.Load() {
+			_ = cl.Net.Conn.Close()
+		}
+	}
+	b.beforeConnack.Store(&hook)
+	d := login(t, b, DemoDeviceID, DemoAuthInfo)
+	a := <-answers
+	require.NoError(t, a.err)
+	m := d.recv(t, b)
+	assert.Equal(t, "$creq/"+a.id, m.Topic())
+	info, _ := b.Command(a.id)
+	assert.Equal(t, CmdSent, info.Status)
+	d.c.Disconnect(0)
+
+	fail.Store(true)
+	mark := b.Events().Mark()
+	_, err := dial(t, b.MQTTAddr(), DemoDeviceID, DemoProductID, DemoAuthInfo)
+	require.Error(t, err)
+	a = <-answers
+	require.ErrorIs(t, a.err, ErrOffline)
+	waitEvent(t, b, mark, Is(Disconnected, DemoDeviceID))
+	assert.Zero(t, b.pendN.Load(), "nothing left in the queue")
 }

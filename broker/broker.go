@@ -119,7 +119,7 @@ type Broker struct {
 
 	// beforeConnack, when set (tests), runs in OnSessionEstablish: a test
 	// closes the connection there to make the CONNACK write fail.
-	beforeConnack func(cl *mqtt.Client)
+	beforeConnack atomic.Pointer[func(cl *mqtt.Client)]
 }
 
 // mqttListener is one Mochi TCP listener; its id says which protocol it
@@ -309,11 +309,12 @@ func (b *Broker) HTTPAddr() string {
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.state != 1 {
-		started := b.state == 0
+		neverStarted := b.state == 0
 		b.state = 2
 		b.mu.Unlock()
-		if started && b.store != nil {
-			return b.store.close() // New opened it; Start never ran
+		if neverStarted && b.store != nil { // New opened the stores; Start never ran
+			_ = b.srv.Close() // stops Mochi's storage hook
+			return b.store.close()
 		}
 		return nil
 	}

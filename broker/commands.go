@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -167,7 +168,7 @@ func (b *Broker) sendNow(c *conn, cmd *command) (string, error) {
 		b.dropQueued(d, cmd)
 		return "", err
 	}
-	b.redeliver(d) // a login may have come and gone between the failure and the queue
+	b.redeliver(d, c) // a login may have come and gone between the failure and the queue
 	return cmd.info.UUID, nil
 }
 
@@ -317,7 +318,7 @@ func (b *Broker) deliverQueued(c *conn, batch []*command) {
 			continue
 		}
 		if err := b.writeCommand(c, cmd); err != nil {
-			b.requeue(d, batch[i:])
+			b.requeue(d, batch[i:], c)
 			return
 		}
 		d.mu.Lock()
@@ -328,10 +329,11 @@ func (b *Broker) deliverQueued(c *conn, batch []*command) {
 	}
 }
 
-// requeue puts commands whose delivery failed back at the front of the
-// queue, in order. If the device is offline by now, those only waiting for
-// a CONNACK are answered; if it is online again, the queue is delivered.
-func (b *Broker) requeue(d *devState, rest []*command) {
+// requeue puts commands whose delivery over the connection failed back at the
+// front of the queue, in order. If the device is offline by now, those only
+// waiting for a CONNACK are answered; if it is online again on another
+// connection, the queue is delivered there.
+func (b *Broker) requeue(d *devState, rest []*command, failed *conn) {
 	d.mu.Lock()
 	for _, cmd := range rest {
 		cmd.taken = false
@@ -345,15 +347,16 @@ func (b *Broker) requeue(d *devState, rest []*command) {
 	for _, cmd := range dropped {
 		cmd.resolve(ErrOffline)
 	}
-	b.redeliver(d)
+	b.redeliver(d, failed)
 }
 
 // redeliver delivers the queue if the device is online with a working
-// connection (a command was queued after its login took the queue).
-func (b *Broker) redeliver(d *devState) {
+// connection other than not, the one that just failed (a command was queued after its login took the
+// queue).
+func (b *Broker) redeliver(d *devState, not *conn) {
 	d.mu.Lock()
 	c := d.conn
-	if c == nil || !c.ready || c.released || c.cl.Closed() || len(d.queue) == 0 {
+	if c == nil || c == not || !c.ready || c.released || c.cl.Closed() || len(d.queue) == 0 {
 		d.mu.Unlock()
 		return
 	}
@@ -384,6 +387,13 @@ func (b *Broker) writeCommand(c *conn, cmd *command) error {
 		})
 		if err != nil && n >= queueAccountMin {
 			c.queued.Add(-int64(n))
+		}
+		if err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
+			// Part of the packet may be on the wire: the connection is
+			// broken whatever the error was.
+			reason := "write failed: " + err.Error()
+			c.setReason(reason)
+			c.cl.Stop(errors.New(reason))
 		}
 	}
 	if err != nil {

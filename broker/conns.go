@@ -120,8 +120,8 @@ func (b *Broker) sessionEstablish(cl *mqtt.Client) {
 		b.emit(Event{Kind: Kicked, DeviceID: d.id, ProductID: d.pid, Reason: "duplicate login from " + cl.Net.Remote})
 		old.cl.Stop(errors.New("duplicate login from " + cl.Net.Remote))
 	}
-	if b.beforeConnack != nil {
-		b.beforeConnack(cl)
+	if f := b.beforeConnack.Load(); f != nil {
+		(*f)(cl)
 	}
 }
 

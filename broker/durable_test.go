@@ -176,3 +176,14 @@ func mustJSON(t *testing.T, v any) string {
 	require.NoError(t, err)
 	return string(p)
 }
+
+// A broker that was never started still lets go of its directory.
+func TestDurableCloseWithoutStart(t *testing.T) {
+	dir := t.TempDir()
+	b, err := New(Options{MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+	b2, err := New(Options{MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, b2.Close())
+}
