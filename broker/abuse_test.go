@@ -109,6 +109,33 @@ func TestAbuseFailedConnackLeaksNothing(t *testing.T) {
 	close(errs)
 	require.NoError(t, <-errs)
 	stormIn := time.Since(start)
+
+	// Whole logins, two clients taking the id from each other: each reads
+	// its CONNACK (or the close that a takeover races it with).
+	start = time.Now()
+	errs = make(chan error, 2)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range storm / 4 {
+				c, err := net.Dial("tcp", b.MQTTAddr())
+				if err != nil {
+					errs <- fmt.Errorf("worker %d, login %d: %w", w, i, err)
+					return
+				}
+				_ = c.SetDeadline(time.Now().Add(waitBound))
+				_, _ = c.Write(rawConnect("MQTT", 4, 0xC2, DemoDeviceID, DemoProductID, DemoAuthInfo))
+				ack := make([]byte, 4)
+				_, _ = io.ReadFull(c, ack)
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	require.NoError(t, <-errs)
+	fightIn := time.Since(start)
 	// Bounded wait until every connection of the storm is gone.
 	require.Eventually(t, func() bool { return !b.Online(DemoDeviceID) && b.connCount() == 2 },
 		waitBound, 10*time.Millisecond, "connections left: %d", b.connCount())
@@ -117,8 +144,8 @@ func TestAbuseFailedConnackLeaksNothing(t *testing.T) {
 	assert.False(t, ok, "Mochi's client of a clean session is gone too")
 	errno, _, _ := apiPost(t, b, "/cmds?device_id="+DemoDeviceID, []byte("on"))
 	assert.Equal(t, ErrnoNotOnline, errno, "a qos=0 command to the device is refused, not kept for ever")
-	growth := fig.done(fmt.Sprintf("%d failed CONNACKs in %v, %d reset logins (two clients, one id) in %v; %s",
-		n, failedIn.Round(time.Millisecond), storm, stormIn.Round(time.Millisecond), tn.report()))
+	growth := fig.done(fmt.Sprintf("%d failed CONNACKs in %v, %d reset logins (two clients, one id) in %v, %d whole logins (two clients taking one id) in %v; %s",
+		n, failedIn.Round(time.Millisecond), storm, stormIn.Round(time.Millisecond), storm/2, fightIn.Round(time.Millisecond), tn.report()))
 	assert.Less(t, growth, int64(8<<20), "live heap grew by %d bytes", growth)
 	by.check(t, b)
 

@@ -80,8 +80,10 @@ func stripTimes(ps []Product) []Product {
 
 // Known errnos of the legacy API and codes of the studio sync API.
 var (
-	knownErrno      = map[int]bool{ErrnoOK: true, ErrnoNoAPIKey: true, ErrnoAuthFailed: true, ErrnoInvalid: true, ErrnoRequired: true, ErrnoNotFound: true, ErrnoNotOnline: true}
-	knownStudioCode = map[int]bool{StudioOK: true, StudioBadRequest: true, StudioAuthFailed: true, StudioNotFound: true, StudioTimeout: true, StudioNotOnline: true}
+	knownErrno = map[int]bool{ErrnoOK: true, ErrnoInternal: true, ErrnoNoAPIKey: true, ErrnoAuthFailed: true, ErrnoInvalid: true,
+		ErrnoRequired: true, ErrnoNotFound: true, ErrnoNotOnline: true, ErrnoQueueFull: true}
+	knownStudioCode = map[int]bool{StudioOK: true, StudioBadRequest: true, StudioAuthFailed: true, StudioNotFound: true,
+		StudioTimeout: true, StudioNotOnline: true, StudioQueueFull: true, StudioInternal: true}
 )
 
 // FuzzHTTPAPI sends fuzzed methods, paths, queries, keys, headers and
