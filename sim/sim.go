@@ -1,16 +1,17 @@
 // Package sim is the virtual TPYBoard v202: a pty that behaves like the board's USB serial port,
-// backed by a Python 3 runtime (embedded, standard library only) that runs the uploaded MicroPython
-// files like an ESP8266 with MicroPython v1.19.1. GPIO levels are observable from Go.
+// with MicroPython's own VM (v1.27, 32-bit, compiled to WebAssembly: runtime/host.mjs runs it in a
+// sandboxed Node.js process) as the CPU and this package as the rest of the ESP8266: the REPL
+// protocol, the flash (a host directory), the GPIO pins (observable from Go), Wi-Fi, TCP sockets
+// (loopback only), time, reset and power. The ESP8266's modules (machine, network, socket, ...)
+// are MicroPython code in runtime/rom over a small bridge to this package.
 //
-// The pty master stays with the Board for its whole life; the runtime process behind it is replaced
-// on a power cycle, so a client holding the port open sees the reboot as it would through a
-// USB-serial bridge.
+// The pty master stays with the Board for its whole life; the VM behind it is replaced on every
+// reset, so a client holding the port open sees the reboot as it would through a USB-serial
+// bridge.
 package sim
 
 import (
 	"context"
-	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +29,6 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/term"
 )
-
-//go:embed runtime/board.py
-var runtimeSource []byte
 
 // WiFiMode chooses how the board's station interface behaves after connect().
 type WiFiMode int
@@ -59,9 +57,16 @@ type Options struct {
 	BootGarbage bool              // ROM boot log bytes before the banner on power-up/hard reset
 	Redirects   map[string]string // "183.230.40.39:6002" -> "127.0.0.1:NNNN" (loopback targets only); unmapped non-loopback -> OSError
 	WiFi        WiFiBehaviour
-	Python      string    // interpreter, default "python3"
-	Log         io.Writer // runtime diagnostics (stderr of the runtime), nil = discard
+	// Heap is the board's GC heap in bytes; default DefaultHeap, the ESP8266's. Code that needs
+	// more makes the board's heap "exceeded" (Heap, HeapError): where the ESP8266 raises
+	// MemoryError.
+	Heap int
+	Node string    // Node.js 20 or newer, default "node"
+	Log  io.Writer // diagnostics (the VM's stderr, Wi-Fi, resets), nil = discard
 }
+
+// DefaultHeap is the ESP8266 port's GC heap: 38 KB (ports/esp8266/main.c).
+const DefaultHeap = 38 * 1024
 
 // Reset causes as machine.reset_cause() reports them on the ESP8266.
 const (
@@ -84,22 +89,26 @@ type Board struct {
 	ownDir  string // temp dir holding the runtime script (and the flash when not given)
 	rx, tx  *pacer
 	pins    *pinBoard
+	deps    runtimeDeps
+	in      *input
+	net     *network
+	heap    heapStats
+	cpuFreq int
 	cycleMu sync.Mutex // serialises power cycles and Close
 
 	mu     sync.Mutex
-	proc   *process
-	wifiUp bool
+	life   *life
 	closed bool
 
 	relayDone chan struct{}
 	congested bool // output is being dropped (only the output relay touches it)
 }
 
-// Start creates the pty, starts the runtime and returns once it is running; the board then boots
-// on its own (boot output, boot.py, main.py, banner) as after power-up.
+// Start creates the pty, starts the VM and returns once it has loaded; the board then boots on
+// its own (boot output, boot.py, main.py, banner) as after power-up.
 func Start(ctx context.Context, opts Options) (*Board, error) {
-	if opts.Python == "" {
-		opts.Python = "python3"
+	if opts.Node == "" {
+		opts.Node = "node"
 	}
 	if opts.BaudRate == 0 {
 		opts.BaudRate = 115200
@@ -107,11 +116,12 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 	if opts.BaudRate < 0 {
 		return nil, fmt.Errorf("sim: invalid baud rate %d", opts.BaudRate)
 	}
-	python, err := resolvePython(ctx, opts.Python)
-	if err != nil {
-		return nil, err
+	if opts.Heap == 0 {
+		opts.Heap = DefaultHeap
 	}
-	opts.Python = python
+	if opts.Heap < 4096 {
+		return nil, fmt.Errorf("sim: heap of %d bytes: want 4096 or more", opts.Heap)
+	}
 	if _, ok := wifiModes[opts.WiFi.Mode]; !ok {
 		return nil, fmt.Errorf("sim: unknown Wi-Fi mode %d", opts.WiFi.Mode)
 	}
@@ -122,18 +132,24 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	deps, err := findRuntime(ctx, opts.Node, opts.Log)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "hil-sim-")
 	if err != nil {
 		return nil, err
 	}
-	b := &Board{opts: opts, ownDir: dir, wifiUp: true, pins: newPinBoard(), relayDone: make(chan struct{})}
+	b := &Board{opts: opts, ownDir: dir, deps: deps, pins: newPinBoard(), in: newInput(), cpuFreq: 80000000,
+		relayDone: make(chan struct{})}
+	b.net = newNetwork(b, true)
 	if err := b.prepare(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	go b.relayInput()
 
-	if err := b.startProcess(ctx, causePowerOn); err != nil {
+	if err := b.startLife(ctx, causePowerOn); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -161,7 +177,7 @@ func CheckRedirect(from, to string) error {
 
 // prepare lays out the runtime and the flash and opens the pty; on error the caller removes ownDir.
 func (b *Board) prepare() error {
-	if err := os.WriteFile(filepath.Join(b.ownDir, "board.py"), runtimeSource, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.ownDir, "host.mjs"), hostSource, 0o600); err != nil {
 		return err
 	}
 	b.flash = b.opts.FlashDir
@@ -218,15 +234,13 @@ func (b *Board) WaitPin(ctx context.Context, pin, value int) error {
 // SetWiFi makes the access point disappear (isconnected() false, open sockets fail) or come back.
 func (b *Board) SetWiFi(up bool) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
 		return errors.New("sim: board closed")
 	}
-	b.wifiUp = up
-	if b.proc == nil {
-		return nil
-	}
-	return b.proc.command(map[string]any{"cmd": "wifi", "up": up})
+	b.net.setLink(up)
+	return nil
 }
 
 // PowerCycle is a hard reset: the program's state is lost, the flash is kept, the board boots again.
@@ -241,9 +255,22 @@ func (b *Board) restart(ctx context.Context, cause int) error {
 	if closed {
 		return errors.New("sim: board closed")
 	}
-	b.stopProcess()
+	b.stopLife()
 	b.pins.powerOff()
-	return b.startProcess(ctx, cause)
+	return b.startLife(ctx, cause)
+}
+
+// restartFrom resets the board from inside life l (machine.reset(), the
+// watchdog), unless a reset has replaced l already.
+func (b *Board) restartFrom(l *life, cause int) {
+	b.mu.Lock()
+	current := b.life == l
+	b.mu.Unlock()
+	if current {
+		if err := b.restart(context.Background(), cause); err != nil {
+			b.logf("reset: %v", err)
+		}
+	}
 }
 
 // Close stops the board and removes its temporary files (and the flash when it was temporary).
@@ -257,7 +284,7 @@ func (b *Board) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
-	b.stopProcess()
+	b.stopLife()
 	err := b.master.Close()
 	<-b.relayDone
 	b.slave.Close()
@@ -268,53 +295,74 @@ func (b *Board) Close() error {
 	return err
 }
 
-func (b *Board) startProcess(ctx context.Context, cause int) error {
+// startLife boots the board and returns once its VM has loaded.
+func (b *Board) startLife(ctx context.Context, cause int) error {
+	b.in.reset()
+	b.net.reboot()
+	l := newLife(b, cause)
 	b.mu.Lock()
-	wifiUp := b.wifiUp
+	b.life = l
 	b.mu.Unlock()
-	mode := wifiModes[b.opts.WiFi.Mode]
-	args, err := json.Marshal(map[string]any{
-		"flash":        b.flash,
-		"raw_paste":    !b.opts.NoRawPaste,
-		"boot_garbage": b.opts.BootGarbage, // the ROM prints its log after every reset
-		"redirects":    b.opts.Redirects,
-		"wifi_mode":    mode,
-		"wifi_delay":   b.opts.WiFi.Delay.Seconds(),
-		"wifi_up":      wifiUp,
-		"reset_cause":  cause,
-	})
-	if err != nil {
-		return err
-	}
-	p, err := startRuntime(b, string(args))
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	b.proc = p
-	b.mu.Unlock()
+	go l.run()
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
 	select {
-	case <-p.up:
-		return nil
-	case <-p.exited:
-		return fmt.Errorf("sim: board runtime exited during start: %v", p.err)
+	case <-l.up:
+		return l.err
 	case <-timer.C:
-		return fmt.Errorf("sim: board runtime not up after %v", startTimeout)
+		return fmt.Errorf("sim: the VM did not load within %v", startTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (b *Board) stopProcess() {
+func (b *Board) stopLife() {
 	b.mu.Lock()
-	p := b.proc
-	b.proc = nil
+	l := b.life
+	b.life = nil
 	b.mu.Unlock()
-	if p != nil {
-		p.kill()
+	if l != nil {
+		l.end()
 	}
+}
+
+func (b *Board) freq(hz int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if hz > 0 {
+		b.cpuFreq = hz
+	}
+	return b.cpuFreq
+}
+
+// serialOut writes the board's output to the line, paced like it.
+func (b *Board) serialOut(p []byte) {
+	pieces := [][]byte{p}
+	if b.tx != nil {
+		pieces = chunks(p, paceChunk)
+	}
+	for _, chunk := range pieces {
+		b.tx.wait(len(chunk))
+		b.writeMaster(chunk)
+	}
+}
+
+// vmLog is where the VM's own diagnostics go.
+func (b *Board) vmLog() io.Writer {
+	if b.opts.Log == nil {
+		return io.Discard
+	}
+	return prefixWriter{w: b.opts.Log, prefix: "sim: vm: "}
+}
+
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	_, err := io.WriteString(p.w, p.prefix+string(b))
+	return len(b), err
 }
 
 // relayInput carries the host's bytes (pty master) to the current runtime, paced like the line.
@@ -331,12 +379,7 @@ func (b *Board) relayInput() {
 			}
 			for _, piece := range pieces {
 				b.rx.wait(len(piece))
-				b.mu.Lock()
-				p := b.proc
-				b.mu.Unlock()
-				if p != nil {
-					p.write(piece)
-				}
+				b.in.feed(piece)
 			}
 		}
 		if err != nil {
@@ -351,7 +394,8 @@ func (b *Board) relayInput() {
 func (b *Board) writeMaster(p []byte) {
 	wait := time.Second
 	if b.congested {
-		wait = 10 * time.Millisecond
+		// Output goes out a line at a time: while nobody reads, try each at once.
+		wait = 100 * time.Microsecond
 	}
 	deadlineOK := b.master.SetWriteDeadline(time.Now().Add(wait)) == nil
 	for len(p) > 0 {

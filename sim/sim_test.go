@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const banner = "MicroPython v1.19.1 on 2022-06-18; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n>>> "
+const banner = "MicroPython v1.27.0 on 2025-12-10; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n>>> "
 
 func writeFlash(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -63,19 +62,25 @@ func TestFriendlyREPLExpressions(t *testing.T) {
 	c.write("x\r")
 	assert.Equal(t, "x\r\nTraceback (most recent call last):\r\n  File \"<stdin>\", line 1, in <module>\r\n"+
 		"NameError: name 'x' isn't defined\r\n>>> ", string(c.expect(">>> ")))
-	// A compound statement: continuation prompt with auto-indent, a blank line runs it.
+	// A compound statement: continuation prompt with auto-indent (readline.c); three Enters
+	// after the body end the block.
 	c.write("for i in range(2):\r")
 	assert.Equal(t, "for i in range(2):\r\n...     ", string(c.expect("...     ")))
 	c.write("print(i*10)\r")
 	c.expect("...     ")
 	c.write("\r")
+	assert.Equal(t, "\r\n...     ", string(c.expect("...     ")))
+	c.write("\r")
+	assert.Equal(t, "\r\n... ", string(c.expect("... ")))
+	c.write("\r") // the third Enter ends the block
 	assert.Equal(t, "\r\n0\r\n10\r\n>>> ", string(c.expect(">>> ")))
 	// Line editing: backspace removes a character.
 	c.write("7*7\x7f8\r")
 	assert.Contains(t, string(c.expect(">>> ")), "56\r\n")
-	// UTF-8 typed at the prompt (the tutorial is in Chinese) comes back intact.
+	// readline.c takes printable ASCII only: UTF-8 typed at the prompt is dropped, as on
+	// the board (a file or the raw REPL carries it: see the raw REPL test).
 	c.write("print('你好')\r")
-	assert.Contains(t, string(c.expect(">>> ")), "\r\n你好\r\n")
+	assert.Contains(t, string(c.expect(">>> ")), "print('')\r\n\r\n")
 	// Paste mode (Ctrl-E) takes indented code as it is.
 	c.write("\x05")
 	c.expect("paste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
@@ -93,9 +98,11 @@ func TestCtrlCStopsBusyLoopInMain(t *testing.T) {
 	writeFlash(t, flash, map[string]string{"main.py": "print('looping')\nwhile True:\n    pass\n"})
 	_, c := startBoard(t, Options{FlashDir: flash})
 	c.expect("looping\r\n")
+	// The VM cannot be interrupted inside a loop that never calls the host: the host ends it,
+	// says so, and the REPL comes back (the program's state is lost).
 	c.write("\r\x03")
 	out := string(c.expect(banner))
-	assert.Contains(t, out, "Traceback (most recent call last):\r\n  File \"main.py\", line ")
+	assert.Contains(t, out, "hil: the program ignored Ctrl-C")
 	assert.Contains(t, out, "KeyboardInterrupt: \r\n")
 	c.write("1\r")
 	c.expect("1\r\n>>> ")
@@ -146,6 +153,9 @@ func TestRawREPLFramesStdoutAndStderr(t *testing.T) {
 	out, errOut, _ = c.execPaste("print(1+1)")
 	assert.Equal(t, "2\r\n", out)
 	assert.Empty(t, errOut)
+
+	// UTF-8 source (the tutorial is in Chinese) runs and prints intact.
+	assert.Equal(t, "你好\r\n", c.mustExec("print('你好')"))
 
 	// Globals persist between blocks, as mpremote relies on.
 	c.mustExec("v = 41")
@@ -267,7 +277,7 @@ func TestSoftRebootRunsBootAndMain(t *testing.T) {
 	c.write("y = 1\r")
 	c.expect(">>> ")
 	c.write("\x04")
-	assert.Equal(t, "\r\nMPY: soft reboot\r\nboot ran\r\nmain ran 7\r\n\r\n"+banner, string(c.expect(banner)))
+	assert.Equal(t, "\r\nMPY: soft reboot\r\nboot ran\r\nmain ran 7\r\n"+banner, string(c.expect(banner)))
 	c.write("y\r")
 	assert.Contains(t, string(c.expect(">>> ")), "NameError: name 'y' isn't defined", "soft reboot clears globals")
 
@@ -277,9 +287,10 @@ func TestSoftRebootRunsBootAndMain(t *testing.T) {
 	assert.Equal(t, "OK\r\nMPY: soft reboot\r\nboot ran\r\nraw REPL; CTRL-B to exit\r\n>",
 		string(c.expect("raw REPL; CTRL-B to exit\r\n>")))
 
-	// A flash file shadows a built-in module.
+	// On MicroPython 1.27 a flash file does not shadow a built-in module (CPython's import
+	// would take it): import json is still the VM's own.
 	writeFlash(t, flash, map[string]string{"json.py": "def dumps(o):\n    return 'mine'\n"})
-	assert.Equal(t, "mine\r\n", c.mustExec("import json; print(json.dumps(1))"))
+	assert.Equal(t, "1\r\n", c.mustExec("import json; print(json.dumps(1))"))
 	assert.Equal(t, "'1'\r\n", c.mustExec("import ujson; print(repr(ujson.dumps(1)))"))
 }
 
@@ -427,24 +438,6 @@ func TestRedirectToAnotherHostIsRefused(t *testing.T) {
 	assert.NoError(t, CheckRedirect("183.230.40.39:6002", "127.0.0.1:1883"))
 	assert.NoError(t, CheckRedirect("open.iot.10086.cn:6002", "127.3.2.1:40000"))
 
-	// Defence in depth: the runtime itself stops before running anything when handed such a table.
-	dir := t.TempDir()
-	script := filepath.Join(dir, "board.py")
-	require.NoError(t, os.WriteFile(script, runtimeSource, 0o644))
-	python, err := resolvePython(ctx, "python3")
-	require.NoError(t, err)
-	for _, target := range []string{"183.230.40.39:6002", "localhost:1883", "127.0.0.1:99999"} {
-		args := fmt.Sprintf(`{"flash": %q, "redirects": {"183.230.40.39:6002": %q}}`, dir, target)
-		cmd := exec.CommandContext(ctx, python, "-I", "-S", "-B", script, args)
-		cmd.Dir = dir
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		var ee *exec.ExitError
-		require.ErrorAs(t, err, &ee, "runtime with redirect to %q: stderr %s", target, stderr.String())
-		assert.Equal(t, 2, ee.ExitCode(), target)
-		assert.Contains(t, stderr.String(), "refusing redirect 183.230.40.39:6002 -> "+target, target)
-	}
 }
 
 func TestWiFiDelayAndNever(t *testing.T) {
@@ -529,12 +522,16 @@ func BenchmarkLineRate(b *testing.B) {
 }
 
 func TestStartErrors(t *testing.T) {
-	_, err := Start(context.Background(), Options{Python: "no-such-python-here"})
+	_, err := Start(context.Background(), Options{Node: "no-such-node-here"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "python3")
-	_, err = Start(context.Background(), Options{FlashDir: filepath.Join(t.TempDir(), "missing")})
+	assert.Contains(t, err.Error(), "Node.js 20")
+	notDir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notDir, nil, 0o600))
+	_, err = Start(context.Background(), Options{FlashDir: notDir})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "not a directory")
+	assert.Contains(t, err.Error(), "flash directory")
+	_, err = Start(context.Background(), Options{Heap: 100})
+	assert.ErrorContains(t, err, "want 4096 or more")
 	_, err = Start(context.Background(), Options{WiFi: WiFiBehaviour{Mode: 9}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "unknown Wi-Fi mode")

@@ -1,0 +1,488 @@
+package sim
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The board's hardware as the VM's ESP8266 modules (runtime/rom) reach it:
+// one handler per bridge call. A handler that blocks (sleep, recv, poll)
+// wakes on Ctrl-C and on the end of the life.
+
+// reply is a call's answer: a value, an errno (OSError), or an interrupt.
+type reply struct {
+	T    string `json:"t"`
+	V    any    `json:"v,omitempty"`
+	Err  *int   `json:"err,omitempty"`
+	Intr int    `json:"intr,omitempty"`
+	Exit int    `json:"exit,omitempty"` // raise SystemExit (machine.soft_reset)
+}
+
+func ok(v any) reply    { return reply{T: "ret", V: v} }
+func oserr(n int) reply { return reply{T: "ret", Err: &n} }
+
+// MicroPython's errno numbers (the ESP8266 port's).
+const (
+	eNOENT        = 2
+	eIO           = 5
+	eBADF         = 9
+	eAGAIN        = 11
+	eINVAL        = 22
+	eOPNOTSUPP    = 95
+	eCONNABORTED  = 103
+	eCONNRESET    = 104
+	eNOTCONN      = 107
+	eTIMEDOUT     = 110
+	eCONNREFUSED  = 111
+	eHOSTUNREACH  = 113
+	eINPROGRESS   = 115
+	lwipNotFound  = -2 // getaddrinfo: the name did not resolve
+	intrSentinel  = -1
+	defaultUnique = "5ccf7f010203"
+)
+
+type args []json.RawMessage
+
+func (a args) int(i int) int {
+	if i >= len(a) {
+		return 0
+	}
+	var n float64
+	if json.Unmarshal(a[i], &n) != nil {
+		return 0
+	}
+	return int(n)
+}
+
+func (a args) str(i int) string {
+	if i >= len(a) {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(a[i], &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// call dispatches one bridge call.
+func (l *life) call(m vmMsg) reply {
+	a := args(m.A)
+	b := l.b
+	switch m.Op {
+	case "sleep":
+		return l.sleep(time.Duration(a.int(0)) * time.Millisecond)
+	case "sleep_us":
+		if us := a.int(0); us >= 1000 {
+			return l.sleep(time.Duration(us) * time.Microsecond)
+		}
+		return l.sleep(0)
+	case "time":
+		return ok(time.Now().Unix())
+	case "pin":
+		n, v := a.int(0), a.int(1)
+		if v < 0 {
+			return ok(b.pins.level(n))
+		}
+		b.pins.set(n, v, time.Now())
+		return ok(nil)
+	case "pin_mode":
+		return ok(nil)
+	case "reset":
+		go b.restartFrom(l, causeSoft)
+		<-l.stop
+		return l.interrupted()
+	case "soft_reset":
+		// As the board: SystemExit ends the running code, then the soft reboot.
+		l.rebootAfter = true
+		return reply{T: "ret", Exit: 1}
+	case "cause":
+		return ok(l.cause)
+	case "unique_id":
+		return ok(defaultUnique)
+	case "freq":
+		return ok(l.b.freq(a.int(0)))
+	case "wdt":
+		l.feedWDT(time.Duration(a.int(0)) * time.Millisecond)
+		return ok(nil)
+	case "wlan_active", "wlan_connect", "wlan_disconnect", "wlan_isconnected", "wlan_status", "wlan_rssi",
+		"wlan_ifconfig", "wlan_config":
+		return b.net.wlan(l, m.Op, a)
+	case "resolve":
+		return b.net.resolve(a.str(0), a.int(1))
+	case "sock_new":
+		return ok(b.net.newSocket())
+	case "sock_connect":
+		return b.net.connect(l, a.int(0), a.str(1), a.int(2))
+	case "sock_send":
+		data, err := hex.DecodeString(a.str(1))
+		if err != nil {
+			return oserr(eINVAL)
+		}
+		return b.net.send(l, a.int(0), data)
+	case "sock_recv":
+		return b.net.recv(l, a.int(0), a.int(1), a.int(2) == 1, a.int(3))
+	case "sock_timeout":
+		return b.net.setTimeout(a.int(0), a.int(1))
+	case "sock_close":
+		b.net.close(a.int(0))
+		return ok(nil)
+	case "sock_bind", "sock_listen", "sock_accept", "sock_peer":
+		return oserr(eOPNOTSUPP)
+	case "poll":
+		return b.net.poll(l, a.str(0), a.int(1))
+	case "help":
+		if a.str(0) == "modules" {
+			l.outStr(crlf(helpModules))
+		} else {
+			l.outStr(crlf(helpText))
+		}
+		return ok(nil)
+	}
+	return oserr(eINVAL)
+}
+
+// interrupted answers a call the life will not finish (it is being reset).
+func (l *life) interrupted() reply { return reply{T: "ret", Intr: 1} }
+
+// sleep blocks the VM for d, or until Ctrl-C (KeyboardInterrupt).
+func (l *life) sleep(d time.Duration) reply {
+	if l.b.in.takeIntr() {
+		return l.interrupted()
+	}
+	if d <= 0 {
+		return ok(nil)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ok(nil)
+	case <-l.b.in.intrChan():
+		l.b.in.takeIntr()
+		return l.interrupted()
+	case <-l.stop:
+		return l.interrupted()
+	}
+}
+
+// feedWDT arms (timeout > 0 the first time) or feeds the watchdog: unfed
+// for its timeout, it resets the board.
+func (l *life) feedWDT(timeout time.Duration) {
+	l.wdtMu.Lock()
+	defer l.wdtMu.Unlock()
+	if l.wdt == nil {
+		if timeout <= 0 {
+			return
+		}
+		l.wdt = time.AfterFunc(timeout, func() {
+			l.b.logf("watchdog timeout: resetting")
+			l.b.restartFrom(l, causeWDT)
+		})
+		l.wdtTimeout = timeout
+		return
+	}
+	l.wdt.Reset(l.wdtTimeout)
+}
+
+// input is the serial line's receive side: the bytes the host sent, and
+// Ctrl-C as an interrupt while code runs.
+type input struct {
+	mu      sync.Mutex
+	q       []byte
+	notify  chan struct{}
+	running *life
+	intr    bool
+	intrCh  chan struct{}
+	hang    *time.Timer
+	kbd     int // the interrupt character (micropython.kbd_intr)
+	// paste is the raw-paste window accounting while the host pastes: a
+	// host that sends past the windows granted has those bytes dropped.
+	paste *pasteWindowAcct
+}
+
+type pasteWindowAcct struct {
+	allowed, received, dropped int
+}
+
+func newInput() *input {
+	return &input{notify: make(chan struct{}), intrCh: make(chan struct{}), kbd: 3}
+}
+
+// maxInput bounds what waits unread (the UART's buffer): more is dropped.
+const maxInput = 1 << 16
+
+func (in *input) feed(p []byte) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, c := range p {
+		if in.running != nil && int(c) == in.kbd {
+			if !in.intr {
+				in.intr = true
+				close(in.intrCh)
+				l := in.running
+				in.hang = time.AfterFunc(hangTimeout, func() { l.hangUp() })
+			}
+			continue
+		}
+		if p := in.paste; p != nil {
+			if p.received >= p.allowed && c != 0x03 && c != 0x04 {
+				p.dropped++
+				continue
+			}
+			p.received++
+		}
+		if len(in.q) < maxInput {
+			in.q = append(in.q, c)
+		}
+	}
+	close(in.notify)
+	in.notify = make(chan struct{})
+}
+
+// get returns the next byte, waiting until one comes or stop closes.
+func (in *input) get(stop <-chan struct{}) (byte, bool) {
+	for {
+		in.mu.Lock()
+		if len(in.q) > 0 {
+			c := in.q[0]
+			in.q = in.q[1:]
+			in.mu.Unlock()
+			return c, true
+		}
+		n := in.notify
+		in.mu.Unlock()
+		select {
+		case <-n:
+		case <-stop:
+			return 0, false
+		}
+	}
+}
+
+// setRunning marks the time code runs (Ctrl-C then interrupts it). An
+// interrupt not taken by the time it stops goes to the REPL as a byte.
+func (in *input) setRunning(l *life, on bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if on {
+		in.running = l
+		return
+	}
+	in.running = nil
+	if in.intr {
+		in.clearIntrLocked()
+		in.q = append([]byte{byte(in.kbd)}, in.q...)
+	}
+}
+
+func (in *input) clearIntrLocked() {
+	in.intr = false
+	in.intrCh = make(chan struct{})
+	if in.hang != nil {
+		in.hang.Stop()
+		in.hang = nil
+	}
+}
+
+// takeIntr consumes a pending interrupt.
+func (in *input) takeIntr() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.intr {
+		return false
+	}
+	in.clearIntrLocked()
+	return true
+}
+
+func (in *input) intrChan() <-chan struct{} {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.intrCh
+}
+
+// startPaste begins the window accounting: the window size implies one
+// free window and the first \x01 a second one.
+func (in *input) startPaste(window int) *pasteWindowAcct {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.paste = &pasteWindowAcct{allowed: 2 * window}
+	return in.paste
+}
+
+// grant opens one more window (before the host can see the \x01).
+func (in *input) grant(window int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.paste != nil {
+		in.paste.allowed += window
+	}
+}
+
+// endPaste stops the accounting and says how many bytes were dropped.
+func (in *input) endPaste() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	d := 0
+	if in.paste != nil {
+		d = in.paste.dropped
+	}
+	in.paste = nil
+	return d
+}
+
+// reset drops what was unread and any interrupt (the chip restarted).
+func (in *input) reset() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.q = nil
+	in.running = nil
+	if in.intr {
+		in.clearIntrLocked()
+	}
+}
+
+// hangUp ends a VM that ignored Ctrl-C: a loop with no call into the host
+// cannot be interrupted inside the VM.
+func (l *life) hangUp() {
+	l.b.in.mu.Lock()
+	still := l.b.in.intr && l.b.in.running == l
+	if still {
+		l.b.in.clearIntrLocked()
+	}
+	l.b.in.mu.Unlock()
+	if !still {
+		return
+	}
+	l.hung = true
+	if vm := l.currentVM(); vm != nil {
+		vm.kill()
+	}
+}
+
+// heapStats follow the board's heap across lives.
+type heapStats struct {
+	mu       sync.Mutex
+	limit    int // the board's heap total (as the ESP8266's gc reports it)
+	rom      int // what the ESP8266's modules hold on this VM's heap after boot
+	peak     int // the most the board's code held at a call into the host
+	grew     bool
+	grewSize int
+}
+
+func (h *heapStats) boot(limit, rom int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.limit, h.rom = limit, rom
+}
+
+func (h *heapStats) sample(alloc int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if used := alloc - h.rom; used > h.peak {
+		h.peak = used
+	}
+}
+
+func (h *heapStats) exceeded(total int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.grew, h.grewSize = true, total
+}
+
+// Heap is what the board's heap went through since Start.
+type Heap struct {
+	// Size is the heap the board's code has (the ESP8266's GC heap).
+	Size int
+	// Peak is the most the board's code held, sampled at each call into
+	// the hardware (a lower bound of the true peak).
+	Peak int
+	// Exceeded is set once the code needed more than Size: where the
+	// ESP8266 raises MemoryError.
+	Exceeded bool
+}
+
+// Heap reports the board's heap.
+func (b *Board) Heap() Heap {
+	b.heap.mu.Lock()
+	defer b.heap.mu.Unlock()
+	return Heap{Size: b.heap.limit, Peak: b.heap.peak, Exceeded: b.heap.grew}
+}
+
+// HeapError says why the board's heap failed it, or nil.
+func (b *Board) HeapError() error {
+	h := b.Heap()
+	if !h.Exceeded {
+		return nil
+	}
+	return fmt.Errorf("MemoryError: the firmware needed more than the board's %d-byte heap (the ESP8266 has %d KB)",
+		h.Size, b.opts.Heap/1024)
+}
+
+func parsePollSpec(s string) [][2]int {
+	var out [][2]int
+	for _, part := range strings.Split(s, ",") {
+		f, m, found := strings.Cut(part, ":")
+		if !found {
+			continue
+		}
+		fd, err1 := strconv.Atoi(f)
+		mask, err2 := strconv.Atoi(m)
+		if err1 == nil && err2 == nil {
+			out = append(out, [2]int{fd, mask})
+		}
+	}
+	return out
+}
+
+// helpText is the ESP8266 port's help() (ports/esp8266/help.c).
+const helpText = `Welcome to MicroPython!
+
+For online docs please visit http://docs.micropython.org/en/latest/esp8266/ .
+For diagnostic information to include in bug reports execute 'import port_diag'.
+
+Basic WiFi configuration:
+
+import network
+sta_if = network.WLAN(network.STA_IF); sta_if.active(True)
+sta_if.scan()                             # Scan for available access points
+sta_if.connect("<AP_name>", "<password>") # Connect to an AP
+sta_if.isconnected()                      # Check for successful connection
+# Change name/password of ESP8266's AP:
+ap_if = network.WLAN(network.AP_IF)
+ap_if.config(ssid="<AP_NAME>", security=network.AUTH_WPA_WPA2_PSK, key="<password>")
+
+Control commands:
+  CTRL-A        -- on a blank line, enter raw REPL mode
+  CTRL-B        -- on a blank line, enter normal REPL mode
+  CTRL-C        -- interrupt a running program
+  CTRL-D        -- on a blank line, do a soft reset of the board
+  CTRL-E        -- on a blank line, enter paste mode
+
+For further help on a specific object, type help(obj)
+`
+
+// helpModules is help('modules') of the ESP8266 build: its built-in and
+// frozen modules (the frozen ones are not on this VM: see sim/README.md).
+const helpModules = `__main__          esp               micropython       struct
+_boot             flashbdev         neopixel          sys
+_onewire          framebuf          network           time
+_webrepl          gc                ntptime           uasyncio
+apa102            hashlib           onewire           uctypes
+array             heapq             os                umqtt/robust
+asyncio/__init__  inisetup          port_diag         umqtt/simple
+asyncio/core      io                random            vfs
+asyncio/event     json              re                webrepl
+asyncio/funcs     lwip              select            webrepl_setup
+asyncio/lock      machine           socket
+asyncio/stream    math              ssl
+binascii          builtins          deflate           dht
+collections       ds18x20           errno
+Plus any modules on the filesystem
+`

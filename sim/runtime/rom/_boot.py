@@ -1,0 +1,28 @@
+# Run once per boot, before boot.py: the ESP8266's modules in place of the
+# VM's, the flash at /, MicroPython's own sys.path. Leaves nothing behind
+# in __main__.
+def _hil_boot(limit):
+    import sys, os, builtins
+    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys
+    for n, m in (("time", _time), ("os", _os), ("gc", _gc), ("sys", _sys), ("select", select), ("socket", socket)):
+        m.__name__ = n
+        sys.modules[n] = m
+        sys.modules["u" + n] = m
+    _open = builtins.open
+    wrapped = _os._w(_open)
+    builtins.open = wrapped
+    _os.open = wrapped
+    os.umount("/")
+    os.mount(os.VfsPosix("/flash"), "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib", "/"]
+    _hilc.limit = limit
+    _help = builtins.help
+
+    def help(*a):
+        # The ESP8266's text (kept by the host: not on the board's heap).
+        if a and a[0] != "modules":
+            return _help(*a)
+        _hilc.c("help", a[0] if a else "")
+
+    builtins.help = help

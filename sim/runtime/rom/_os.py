@@ -1,0 +1,78 @@
+# os as the ESP8266 has it: the flash at /, MicroPython's errno numbers
+# (the VM's file system speaks WASI's), uname, statvfs of a 4 MB flash.
+import os as _o
+from micropython import const
+
+sep = "/"
+VfsPosix = _o.VfsPosix
+mount = _o.mount
+umount = _o.umount
+getcwd = _o.getcwd
+# WASI errno -> MicroPython's
+_E = {44: 2, 20: 17, 54: 20, 31: 21, 55: 39, 28: 22, 2: 13, 8: 9, 29: 5, 51: 28, 63: 1}
+
+
+def _w(f):
+    def g(*a):
+        try:
+            return f(*a)
+        except OSError as e:
+            n = e.errno
+            raise OSError(_E.get(n, n))
+    return g
+
+
+listdir = _w(_o.listdir)
+_stat = _w(_o.stat)
+
+
+def stat(path):
+    # As the board's FAT: type bits only, no inode, device or links.
+    st = _stat(path)
+    return (st[0] & 0xF000, 0, 0, 0, 0, 0, st[6], st[7], st[8], st[9])
+
+
+def ilistdir(path="."):
+    # As the board's FAT: (name, type, 0, size).
+    for e in _w(_o.ilistdir)(path):
+        size = 0
+        if e[1] == 0x8000:
+            size = _stat((path.rstrip("/") + "/" if path not in (".", "") else "") + e[0])[6]
+        yield (e[0], e[1], 0, size)
+
+
+mkdir = _w(_o.mkdir)
+rmdir = _w(_o.rmdir)
+remove = _w(_o.remove)
+unlink = remove
+rename = _w(_o.rename)
+chdir = _w(_o.chdir)
+open = None  # set at boot: builtins.open
+
+
+def statvfs(path):
+    stat(path)
+    return (4096, 4096, 759, 700, 700, 0, 0, 0, 0, 255)
+
+
+class _Uname(tuple):
+    sysname = property(lambda s: s[0])
+    nodename = property(lambda s: s[1])
+    release = property(lambda s: s[2])
+    version = property(lambda s: s[3])
+    machine = property(lambda s: s[4])
+
+
+def uname():
+    import sys
+    v = sys.version.split("; ")[1]
+    return _Uname(("esp8266", "esp8266", "2.2.0-dev(9422289)", v.split(" ", 1)[1], "ESP module with ESP8266"))
+
+
+def dupterm(*a):
+    return None
+
+
+def urandom(n):
+    import random
+    return bytes(random.getrandbits(8) for _ in range(n))
