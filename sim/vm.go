@@ -202,7 +202,7 @@ func applyFlash(dir string, m vmMsg) error {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, os.WriteFile(p, unlatin1(w[1]), 0o600))
+		errs = append(errs, os.WriteFile(p, unlatin1(w[1]), 0o600), os.Chmod(p, 0o600)) // also a file that was there
 	}
 	for _, r := range m.RM {
 		if err := os.Remove(hostPath(dir, r)); err != nil && !errors.Is(err, fs.ErrNotExist) {
