@@ -136,6 +136,15 @@ func (l *life) call(m vmMsg) reply {
 		return oserr(eOPNOTSUPP)
 	case "poll":
 		return b.net.poll(l, a.str(0), a.int(1))
+	case "stdin":
+		return l.stdin(a.int(0))
+	case "input":
+		return l.input(a.str(0))
+	case "kbd":
+		l.b.in.mu.Lock()
+		l.b.in.kbd = a.int(0)
+		l.b.in.mu.Unlock()
+		return ok(nil)
 	case "help":
 		if a.str(0) == "modules" {
 			l.outStr(crlf(helpModules))
@@ -145,6 +154,65 @@ func (l *life) call(m vmMsg) reply {
 		return ok(nil)
 	}
 	return oserr(eINVAL)
+}
+
+// stdin is sys.stdin's read: at least one byte, up to n, as they come.
+func (l *life) stdin(n int) reply {
+	in := l.b.in
+	for {
+		if in.takeIntr() {
+			return l.interrupted()
+		}
+		in.mu.Lock()
+		if len(in.q) > 0 {
+			k := min(n, len(in.q))
+			data := append([]byte(nil), in.q[:k]...)
+			in.q = in.q[k:]
+			in.mu.Unlock()
+			return ok(hex.EncodeToString(data))
+		}
+		notify, intr := in.notify, in.intrCh
+		in.mu.Unlock()
+		select {
+		case <-notify:
+		case <-intr:
+		case <-l.stop:
+			return l.interrupted()
+		}
+	}
+}
+
+// input is input(): the prompt, then a line typed on the serial line with
+// its echo; Enter ends it, Backspace removes a character, Ctrl-C is
+// KeyboardInterrupt and Ctrl-D on an empty line EOFError (as SystemExit
+// stands in for it here).
+func (l *life) input(prompt string) reply {
+	l.outStr(prompt)
+	var line []byte
+	for {
+		r := l.stdin(1)
+		if r.Intr != 0 || r.Err != nil {
+			return r
+		}
+		b, _ := hex.DecodeString(r.V.(string))
+		for _, c := range b {
+			switch {
+			case c == '\r' || c == '\n':
+				l.outStr("\r\n")
+				return ok(string(line))
+			case c == 8 || c == 127:
+				if len(line) > 0 {
+					line = line[:len(line)-1]
+					l.outStr("\x08\x1b[K")
+				}
+			case c == 4 && len(line) == 0:
+				return reply{T: "ret", Exit: 1}
+			case c >= 32:
+				line = append(line, c)
+				l.out([]byte{c})
+			}
+		}
+	}
 }
 
 // interrupted answers a call the life will not finish (it is being reset).

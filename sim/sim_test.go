@@ -613,3 +613,28 @@ func TestPortHasNoResetLines(t *testing.T) {
 	c.write("1\r")
 	c.expect("1\r\n>>> ")
 }
+
+// input() and sys.stdin read the serial line through the host, which echoes what input() gets;
+// micropython.kbd_intr(-1) lets Ctrl-C through as data (mpremote's mount relies on both).
+func TestInputAndStdinReadTheSerialLine(t *testing.T) {
+	_, c := startBoard(t, Options{})
+	c.expect(banner)
+	c.write("x = input('name? ')\r")
+	c.expect("\r\nname? ")
+	c.write("bob\r")
+	assert.Equal(t, "bob\r\n>>> ", string(c.expect(">>> ")))
+	c.write("x\r")
+	assert.Equal(t, "x\r\n'bob'\r\n>>> ", string(c.expect(">>> ")))
+	c.write("import sys, micropython; micropython.kbd_intr(-1)\r")
+	c.expect(">>> ")
+	c.write("sys.stdin.buffer.read(3)\r")
+	c.expect("sys.stdin.buffer.read(3)\r\n")
+	c.write("a\x03c")
+	assert.Equal(t, "b'a\\x03c'\r\n>>> ", string(c.expect(">>> ")), "Ctrl-C is data while kbd_intr is off")
+	c.write("micropython.kbd_intr(3)\r")
+	c.expect(">>> ")
+	c.write("sys.stdin.read(1)\r")
+	c.expect("sys.stdin.read(1)\r\n")
+	c.write("\x03")
+	assert.Contains(t, string(c.expect(">>> ")), "KeyboardInterrupt", "Ctrl-C interrupts a read again")
+}

@@ -62,6 +62,41 @@ type vmProc struct {
 	exited chan struct{}
 	err    error
 	wmu    sync.Mutex
+	stderr *tailBuffer // the end of what the process said on stderr
+}
+
+// tailBuffer keeps the last bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2048 {
+		t.buf = t.buf[len(t.buf)-2048:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
+
+// gone is errVMGone with what the process said last.
+func (p *vmProc) gone() error {
+	select {
+	case <-p.exited:
+	case <-time.After(time.Second): // its stderr is read until it exits
+	}
+	if s := p.stderr.String(); s != "" {
+		return fmt.Errorf("%w; it said: %s", errVMGone, s)
+	}
+	return errVMGone
 }
 
 // startVM starts node on host.mjs in the sandbox: no code from strings, no
@@ -77,7 +112,8 @@ func startVM(ctx context.Context, b *Board) (*vmProc, error) {
 		host, filepath.Join(b.deps.pkg, "micropython.mjs"))
 	cmd.Dir = b.ownDir
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Stderr = b.vmLog()
+	p0 := &tailBuffer{}
+	cmd.Stderr = io.MultiWriter(b.vmLog(), p0)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -90,7 +126,7 @@ func startVM(ctx context.Context, b *Board) (*vmProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("sim: start the VM (%s): %w", b.deps.node, err)
 	}
-	p := &vmProc{cmd: cmd, stdin: in, out: bufio.NewReaderSize(outR, 1<<16), exited: make(chan struct{})}
+	p := &vmProc{cmd: cmd, stdin: in, out: bufio.NewReaderSize(outR, 1<<16), exited: make(chan struct{}), stderr: p0}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)
@@ -114,7 +150,7 @@ func (p *vmProc) send(m any) error {
 func (p *vmProc) recv() (vmMsg, error) {
 	line, err := p.out.ReadBytes('\n')
 	if err != nil {
-		return vmMsg{}, errVMGone
+		return vmMsg{}, p.gone()
 	}
 	var m vmMsg
 	if err := json.Unmarshal(line, &m); err != nil {

@@ -3,8 +3,9 @@
 # in __main__.
 def _hil_boot(limit):
     import sys, os, builtins
-    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys
-    for n, m in (("time", _time), ("os", _os), ("gc", _gc), ("sys", _sys), ("select", select), ("socket", socket)):
+    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys, _micropython
+    for n, m in (("time", _time), ("os", _os), ("gc", _gc), ("sys", _sys), ("select", select), ("socket", socket),
+                 ("micropython", _micropython)):
         m.__name__ = n
         sys.modules[n] = m
         sys.modules["u" + n] = m
@@ -26,3 +27,9 @@ def _hil_boot(limit):
         _hilc.c("help", a[0] if a else "")
 
     builtins.help = help
+
+    def input(prompt=""):
+        # A line typed on the serial line, echoed by the host.
+        return _hilc.c("input", str(prompt))
+
+    builtins.input = input

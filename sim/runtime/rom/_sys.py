@@ -10,7 +10,6 @@ exit = _s.exit
 implementation = _s.implementation
 maxsize = _s.maxsize
 print_exception = _s.print_exception
-stdin = _s.stdin
 stdout = _s.stdout
 stderr = _s.stderr
 version = _s.version
@@ -19,3 +18,38 @@ version_info = _s.version_info
 
 def __getattr__(name):
     return getattr(_s, name)
+
+
+class _Bin:
+    # The serial line's input, as bytes: reads block in the host.
+    def read(self, n=-1):
+        from _hilc import c
+        import binascii
+        return binascii.unhexlify(c("stdin", n if n > 0 else 256))
+
+    def readinto(self, buf, n=-1):
+        d = self.read(len(buf) if n < 0 else n)
+        buf[: len(d)] = d
+        return len(d)
+
+    def fileno(self):
+        return -1
+
+
+class _In:
+    buffer = _Bin()
+
+    def read(self, n=-1):
+        return self.buffer.read(n).decode()
+
+    def readline(self):
+        b = b""
+        while not b.endswith(b"\n"):
+            b += self.buffer.read(1)
+        return b.decode()
+
+    def fileno(self):
+        return -1
+
+
+stdin = _In()
