@@ -171,9 +171,7 @@ func (b *Broker) release(c *conn, err error, mochiSkipped bool) {
 	if offline {
 		d.conn = nil
 		waiting = d.dropWaitingLocked(b)
-		if mochiSkipped {
-			b.forgetMochiClient(c.cl)
-		}
+		b.forgetDeadSession(d.id)
 	}
 	reason, ready := c.reason, c.ready
 	d.mu.Unlock()
@@ -204,22 +202,24 @@ func (b *Broker) release(c *conn, err error, mochiSkipped bool) {
 	b.emit(Event{Kind: Disconnected, DeviceID: d.id, ProductID: d.pid, Reason: reason})
 }
 
-// forgetMochiClient does for a client whose CONNACK could not be written
-// what Mochi does after OnDisconnect for any other: a clean session is
-// removed with its subscriptions and inflight messages (a persistent one
-// stays, as after any disconnect). Only while the client is still Mochi's
-// client for the id: the caller holds the device's lock, so no newer login
-// of the device can be between its OnSessionEstablish and its takeover.
-func (b *Broker) forgetMochiClient(cl *mqtt.Client) {
-	if cl.IsTakenOver() || !cl.Properties.Clean {
-		return
-	}
-	if cur, ok := b.srv.Clients.Get(cl.ID); !ok || cur != cl {
+// forgetDeadSession removes from Mochi's client table a clean session
+// whose client is dead, as Mochi does after OnDisconnect: Mochi skips that
+// for a client whose CONNACK could not be written, and a takeover that
+// lost a race (an older login's takeover running after a newer one's) can
+// leave the older, stopped client there; either would keep its queue and
+// subscriptions until the id logs in again. A persistent session stays, as
+// after any disconnect. The caller holds the device's lock and the device
+// is offline: no newer login of the device is between its
+// OnSessionEstablish and its takeover, so the entry cannot be replaced
+// under us by a live client.
+func (b *Broker) forgetDeadSession(id string) {
+	cl, ok := b.srv.Clients.Get(id)
+	if !ok || cl.Net.Inline || !cl.Properties.Clean || !cl.Closed() {
 		return
 	}
 	cl.ClearInflights()
 	b.srv.UnsubscribeClient(cl)
-	b.srv.Clients.Delete(cl.ID)
+	b.srv.Clients.Delete(id)
 }
 
 // stalled: a write to the client did not finish within the write timeout.
