@@ -156,10 +156,12 @@ func (l *life) boot() error {
 	if err != nil {
 		return err
 	}
-	done, err := l.request(map[string]any{"t": "boot", "heap": l.b.opts.Heap, "files": files, "rom": romModules()})
+	done, err := l.request(map[string]any{"t": "boot", "heap": l.b.opts.Heap, "files": files, "rom": romModules(),
+		"romCost": romCost.Load()})
 	if err != nil {
 		return fmt.Errorf("sim: the VM did not boot: %w", err)
 	}
+	romCost.Store(int64(done.RomCost))
 	l.heap = heapState{limit: done.Limit, rom: done.Rom}
 	l.b.heap.boot(done.Limit, done.Rom)
 	return nil

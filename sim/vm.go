@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -48,7 +49,13 @@ type vmMsg struct {
 	// request, and the heap's total when it grew past its size.
 	Live int `json:"live,omitempty"`
 	Grew int `json:"grew,omitempty"`
+	// RomCost (on done): what runtime/rom costs on a VM's heap; the same for
+	// every VM of this build, so later processes skip measuring it.
+	RomCost int `json:"romCost,omitempty"`
 }
+
+// romCost caches RomCost for the process's later VMs.
+var romCost atomic.Int64
 
 // errVMGone ends a life whose VM process has exited (killed by a reset, or
 // crashed).

@@ -291,6 +291,7 @@ let romCost = -1;
 let limit = 0; // the heap's total: a second area beyond it is a MemoryError
 let residue = 0; // what the ESP8266's modules hold after boot
 async function boot(m) {
+  if (m.romCost > 0) romCost = m.romCost; // measured by an earlier process
   if (romCost < 0) {
     const scratch = await loadMicroPython({ heapsize: 1 << 20, linebuffer: false, stdout: () => {}, stderr: () => {} });
     scratch.registerJsModule("_hil", { call: () => 0 });
@@ -394,7 +395,7 @@ async function main() {
       syncFlash();
       [live, grew] = heapAtTop();
     }
-    send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew });
+    send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew, romCost });
     tb = "";
   }
 }
