@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,6 +39,7 @@ var (
 type store struct {
 	db   *bbolt.DB
 	cmds *cmdBook
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -95,7 +97,7 @@ func (b *Broker) openStore(dir string) error {
 	if err != nil {
 		return fmt.Errorf("broker: store %s: %w", path, err)
 	}
-	s := &store{db: db, cmds: b.cmds, dirty: map[*command]struct{}{}, next: 1,
+	s := &store{db: db, cmds: b.cmds, log: b.log, dirty: map[*command]struct{}{}, next: 1,
 		kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bbolt.Tx) error {
@@ -385,7 +387,10 @@ func (s *store) run() {
 		s.mu.Lock()
 		s.written = g
 		if err != nil && s.failed == nil {
+			// From here on nothing more is kept: a command to be kept is
+			// refused (errno 1) and a data point disconnects its device.
 			s.failed = err
+			s.log.Error("broker store failed: nothing more is kept", "error", err.Error())
 		}
 		s.cond.Broadcast()
 		more := len(s.dirty) > 0 || len(s.ops) > 0
