@@ -119,6 +119,8 @@ func TestBrokerCommand(t *testing.T) {
 	log := stderr.String()
 	assert.Contains(t, log, "kind=connected")
 	assert.Contains(t, log, "kind=command-sent")
+	// In memory, the stop says what it dropped (here: one sent command).
+	assert.Regexp(t, `msg="broker stopped" .*kept=nothing dropped_commands=0 dropped_history=1 dropped_datapoints=0`, log)
 	assert.NotContains(t, log, broker.DemoMasterKey)
 }
 
