@@ -43,7 +43,7 @@ const (
 	eINPROGRESS   = 115
 	lwipNotFound  = -2 // getaddrinfo: the name did not resolve
 	intrSentinel  = -1
-	defaultUnique = "5ccf7f010203"
+	defaultUnique = "7f010203" // machine.unique_id(): the ESP8266's 4-byte chip id
 )
 
 type args []json.RawMessage

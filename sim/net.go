@@ -271,20 +271,25 @@ func (n *network) connect(l *life, id int, host string, port int) reply {
 		return l.interrupted()
 	}
 	if r.err != nil {
-		return oserr(errnoOf(r.err))
+		n := errnoOf(r.err)
+		if n == eCONNREFUSED {
+			n = eCONNRESET // lwIP answers a refused connect with a reset
+		}
+		return oserr(n)
 	}
 	s.mu.Lock()
 	s.conn = r.c
 	s.mu.Unlock()
-	go s.pump()
+	go s.pump(r.c)
 	return ok(nil)
 }
 
-// pump reads the connection into the socket's buffer.
-func (s *vsock) pump() {
+// pump reads conn into the socket's buffer until it ends (also when the
+// socket is closed: close sets s.conn to nil, pump keeps its own).
+func (s *vsock) pump(conn net.Conn) {
 	buf := make([]byte, 4096)
 	for {
-		n, err := s.conn.Read(buf)
+		n, err := conn.Read(buf)
 		s.mu.Lock()
 		s.buf = append(s.buf, buf[:n]...)
 		if err != nil {

@@ -377,6 +377,14 @@ func (l *life) request(m map[string]any) (vmMsg, error) {
 				return vmMsg{}, err
 			}
 		case "done":
+			if r.Crash != "" {
+				// As a chip that faults: say why, then start again.
+				l.outStr("\r\nhil: the VM stopped on a JavaScript error (" + r.Crash + "); the board resets\r\n")
+				l.b.logf("vm: a JavaScript error escaped the VM: %s; resetting the board", r.Crash)
+				go l.b.restartFrom(l, causeHard)
+				<-l.stop
+				return vmMsg{}, errVMGone
+			}
 			l.b.heap.sample(r.Live + l.heap.rom)
 			if r.Grew > 0 {
 				l.b.heap.exceeded(r.Grew)

@@ -52,6 +52,8 @@ type vmMsg struct {
 	// RomCost (on done): what runtime/rom costs on a VM's heap; the same for
 	// every VM of this build, so later processes skip measuring it.
 	RomCost int `json:"romCost,omitempty"`
+	// Crash (on done): a JavaScript error escaped the VM; its state is lost.
+	Crash string `json:"crash,omitempty"`
 }
 
 // romCost caches RomCost for the process's later VMs.

@@ -90,12 +90,16 @@ function put(c) {
 function putText(s) {
   for (const c of encoder.encode(s)) putByte(c);
 }
+// romFrame is a traceback line of the ESP8266 modules' doubles: the board's
+// modules are C and add no frames.
+const romFrame = /^  File "\/rom\/[^"]*", line \d+, in [^\r\n]*\r?\n/gm;
 function flush() {
   if (out.length === 0 || flushing) return;
   flushing = true;
   let s = "";
   for (let i = 0; i < out.length; i += 8192) s += String.fromCharCode(...out.slice(i, i + 8192));
   out = [];
+  s = s.replace(romFrame, "");
   s = s.replaceAll(portName, boardName);
   if (stripLead) {
     if (s.startsWith("\r\n")) s = s.slice(2);
@@ -192,28 +196,37 @@ function call(op, ...args) {
 
 // heapAtTop measures the heap between requests: this VM collects garbage
 // only at its top level (during a run it grows the heap instead), so only
-// here does a second heap area mean that the live data needed more than
-// the board's heap: where the ESP8266 raises MemoryError. It returns the
-// live bytes of the board's code and, when the heap has grown, its total.
+// here can live data be told from garbage. Live data past the board's heap
+// is where the ESP8266 raises MemoryError. It returns the live bytes of the
+// board's code and, when they outgrew the heap, the live total.
 function heapAtTop() {
-  mp.runPython("import _hilc\n_hilc.flush()\ndel _hilc\nimport gc\ngc.collect()\n_a = gc.mem_alloc()\n_t = _a + gc.mem_free() - 134217728\ndel gc\n");
+  // The VM's own gc (the board's double is in sys.modules["gc"]).
+  mp.runPython("import _hilc, _gc\n_hilc.flush()\n_g = _gc._g\n_g.collect()\n_a = _g.mem_alloc()\n_t = _a + _g.mem_free() - 134217728\ndel _hilc, _gc, _g\n");
   const a = mp.globals.get("_a");
   const t = mp.globals.get("_t");
   mp.runPython("del _a, _t\n");
-  return [Math.max(0, a - residue), t > limit ? t : 0];
+  // Live data past the heap is a MemoryError on the board for sure. (A
+  // larger total alone is not: areas that hold a few live objects, qstrs
+  // say, stay after the collection.)
+  return [Math.max(0, a - residue), a > limit ? a : 0];
 }
 
 // ---- requests
 
+// pyError turns what a run threw into a Python error: a JS error that
+// escaped the VM (board code poking at JS through the js module, say) is
+// the board's exception too, not the end of this process.
+let crash = ""; // a JS error that escaped the VM: its state is not to be trusted any more
 function pyError(e) {
   if (e && e.name === "PythonError") return e;
-  throw e;
+  crash = e && e.message ? e.message : String(e);
+  return { name: "PythonError", type: "JsException", message: "" };
 }
 
 // traceback prints a Python exception as the board does; frames of the
 // harness's own wrapper (line 1 of "<stdin>" when a file runs) are left out.
 function traceback(e, dropStdin) {
-  let text = e.message;
+  let text = e.message.replace(romFrame, "");
   if (dropStdin) text = text.replace('  File "<stdin>", line 1, in <module>\n', "");
   putText(text.endsWith("\n") ? text : text + "\n");
 }
@@ -225,10 +238,10 @@ function exec(src) {
   try {
     mp.runPython(src);
     return "";
-  } catch (e) {
-    pyError(e);
+  } catch (err) {
+    const e = pyError(err);
     if (e.type === "SystemExit") return "SystemExit";
-    tb = e.message.endsWith("\n") ? e.message : e.message + "\n";
+    tb = (e.message.endsWith("\n") ? e.message : e.message + "\n").replace(romFrame, "");
     return e.type;
   }
 }
@@ -246,10 +259,10 @@ function runWrapped(src) {
   try {
     mp.runPython(src);
     return "";
-  } catch (e) {
-    pyError(e);
+  } catch (err) {
+    const e = pyError(err);
     if (e.type === "SystemExit") return "SystemExit";
-    traceback(e, true);
+    if (e.message) traceback(e, true);
     return e.type;
   }
 }
@@ -257,7 +270,11 @@ function runWrapped(src) {
 let raw = false;
 let replReady = false; // the VM's friendly REPL has been started (replInit)
 function replChar(c) {
-  mp.replProcessChar(c);
+  try {
+    mp.replProcessChar(c);
+  } catch (err) {
+    pyError(err);
+  }
   flush();
   // Ctrl-A on an empty line: the VM's REPL has entered raw mode; the raw
   // REPL itself is Go's (it has raw-paste, which this build lacks).
@@ -269,6 +286,8 @@ function replChar(c) {
 const hostGlobals = [
   "process", "fetch", "Request", "Response", "Headers", "FormData", "WebSocket", "EventSource",
   "WebAssembly", "global", "require", "module", "Worker", "SharedArrayBuffer", "Atomics",
+  // console's streams hold libuv handles (pipes, net.Socket) that reach the host's sockets.
+  "console", "BroadcastChannel", "MessageChannel", "MessagePort",
 ];
 const savedGlobals = Object.fromEntries(hostGlobals.filter((k) => k in globalThis).map((k) => [k, globalThis[k]]));
 function removeGlobals() {
@@ -344,7 +363,7 @@ async function boot(m) {
       "del sys.modules['_boot']\ndel _boot, sys\n",
   );
   // Measured on its own, once the boot script's code is garbage.
-  mp.runPython("import gc\ngc.collect()\n_r = gc.mem_alloc()\ndel gc\n");
+  mp.runPython("import _gc\n_gc._g.collect()\n_r = _gc._g.mem_alloc()\ndel _gc\n");
   residue = mp.globals.get("_r");
   mp.runPython(`del _r\nimport _hilc\n_hilc.base = ${residue}\n_hilc.board = ${limit - romCost}\ndel _hilc\n`);
 }
@@ -391,9 +410,14 @@ async function main() {
     flush();
     let live = 0;
     let grew = 0;
-    if (mp) {
+    if (mp && !crash) {
       syncFlash();
       [live, grew] = heapAtTop();
+    }
+    if (crash) {
+      send({ t: "done", crash });
+      crash = "";
+      continue;
     }
     send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew, romCost });
     tb = "";

@@ -18,6 +18,9 @@ _ifs = {}
 
 
 class WLAN:
+    IF_STA = const(0)
+    IF_AP = const(1)
+
     def __new__(cls, interface=STA_IF):
         if interface not in (STA_IF, AP_IF):
             raise ValueError("invalid WLAN interface identifier")
@@ -53,6 +56,14 @@ class WLAN:
             return None
         return tuple(c("wlan_ifconfig", self._i).split(","))
 
+    def ipconfig(self, *a, **kw):
+        if a and a[0] == "addr4":
+            ip, mask = self.ifconfig()[:2]
+            return (ip, mask)
+        if a and a[0] == "dhcp4":
+            return self._i == STA_IF
+        return None
+
     def config(self, *a, **kw):
         if a:
             return c("wlan_config", self._i, a[0])
@@ -67,3 +78,9 @@ class WLAN:
 
 def phy_mode(*m):
     return MODE_11N
+
+
+def ipconfig(*a, **kw):
+    if a and a[0] == "dns":
+        return WLAN(STA_IF).ifconfig()[3]
+    return None

@@ -20,7 +20,7 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
     if isinstance(host, bytes):
         host = host.decode()
     h, p = c("resolve", host, port).split(":")
-    return [(AF_INET, SOCK_STREAM, IPPROTO_TCP, "", (h, int(p)))]
+    return [(AF_INET, SOCK_STREAM, 0, "", (h, int(p)))]
 
 
 class socket:
