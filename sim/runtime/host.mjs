@@ -143,6 +143,33 @@ function walk(dir, files, dirs) {
   }
 }
 
+// syncFlashSoon keeps the host's flash in step while a program runs (a
+// power cycle must find what it wrote): at most every 100 ms, and only
+// when a file's size or time changed.
+let lastSync = 0;
+let lastSig = "";
+function syncFlashSoon() {
+  const now = performance.now();
+  if (now - lastSync < 100) return;
+  lastSync = now;
+  const sig = [];
+  const sign = (dir) => {
+    for (const name of mp.FS.readdir(dir)) {
+      if (name === "." || name === "..") continue;
+      const p = dir + "/" + name;
+      const st = mp.FS.stat(p);
+      sig.push(p, st.size, st.mtime.getTime());
+      if (mp.FS.isDir(st.mode)) sign(p);
+    }
+  };
+  sign(FLASH);
+  const s = sig.join("\0");
+  if (s !== lastSig) {
+    lastSig = s;
+    syncFlash();
+  }
+}
+
 // syncFlash tells Go what changed on the flash since the last time.
 function syncFlash() {
   const files = new Map();
@@ -180,6 +207,7 @@ function call(op, ...args) {
     return "";
   }
   if (op === "reset" || op === "soft_reset") syncFlash();
+  else syncFlashSoon();
   send({ t: "call", op, a: args.map((a) => (a === undefined ? null : a)) });
   for (;;) {
     const m = readMsg();
