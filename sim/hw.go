@@ -74,6 +74,11 @@ func (a args) str(i int) string {
 func (l *life) call(m vmMsg) reply {
 	a := args(m.A)
 	b := l.b
+	// Every call into the host is where a pending Ctrl-C is raised, as the
+	// board's VM raises it at its next check.
+	if m.Op != "reset" && m.Op != "sock_close" && b.in.takeIntr() {
+		return l.interrupted()
+	}
 	switch m.Op {
 	case "sleep":
 		return l.sleep(time.Duration(a.int(0)) * time.Millisecond)
@@ -269,6 +274,7 @@ type input struct {
 	intrCh  chan struct{}
 	hang    *time.Timer
 	kbd     int // the interrupt character (micropython.kbd_intr)
+	intrPos int // where in q the pending interrupt arrived
 	// paste is the raw-paste window accounting while the host pastes: a
 	// host that sends past the windows granted has those bytes dropped.
 	paste *pasteWindowAcct
@@ -292,6 +298,7 @@ func (in *input) feed(p []byte) {
 		if in.running != nil && int(c) == in.kbd {
 			if !in.intr {
 				in.intr = true
+				in.intrPos = len(in.q)
 				close(in.intrCh)
 				l := in.running
 				in.hang = time.AfterFunc(hangTimeout, func() { l.hangUp() })
@@ -339,14 +346,20 @@ func (in *input) setRunning(l *life, on bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if on {
+		// pyexec sets Ctrl-C as the interrupt for every execution
+		// (micropython.kbd_intr changes it for that execution only).
+		in.kbd = 3
 		in.running = l
 		return
 	}
 	in.running = nil
 	if in.intr {
+		// Not taken by the code: the byte goes to the REPL where it came.
+		pos := min(in.intrPos, len(in.q))
+		in.q = append(in.q[:pos], append([]byte{byte(in.kbd)}, in.q[pos:]...)...)
 		in.clearIntrLocked()
-		in.q = append([]byte{byte(in.kbd)}, in.q...)
 	}
+	in.kbd = 3
 }
 
 func (in *input) clearIntrLocked() {
@@ -411,6 +424,7 @@ func (in *input) reset() {
 	defer in.mu.Unlock()
 	in.q = nil
 	in.running = nil
+	in.kbd = 3
 	if in.intr {
 		in.clearIntrLocked()
 	}
@@ -428,7 +442,7 @@ func (l *life) hangUp() {
 	if !still {
 		return
 	}
-	l.hung = true
+	l.hung.Store(true)
 	if vm := l.currentVM(); vm != nil {
 		vm.kill()
 	}

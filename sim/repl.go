@@ -1,12 +1,12 @@
 package sim
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,9 +34,10 @@ type life struct {
 	done  chan struct{} // closed when run returns
 	err   error         // why the life could not start
 
-	raw        bool // the REPL is in raw mode (Go's)
-	promptIdle bool // the friendly REPL shows ">>> " and nothing has been typed since
-	hung       bool // the host ended a loop that ignored Ctrl-C
+	raw        bool        // the REPL is in raw mode (Go's)
+	inRawExec  bool        // a raw-REPL block is running
+	promptIdle bool        // the friendly REPL shows ">>> " and nothing has been typed since
+	hung       atomic.Bool // the host ended a loop that ignored Ctrl-C (set by the hang timer)
 	// rebootAfter: machine.soft_reset() was called; the soft reboot follows
 	// the end of the running code.
 	rebootAfter bool
@@ -95,7 +96,7 @@ func (l *life) run() {
 	}
 	first := true
 	for !l.stopped() {
-		if err := l.loadVM(!first); err != nil {
+		if err := l.loadVM(); err != nil {
 			if first {
 				l.err = err
 				close(l.up)
@@ -109,34 +110,33 @@ func (l *life) run() {
 		}
 		reboot := l.bootFiles(first)
 		first = false
+		if l.hung.Load() && !l.stopped() {
+			reboot = l.afterHang() // main.py ignored Ctrl-C
+		}
 		for !reboot && !l.stopped() {
 			var err error
 			reboot, err = l.step()
 			if err != nil {
-				if l.hung && !l.stopped() {
+				if l.hung.Load() && !l.stopped() {
 					reboot = l.afterHang()
 					continue
 				}
+				l.crashed(err)
 				return
 			}
 		}
 	}
 }
 
-// loadVM boots a fresh VM with the flash and the ESP8266's modules: in the
-// running VM process after a soft reboot (a new VM instance, so nothing of
-// the old one is left), in a new process otherwise.
-func (l *life) loadVM(reuse bool) error {
-	vm := l.currentVM()
-	if reuse && vm != nil {
-		if err := l.boot(); err == nil || !errors.Is(err, errVMGone) {
-			return err
-		}
-	}
-	if vm != nil {
+// loadVM boots a fresh VM with the flash and the ESP8266's modules, in a
+// new process every time: a process where board code has run could have
+// left a JavaScript callback behind. The process comes from the board's
+// spare (started ahead, so a reboot does not wait for Node.js to start).
+func (l *life) loadVM() error {
+	if vm := l.currentVM(); vm != nil {
 		vm.kill()
 	}
-	vm, err := startVM(context.Background(), l.b)
+	vm, err := l.b.takeVM()
 	if err != nil {
 		return err
 	}
@@ -192,19 +192,40 @@ func (l *life) bootFiles(power bool) bool {
 // afterHang follows a loop the host ended: the state is lost; the REPL
 // comes back as it was, on a fresh VM without running main.py again.
 func (l *life) afterHang() bool {
-	l.hung = false
-	l.outStr("\r\nhil: the program ignored Ctrl-C for " + hangTimeout.String() +
+	l.hung.Store(false)
+	msg := "hil: the program ignored Ctrl-C for " + hangTimeout.String() +
 		" (a loop with no blocking call, which this VM cannot interrupt); the host ended it and lost its state\r\n" +
-		"KeyboardInterrupt: \r\n")
-	if err := l.loadVM(false); err != nil {
+		"KeyboardInterrupt: \r\n"
+	if l.raw && l.inRawExec {
+		// The raw REPL's client waits for the frames of the block it sent.
+		l.outStr("\x04" + msg + "\x04")
+	} else {
+		l.outStr("\r\n" + msg)
+	}
+	if err := l.loadVM(); err != nil {
 		return false
 	}
 	if l.raw {
-		l.outStr(rawBanner + ">")
+		if !l.inRawExec {
+			l.outStr(rawBanner)
+		}
+		l.outStr(">")
 	} else {
 		_, _ = l.request(map[string]any{"t": "replinit", "lead": false})
 	}
+	l.inRawExec = false
 	return false
+}
+
+// crashed follows a VM process that ended on its own: the board says so
+// and resets, as a chip that faults.
+func (l *life) crashed(err error) {
+	if l.stopped() {
+		return
+	}
+	l.outStr("\r\nhil: the VM ended unexpectedly; the board resets\r\n")
+	l.b.logf("vm: %v; resetting the board", err)
+	go l.b.restartFrom(l, causeHard)
 }
 
 // step reads one unit of input: a friendly-REPL byte, or a raw-REPL block.
@@ -296,10 +317,12 @@ func (l *life) rawStep() (bool, error) {
 
 // rawExec runs src and frames its result: output, \x04, traceback, \x04, ">".
 func (l *life) rawExec(src string) error {
+	l.inRawExec = true
 	r, err := l.request(map[string]any{"t": "exec", "src": src})
 	if err != nil {
 		return err
 	}
+	l.inRawExec = false
 	if l.rebootAfter {
 		l.outStr("\x04\x04")
 		return nil
@@ -354,8 +377,10 @@ func (l *life) request(m map[string]any) (vmMsg, error) {
 	if vm == nil {
 		return vmMsg{}, errVMGone
 	}
-	l.b.in.setRunning(l, true)
-	defer l.b.in.setRunning(l, false)
+	if t := m["t"]; t == "exec" || t == "file" || t == "char" {
+		l.b.in.setRunning(l, true)
+		defer l.b.in.setRunning(l, false)
+	}
 	if err := vm.send(m); err != nil {
 		return vmMsg{}, err
 	}

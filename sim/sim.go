@@ -99,9 +99,11 @@ type Board struct {
 	mu     sync.Mutex
 	life   *life
 	closed bool
+	spare  *vmProc // a VM process started ahead, waiting for its boot
 
-	relayDone chan struct{}
-	congested bool // output is being dropped (only the output relay touches it)
+	relayDone   chan struct{}
+	congested   bool      // output is being dropped (only the output relay touches it)
+	congestedAt time.Time // when a write last found nobody reading
 }
 
 // Start creates the pty, starts the VM and returns once it has loaded; the board then boots on
@@ -285,6 +287,13 @@ func (b *Board) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.stopLife()
+	b.mu.Lock()
+	spare := b.spare
+	b.spare = nil
+	b.mu.Unlock()
+	if spare != nil {
+		spare.kill()
+	}
 	err := b.master.Close()
 	<-b.relayDone
 	b.slave.Close()
@@ -293,6 +302,38 @@ func (b *Board) Close() error {
 		err = rmErr
 	}
 	return err
+}
+
+// takeVM returns the spare VM process (or a new one) and starts the next
+// spare in the background.
+func (b *Board) takeVM() (*vmProc, error) {
+	b.mu.Lock()
+	vm := b.spare
+	b.spare = nil
+	b.mu.Unlock()
+	if vm == nil || vm.exitedEarly() {
+		var err error
+		if vm, err = startVM(context.Background(), b); err != nil {
+			return nil, err
+		}
+	}
+	go b.startSpare()
+	return vm, nil
+}
+
+func (b *Board) startSpare() {
+	vm, err := startVM(context.Background(), b)
+	if err != nil {
+		return // the next boot starts its own
+	}
+	b.mu.Lock()
+	if b.closed || b.spare != nil {
+		b.mu.Unlock()
+		vm.kill()
+		return
+	}
+	b.spare = vm
+	b.mu.Unlock()
 }
 
 // startLife boots the board and returns once its VM has loaded.
@@ -394,8 +435,13 @@ func (b *Board) relayInput() {
 func (b *Board) writeMaster(p []byte) {
 	wait := time.Second
 	if b.congested {
-		// Output goes out a line at a time: while nobody reads, try each at once.
-		wait = 100 * time.Microsecond
+		// Output goes out a line at a time: while nobody reads, drop at once
+		// and look again every 50 ms (a client that stalled a moment gets
+		// the line rate back within that).
+		if time.Since(b.congestedAt) < 50*time.Millisecond {
+			return
+		}
+		wait = 10 * time.Millisecond
 	}
 	deadlineOK := b.master.SetWriteDeadline(time.Now().Add(wait)) == nil
 	for len(p) > 0 {
@@ -407,6 +453,7 @@ func (b *Board) writeMaster(p []byte) {
 					b.logf("serial output not read by any client: dropping it until a client reads")
 				}
 				b.congested = true
+				b.congestedAt = time.Now()
 			}
 			return
 		}

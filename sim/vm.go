@@ -168,6 +168,16 @@ func (p *vmProc) recv() (vmMsg, error) {
 	return m, nil
 }
 
+// exitedEarly reports a process that is gone before its boot.
+func (p *vmProc) exitedEarly() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 // kill ends the process at once (a reset cuts the chip off mid-output).
 func (p *vmProc) kill() {
 	if p.cmd.Process != nil {

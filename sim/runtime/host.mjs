@@ -34,14 +34,14 @@ const encoder = new TextEncoder();
 
 // ---- the pipe to Go
 
-let inbuf = "";
+let inbuf = Buffer.alloc(0); // bytes: a UTF-8 sequence may be split between reads
 const chunk = new Uint8Array(65536);
 function readMsg() {
   for (;;) {
-    const nl = inbuf.indexOf("\n");
+    const nl = inbuf.indexOf(10);
     if (nl >= 0) {
-      const line = inbuf.slice(0, nl);
-      inbuf = inbuf.slice(nl + 1);
+      const line = inbuf.subarray(0, nl).toString("utf8");
+      inbuf = inbuf.subarray(nl + 1);
       return JSON.parse(line);
     }
     let n;
@@ -52,7 +52,7 @@ function readMsg() {
       throw e;
     }
     if (n === 0) proc.exit(0); // Go closed the pipe: the board is off
-    inbuf += Buffer.from(chunk.subarray(0, n)).toString("utf8");
+    inbuf = Buffer.concat([inbuf, chunk.subarray(0, n)]);
   }
 }
 
@@ -144,14 +144,10 @@ function walk(dir, files, dirs) {
 }
 
 // syncFlashSoon keeps the host's flash in step while a program runs (a
-// power cycle must find what it wrote): at most every 100 ms, and only
-// when a file's size or time changed.
-let lastSync = 0;
+// power cycle must find what it wrote): at every call into the host, when
+// a file's size or time changed (a stat per file; no file is read).
 let lastSig = "";
 function syncFlashSoon() {
-  const now = performance.now();
-  if (now - lastSync < 100) return;
-  lastSync = now;
   const sig = [];
   const sign = (dir) => {
     for (const name of mp.FS.readdir(dir)) {
@@ -229,7 +225,7 @@ function call(op, ...args) {
 // board's code and, when they outgrew the heap, the live total.
 function heapAtTop() {
   // The VM's own gc (the board's double is in sys.modules["gc"]).
-  mp.runPython("import _hilc, _gc\n_hilc.flush()\n_g = _gc._g\n_g.collect()\n_a = _g.mem_alloc()\n_t = _a + _g.mem_free() - 134217728\ndel _hilc, _gc, _g\n");
+  mp.runPython("import _hilc, _gc\ntry:\n    _hilc.flush()\nexcept OSError:\n    pass\n_g = _gc._g\n_g.collect()\n_a = _g.mem_alloc()\n_t = _a + _g.mem_free() - 134217728\ndel _hilc, _gc, _g\n");
   const a = mp.globals.get("_a");
   const t = mp.globals.get("_t");
   mp.runPython("del _a, _t\n");
@@ -317,7 +313,6 @@ const hostGlobals = [
   // console's streams hold libuv handles (pipes, net.Socket) that reach the host's sockets.
   "console", "BroadcastChannel", "MessageChannel", "MessagePort",
 ];
-const savedGlobals = Object.fromEntries(hostGlobals.filter((k) => k in globalThis).map((k) => [k, globalThis[k]]));
 function removeGlobals() {
   for (const k of hostGlobals) {
     try {
@@ -327,9 +322,7 @@ function removeGlobals() {
     }
   }
 }
-function restoreGlobals() {
-  for (const [k, v] of Object.entries(savedGlobals)) globalThis[k] = v;
-}
+let booted = false;
 
 // boot loads the VM with a heap of m.heap bytes for the board's code plus
 // what the ESP8266's modules cost here (they are C in the board's ROM, but
@@ -355,7 +348,11 @@ async function boot(m) {
   snapshot = new Map();
   raw = false;
   replReady = false;
-  restoreGlobals(); // the loader needs them; no board code runs before they go again
+  // One VM per process: the loader needs the globals, and a process where
+  // board code has run must never get them back (a callback it left in
+  // the event loop would run during this await).
+  if (booted) throw new Error("a second boot in one process");
+  booted = true;
   mp = await loadMicroPython({
     heapsize: m.heap + romCost,
     linebuffer: false,
@@ -438,8 +435,10 @@ async function main() {
     flush();
     let live = 0;
     let grew = 0;
-    if (mp && !crash) {
-      syncFlash();
+    // A typed character runs nothing; Enter, Ctrl-D (paste) and Ctrl-C may.
+    const ran = m.t !== "char" || m.c === 13 || m.c === 4 || m.c === 3;
+    if (mp && !crash && ran) {
+      syncFlashSoon();
       [live, grew] = heapAtTop();
     }
     if (crash) {

@@ -21,8 +21,11 @@ def flush():
         out = []
         for s, d in o:
             r = call("sock_send", s, binascii.hexlify(d).decode())
-            if type(r) is str and r[0] == "!":
-                raise OSError(int(r[1:]))
+            if type(r) is str:
+                if r[0] == "!":
+                    raise OSError(int(r[1:]))
+                if r[0] == "^":
+                    raise KeyboardInterrupt
 
 
 def c(op, *a):

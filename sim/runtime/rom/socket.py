@@ -73,6 +73,9 @@ class socket:
         return b[:n]
 
     def read(self, n=-1):
+        # As the board's stream read: n bytes, or fewer at the end of the
+        # stream, or what came before a timeout; None when non-blocking and
+        # nothing is there.
         if n < 0:
             b = self._b
             self._b = b""
@@ -81,12 +84,20 @@ class socket:
                 if not d:
                     return b
                 b += d
-        try:
-            return self.recv(n)
-        except OSError as e:
-            if e.errno == 11:
-                return None
-            raise
+        b = b""
+        while len(b) < n:
+            try:
+                d = self.recv(n - len(b))
+            except OSError as e:
+                if b and e.errno in (11, 110):
+                    return b
+                if e.errno == 11:
+                    return None
+                raise
+            if not d:
+                break
+            b += d
+        return b
 
     def readinto(self, buf, n=-1):
         if n < 0:
