@@ -21,6 +21,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/onenet-hil/hil/broker"
+	"github.com/onenet-hil/hil/harness/onenet"
 	"github.com/onenet-hil/hil/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -247,6 +248,27 @@ func (p *brokerProc) post(path, body string) (errno int, uuid string, err error)
 	return env.Errno, env.Data["cmd_uuid"], nil
 }
 
+// awaitOffline waits (bounded) until the broker's API reports the device offline.
+func (p *brokerProc) awaitOffline(t *testing.T, id string) {
+	t.Helper()
+	api := onenet.Client{BaseURL: "http://" + p.httpAd, APIKey: "crash-master-key"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		online, err := api.DeviceOnline(ctx, id)
+		if err == nil && !online {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("device %s still online (last error %v) after 10 s", id, err)
+		case <-tick.C:
+		}
+	}
+}
+
 // points reads back the values of datastream n of the sensor.
 func (p *brokerProc) points(t *testing.T) map[int]bool {
 	t.Helper()
@@ -421,7 +443,9 @@ func TestBrokerCrashKeepsAcknowledged(t *testing.T) {
 	t.Logf("kill -9 during the streams: %d qos=1 commands answered errno 0, all %d delivered after the restart; %d data points acknowledged, %d stored, %d lost; restart: %s",
 		nCmds, nCmds, nPoints, len(got), lostPoints, restored)
 
-	// SIGTERM: kept commands survive it too, and its log says so.
+	// SIGTERM: kept commands survive it too, and its log says so. The receiver above has
+	// disconnected; until the broker has seen it go, a qos=1 command would be written to it.
+	p2.awaitOffline(t, "503367129")
 	var kept []string
 	for i := range 20 {
 		errno, id, err := p2.post("/cmds?device_id=503367129&qos=1", fmt.Sprintf("t-%d", i))
