@@ -96,7 +96,10 @@ func (r *Rig) port(p scenario.Platform) int {
 // flash of a sandboxed board is the harness's own and is pruned; on a
 // real board the user's other files (data, lib/, certificates) survive.
 func (r *Rig) sync(ctx context.Context, files map[string][]byte) error {
-	opts := board.SyncOptions{Prune: r.caps.Sandbox != nil, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress}
+	// A sandboxed board's heap is not a concern for the upload, and the reset
+	// right after the sync restarts it anyway: no soft reset before it.
+	opts := board.SyncOptions{Prune: r.caps.Sandbox != nil, Keep: []string{"webrepl_cfg.py"}, Progress: r.opts.Progress,
+		NoSoftReset: r.caps.Sandbox != nil}
 	_, err := board.Sync(ctx, r.repl, files, opts)
 	if err == nil || ctx.Err() != nil || r.caps.PowerCycle == nil {
 		return err
