@@ -343,16 +343,40 @@ func (n *network) send(l *life, id int, data []byte) reply {
 	case c == nil:
 		return oserr(eNOTCONN)
 	}
+	// Written in 100 ms slices, so that Ctrl-C and a reset are seen; the
+	// socket's timeout (default 30 s) bounds the whole write.
+	limit := 30 * time.Second
 	if to >= 0 {
-		_ = c.SetWriteDeadline(time.Now().Add(max(to, time.Millisecond)))
-	} else {
-		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		limit = max(to, time.Millisecond)
 	}
-	w, err := c.Write(data)
-	if err != nil && w == 0 {
-		return oserr(errnoOf(err))
+	end := time.Now().Add(limit)
+	written := 0
+	for written < len(data) {
+		if l.b.in.takeIntr() {
+			return l.interrupted()
+		}
+		if l.stopped() {
+			return l.interrupted()
+		}
+		slice := time.Now().Add(100 * time.Millisecond)
+		if slice.After(end) {
+			slice = end
+		}
+		_ = c.SetWriteDeadline(slice)
+		w, err := c.Write(data[written:])
+		written += w
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(end) {
+			continue
+		}
+		if written == 0 {
+			return oserr(errnoOf(err))
+		}
+		break
 	}
-	return ok(w)
+	return ok(written)
 }
 
 // recv returns up to max bytes (hex), or with line up to and including a

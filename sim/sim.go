@@ -249,13 +249,23 @@ func (b *Board) SetWiFi(up bool) error {
 func (b *Board) PowerCycle() error { return b.restart(context.Background(), causeHard) }
 
 func (b *Board) restart(ctx context.Context, cause int) error {
+	return b.restartIf(ctx, nil, cause)
+}
+
+// restartIf resets the board; with from set, only while from is still
+// the current life (checked under cycleMu, so a watchdog or
+// machine.reset() racing a power cycle does not reset the new life).
+func (b *Board) restartIf(ctx context.Context, from *life, cause int) error {
 	b.cycleMu.Lock()
 	defer b.cycleMu.Unlock()
 	b.mu.Lock()
-	closed := b.closed
+	closed, current := b.closed, b.life
 	b.mu.Unlock()
 	if closed {
 		return errors.New("sim: board closed")
+	}
+	if from != nil && current != from {
+		return nil
 	}
 	b.stopLife()
 	b.pins.powerOff()
@@ -263,15 +273,10 @@ func (b *Board) restart(ctx context.Context, cause int) error {
 }
 
 // restartFrom resets the board from inside life l (machine.reset(), the
-// watchdog), unless a reset has replaced l already.
+// watchdog, a crash), unless a reset has replaced l already.
 func (b *Board) restartFrom(l *life, cause int) {
-	b.mu.Lock()
-	current := b.life == l
-	b.mu.Unlock()
-	if current {
-		if err := b.restart(context.Background(), cause); err != nil {
-			b.logf("reset: %v", err)
-		}
+	if err := b.restartIf(context.Background(), l, cause); err != nil {
+		b.logf("reset: %v", err)
 	}
 }
 
