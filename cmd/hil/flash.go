@@ -22,6 +22,7 @@ import (
 	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/board"
+	"github.com/onenet-hil/hil/harness/echo"
 	"github.com/onenet-hil/hil/harness/link"
 	"github.com/onenet-hil/hil/harness/onenet"
 	"github.com/onenet-hil/hil/harness/report"
@@ -87,6 +88,7 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
+	f.boardAddr = net.JoinHostPort(target.host, strconv.Itoa(target.port))
 	return f.flashBoard(ctx, files, cj, target.watch, stdout, mask)
 }
 
@@ -100,6 +102,7 @@ type flashFlags struct {
 	ready                                                       *regexp.Regexp
 	timeout                                                     time.Duration
 	serialLog                                                   string
+	boardAddr                                                   string // where the board is told the broker is
 }
 
 func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
@@ -317,7 +320,16 @@ func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj
 func (f *flashFlags) boot(ctx context.Context, repl *board.REPL, watch loginWatch, stdout io.Writer) (board.BootResult, error) {
 	opts := board.BootOptions{Reset: f.mode, Timeout: f.timeout, Progress: stdout}
 	if f.ready != nil {
-		opts.Ready, opts.What = f.ready.MatchString, fmt.Sprintf("a line matching /%s/", f.ready)
+		opts.What = fmt.Sprintf("a line matching /%s/", f.ready)
+	}
+	// Stop at a failure that waiting cannot mend, and name its fix.
+	stop := &bootStopper{broker: f.boardAddr}
+	opts.Ready = func(line string) bool {
+		if f.ready != nil && f.ready.MatchString(line) {
+			return true
+		}
+		ev := echo.HIL.Parse(line)
+		return (f.ready == nil && ev.Kind == echo.MQTTUp) || stop.fatal(ev)
 	}
 	bctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -326,10 +338,61 @@ func (f *flashFlags) boot(ctx context.Context, repl *board.REPL, watch loginWatc
 	if err != nil {
 		return boot, fmt.Errorf("flash: %w", err)
 	}
+	if stop.why != "" {
+		return boot, fmt.Errorf("flash: the board said %q: %s", boot.Ready, stop.why)
+	}
 	if err := wait(bctx); err != nil {
 		return boot, fmt.Errorf("flash: the board echoed %q but the broker saw no login: %w", boot.Ready, err)
 	}
 	return boot, nil
+}
+
+// bootStopper knows the board's reports that retrying cannot mend, and
+// what to do about each.
+type bootStopper struct {
+	broker      string // the address the board was told to dial
+	unreachable int
+	why         string
+}
+
+// unreachableLimit is how many "unreachable" reports in a row end the
+// wait: one can be the network coming up; three are the address.
+const unreachableLimit = 3
+
+// connackMeaning is OneNET's table of CONNACK codes (broker/README.md).
+var connackMeaning = map[int]string{
+	1: "the protocol version is refused (the firmware must speak MQTT 3.1.1)",
+	2: "the client id is refused: the device ID (--device-id) is not a device of the product",
+	3: "the server is unavailable",
+	4: "bad user name or password: the product ID (--product-id) or the key ($" + rig.EnvDeviceKey + ") is wrong",
+	5: "not authorized: the key or token does not belong to this device",
+}
+
+func (s *bootStopper) fatal(ev echo.Event) bool {
+	switch {
+	case ev.Kind == echo.WifiDown && ev.Reason == "config":
+		s.why = "the board has no Wi-Fi network to join: give --wifi-ssid (and $" + rig.EnvWiFiPassword + ")"
+	case ev.Kind == echo.WifiDown && ev.Reason == "password":
+		s.why = "the Wi-Fi network refused the password: check $" + rig.EnvWiFiPassword
+	case ev.Kind == echo.MQTTRefused:
+		meaning, ok := connackMeaning[ev.RC]
+		if !ok {
+			meaning = "a code OneNET does not use"
+		}
+		s.why = fmt.Sprintf("the broker refused the login with CONNACK code %d: %s", ev.RC, meaning)
+	case ev.Kind == echo.MQTTDown && ev.Reason == "unreachable":
+		if s.unreachable++; s.unreachable < unreachableLimit {
+			return false
+		}
+		s.why = fmt.Sprintf("the board cannot reach the broker at %s (%d times): give --advertise with this machine's "+
+			"address as the board's network sees it (127.0.0.1 for a virtual board)", s.broker, s.unreachable)
+	case ev.Kind == echo.MQTTDown:
+		s.unreachable = 0
+		return false
+	default:
+		return false
+	}
+	return true
 }
 
 // readFirmwareDir reads every regular file under dir (hidden ones and

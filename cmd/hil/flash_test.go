@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/onenet-hil/hil/firmware"
+	"github.com/onenet-hil/hil/harness/echo"
 	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/sim"
 	"github.com/stretchr/testify/assert"
@@ -207,4 +208,51 @@ func TestFlashSaysWhichAddressAndHowToChangeIt(t *testing.T) {
 	assert.Contains(t, errOut.String(), "prefer $"+rig.EnvWiFiPassword+" or wifi_password in --config")
 	assert.Contains(t, errOut.String(), "prefer $"+rig.EnvDeviceKey+" or key in --config")
 	assert.Contains(t, errOut.String(), "shows in ps and the shell history")
+}
+
+// A failure waiting cannot mend stops the flash at once, naming the fix: no Wi-Fi network given,
+// and a broker address the board cannot reach (here one outside loopback, which the virtual board
+// refuses before any packet leaves).
+func TestFlashStopsFastWithTheFix(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no ssid", []string{"--advertise", "127.0.0.1"}, []string{"wifi down reason=config", "give --wifi-ssid"}},
+		{"unreachable", []string{"--advertise", "10.255.255.1", "--wifi-ssid", "lab"},
+			[]string{"cannot reach the broker at 10.255.255.1:", "give --advertise", "127.0.0.1 for a virtual board"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := startSim(t)
+			t.Setenv(rig.EnvWiFiPassword, flashTestPassword)
+			var out, errOut bytes.Buffer
+			t0 := time.Now()
+			code := runMain(append([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--timeout", "60s"},
+				c.args...), &out, &errOut)
+			took := time.Since(t0)
+			require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+			for _, w := range c.want {
+				assert.Contains(t, errOut.String(), w)
+			}
+			assert.Less(t, took, 30*time.Second, "stopped at the report, not at the 60 s timeout")
+			assert.NotContains(t, out.String()+errOut.String(), flashTestPassword)
+		})
+	}
+}
+
+func TestBootStopperNamesTheFix(t *testing.T) {
+	s := &bootStopper{broker: "192.168.1.20:6002"}
+	assert.True(t, s.fatal(echo.HIL.Parse("HIL mqtt refused rc=4")))
+	assert.Contains(t, s.why, "CONNACK code 4: bad user name or password")
+	s = &bootStopper{broker: "192.168.1.20:6002"}
+	assert.True(t, s.fatal(echo.HIL.Parse("HIL wifi down reason=password")))
+	assert.Contains(t, s.why, "refused the password")
+	s = &bootStopper{broker: "192.168.1.20:6002"}
+	for i := 1; i < unreachableLimit; i++ {
+		assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=unreachable")), "report %d", i)
+	}
+	assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=closed")), "another failure starts the count again")
+	assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=unreachable")))
+	assert.False(t, s.fatal(echo.HIL.Parse("HIL wifi down reason=timeout")), "a timeout may mend")
 }
