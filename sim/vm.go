@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/onenet-hil/hil/internal/dirfiles"
 )
 
 //go:embed runtime/host.mjs
@@ -219,25 +221,11 @@ func romModules() map[string]string {
 // flashFiles reads the flash directory for the VM: every regular file, by
 // its path below the flash.
 func flashFiles(dir string) (map[string]string, error) {
-	files := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = latin1(data)
-		return nil
-	})
+	raw, err := dirfiles.Read(dir, nil)
+	files := make(map[string]string, len(raw))
+	for p, data := range raw {
+		files[p] = latin1(data)
+	}
 	return files, err
 }
 

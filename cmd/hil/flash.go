@@ -7,11 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,6 +25,7 @@ import (
 	"github.com/onenet-hil/hil/harness/onenet"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/internal/dirfiles"
 )
 
 func init() {
@@ -398,32 +397,7 @@ func (s *bootStopper) fatal(ev echo.Event) bool {
 // readFirmwareDir reads every regular file under dir (hidden ones and
 // __pycache__ skipped) by its flash path.
 func readFirmwareDir(dir string) (map[string][]byte, error) {
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if p != dir && (strings.HasPrefix(name, ".") || name == "__pycache__") {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = data
-		return nil
-	})
+	files, err := dirfiles.Read(dir, func(name string) bool { return strings.HasPrefix(name, ".") || name == "__pycache__" })
 	if err != nil {
 		return nil, fmt.Errorf("--firmware: %w", err)
 	}
