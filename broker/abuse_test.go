@@ -599,7 +599,16 @@ func TestCommandDuringLoginWaitsForConnack(t *testing.T) {
 	}
 	b.beforeConnack.Store(&hook)
 	d := login(t, b, DemoDeviceID, DemoAuthInfo)
-	a := <-answers
+	next := func() answer {
+		select {
+		case a := <-answers:
+			return a
+		case <-time.After(waitBound):
+			t.Fatalf("no answer to the command within %s", waitBound)
+			return answer{}
+		}
+	}
+	a := next()
 	require.NoError(t, a.err)
 	m := d.recv(t, b)
 	assert.Equal(t, "$creq/"+a.id, m.Topic())
@@ -611,7 +620,7 @@ func TestCommandDuringLoginWaitsForConnack(t *testing.T) {
 	mark := b.Events().Mark()
 	_, err := dial(t, b.MQTTAddr(), DemoDeviceID, DemoProductID, DemoAuthInfo)
 	require.Error(t, err)
-	a = <-answers
+	a = next()
 	require.ErrorIs(t, a.err, ErrOffline)
 	waitEvent(t, b, mark, Is(Disconnected, DemoDeviceID))
 	assert.Zero(t, b.pendN.Load(), "nothing left in the queue")

@@ -350,11 +350,26 @@ func (s *store) signal() {
 	}
 }
 
+// storeWait bounds how long a change waits for its commit: a disk that
+// stalls longer makes the change fail instead of hanging its caller (a
+// device's read loop, an HTTP handler).
+const storeWait = 30 * time.Second
+
 // wait returns once transaction g is committed, or its error.
 func (s *store) wait(g uint64) error {
+	deadline := time.Now().Add(storeWait)
+	wake := time.AfterFunc(storeWait, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer wake.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.written < g && s.failed == nil && !s.exited {
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("store: a change not committed within %s (the disk stalls?)", storeWait)
+		}
 		s.cond.Wait()
 	}
 	if s.failed == nil && s.written < g {

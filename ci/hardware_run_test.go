@@ -212,8 +212,8 @@ func TestHardwareRunOnVirtualBoard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the nightly run compiles and plays the suite (about 15 s)")
 	}
-	_, err := exec.LookPath("python3")
-	require.NoError(t, err, "the virtual board needs python3 (.ci/run installs it)")
+	_, err := exec.LookPath("node")
+	require.NoError(t, err, "the virtual board runs MicroPython on Node.js (.ci/run installs it)")
 	root := repoRoot(t)
 	scenarios, err := filepath.Glob(filepath.Join(root, "scenarios", "*.yaml"))
 	require.NoError(t, err)

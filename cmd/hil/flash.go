@@ -284,7 +284,7 @@ func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj
 	}
 	lo := link.Options{}
 	if f.serialLog != "" {
-		lf, err := os.OpenFile(f.serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		lf, err := openPrivate(f.serialLog, os.O_WRONLY|os.O_APPEND)
 		if err != nil {
 			return fmt.Errorf("open serial log: %w", err)
 		}
@@ -318,18 +318,14 @@ func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj
 // and the broker's login.
 func (f *flashFlags) boot(ctx context.Context, repl *board.REPL, watch loginWatch, stdout io.Writer) (board.BootResult, error) {
 	opts := board.BootOptions{Reset: f.mode, Timeout: f.timeout, Progress: stdout}
+	ready, what := echo.LoginLine(echo.HIL, false), "the login echo (HIL mqtt up)"
 	if f.ready != nil {
-		opts.What = fmt.Sprintf("a line matching /%s/", f.ready)
+		ready, what = f.ready.MatchString, fmt.Sprintf("a line matching /%s/", f.ready)
 	}
-	// Stop at a failure that waiting cannot mend, and name its fix.
+	// Stop also at a failure that waiting cannot mend, and name its fix.
 	stop := &bootStopper{broker: f.boardAddr}
-	opts.Ready = func(line string) bool {
-		if f.ready != nil && f.ready.MatchString(line) {
-			return true
-		}
-		ev := echo.HIL.Parse(line)
-		return (f.ready == nil && ev.Kind == echo.MQTTUp) || stop.fatal(ev)
-	}
+	opts.What = what
+	opts.Ready = func(line string) bool { return ready(line) || stop.fatal(echo.HIL.Parse(line)) }
 	bctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	wait := watch()

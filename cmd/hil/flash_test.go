@@ -253,6 +253,10 @@ func TestBootStopperNamesTheFix(t *testing.T) {
 		assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=unreachable")), "report %d", i)
 	}
 	assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=closed")), "another failure starts the count again")
-	assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=unreachable")))
+	for i := 1; i < unreachableLimit; i++ {
+		assert.False(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=unreachable")), "report %d after the reset", i)
+	}
+	assert.True(t, s.fatal(echo.HIL.Parse("HIL mqtt down reason=unreachable")), "the last report in a row stops")
+	assert.Contains(t, s.why, "cannot reach the broker at 192.168.1.20:6002")
 	assert.False(t, s.fatal(echo.HIL.Parse("HIL wifi down reason=timeout")), "a timeout may mend")
 }

@@ -164,14 +164,8 @@ func (f *runFlags) startRig(ctx context.Context) (*runSetup, *report.Masker, err
 	}
 	opts.Platform = s.platforms[0]
 	if f.serialLog != "" {
-		// 0600 like hil flash --log: the serial log is masked, but it is the
-		// board's whole conversation, for its owner only.
-		lf, err := os.OpenFile(f.serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		lf, err := openPrivate(f.serialLog, os.O_WRONLY|os.O_APPEND)
 		if err != nil {
-			return s, early, err
-		}
-		if err := lf.Chmod(0o600); err != nil { // a file that existed keeps its mode otherwise
-			lf.Close()
 			return s, early, err
 		}
 		s.closers = append(s.closers, lf.Close)

@@ -26,14 +26,7 @@ func openReports(stdout io.Writer, junit, jsonOut, html string) (*reportFiles, e
 		if p == "" {
 			continue
 		}
-		// 0600, also for a file that existed: a report is masked, but it is
-		// the run's whole record, for its owner only.
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err == nil {
-			if err = f.Chmod(0o600); err != nil {
-				f.Close()
-			}
-		}
+		f, err := openPrivate(p, os.O_RDWR|os.O_TRUNC)
 		if err != nil {
 			for q, g := range r.outs { // no empty report files left behind
 				g.Close()
@@ -89,4 +82,19 @@ func (r *reportFiles) setupFailed(run report.Run, started time.Time, err error, 
 		return errors.Join(errors.New(msg), werr)
 	}
 	return errors.New(msg)
+}
+
+// openPrivate opens path 0600, also when it existed with a wider mode: a
+// report or a serial log is masked, but it is the run's whole record, for
+// its owner only.
+func openPrivate(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil { // OpenFile keeps an existing file's mode
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -103,14 +103,14 @@ func soak(ctx context.Context, args []string, stdout, stderr io.Writer, sp soakS
 	}
 	var out *os.File
 	if f.jsonOut != "" {
-		if out, err = os.Create(f.jsonOut); err != nil {
+		if out, err = openPrivate(f.jsonOut, os.O_WRONLY|os.O_TRUNC); err != nil {
 			return err
 		}
-		defer out.Close()
+		defer out.Close() // writeSoakJSON closes it first, with its error
 	}
 	opts := rig.Options{LineRate: f.lineRate}
 	if f.serialLog != "" {
-		lf, err := os.OpenFile(f.serialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		lf, err := openPrivate(f.serialLog, os.O_WRONLY|os.O_APPEND)
 		if err != nil {
 			return err
 		}

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/onenet-hil/hil/internal/secret"
 	"io"
 	"math"
 	"net/http"
@@ -259,14 +260,10 @@ func (c *Client) answerError(op string, ans answer, why string) error {
 }
 
 // scrub masks the client's own credentials in text it got from the
-// server.
+// server, also in their escaped forms (a JSON answer writes a token's &
+// as \u0026).
 func (c *Client) scrub(s string) string {
-	for _, secret := range []string{c.APIKey, c.Token} {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, "****")
-		}
-	}
-	return s
+	return secret.NewMasker(c.APIKey, c.Token).Mask(s)
 }
 
 // IsAPIError reports whether err is an *APIError with this errno or code.

@@ -131,10 +131,7 @@ func (r *Rig) awaitLogin(ctx context.Context, prof echo.Profile, refused bool) e
 		want, kind = "refusal", broker.Refused
 	}
 	ready := echo.LoginLine(prof, refused)
-	boot := r.opts.BootTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		boot = time.Until(dl)
-	}
+	boot := time.Until(deadline(ctx, r.opts.BootTimeout))
 	bctx, cancel := context.WithTimeout(ctx, boot)
 	defer cancel()
 	r.mu.Lock()

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -305,7 +307,7 @@ func (r *Rig) match(want scenario.BrokerEvent) func(broker.Event) bool {
 // AwaitBroker waits for want about the device, counting only events since
 // the last Begin or Fault.
 func (r *Rig) AwaitBroker(ctx context.Context, want scenario.BrokerEvent) error {
-	if _, ok := map[string]bool{"connected": true, "refused": true, "disconnected": true, "kicked": true}[want.Kind]; !ok {
+	if !slices.Contains(slices.Collect(maps.Values(kindName)), want.Kind) {
 		return fmt.Errorf("rig: unknown broker event %q", want.Kind)
 	}
 	r.mu.Lock()

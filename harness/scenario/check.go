@@ -34,11 +34,7 @@ type Sent struct {
 
 // Command reports whether the payload is an LED command (the model's
 // definition: on, off or toggle).
-func (s *Sent) Command() bool {
-	m := Model{Level: s.Before}
-	_, cmd := m.Apply(s.Payload)
-	return cmd
-}
+func (s *Sent) Command() bool { return echo.IsCommand(s.Payload) }
 
 // Echo judges ev, the next command echo on the serial line, as an echo of
 // s. done is true once s's last echo has been seen, with level the LED

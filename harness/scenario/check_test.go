@@ -92,15 +92,23 @@ func TestCheckerPin(t *testing.T) {
 	require.NoError(t, err, "no pin: nothing to cross-check")
 	assert.Equal(t, report.Unknown, got)
 
-	pin := &fakePin{changed: make(chan struct{})}
+	pin := &fakePin{changed: make(chan struct{}), blocked: make(chan struct{}, 1)}
 	c := &Checker{Profile: echo.HIL, Platform: Legacy, Pin: pin}
 
-	// The pin lags the echo: the check waits for it, within the grace.
+	// The pin lags the echo: the check waits for it, within the grace (the
+	// pin comes up only once the check is seen waiting).
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		got, err = c.CheckPin(ctx, sent("on", Creq, 0), 1, 10*time.Second)
 	}()
+	select {
+	case <-pin.blocked:
+	case <-done:
+		t.Fatalf("CheckPin returned before the pin came up: %d, %v", got, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("CheckPin never waited for the pin")
+	}
 	pin.set(1)
 	select {
 	case <-done:

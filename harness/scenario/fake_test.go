@@ -268,6 +268,7 @@ type fakePin struct {
 	mu      sync.Mutex
 	level   int
 	changed chan struct{}
+	blocked chan struct{} // when set, told each time Await starts waiting
 }
 
 func (p *fakePin) set(v int) {
@@ -293,6 +294,12 @@ func (p *fakePin) Await(ctx context.Context, level int) (int, error) {
 		p.mu.Unlock()
 		if got == level {
 			return got, nil
+		}
+		if p.blocked != nil {
+			select {
+			case p.blocked <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-ch:

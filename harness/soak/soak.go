@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -91,7 +92,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Faults = modelled
 	}
 	for _, f := range o.Faults {
-		if f != scenario.RestartBroker && f != scenario.Kick && f != scenario.DropConnection {
+		if !slices.Contains(modelled, f) {
 			return o, fmt.Errorf("soak: fault %s: want restart_broker, kick or drop_connection", f)
 		}
 	}

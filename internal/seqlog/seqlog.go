@@ -94,9 +94,11 @@ func (l *Log[T]) Since(from int64) (items []T, lost int64) {
 // Last returns up to n of the newest items, oldest first.
 func (l *Log[T]) Last(n int) []T {
 	l.mu.Lock()
-	from := l.next - int64(min(max(n, 0), len(l.ring)))
-	l.mu.Unlock()
-	items, _ := l.Since(from)
+	defer l.mu.Unlock()
+	items := make([]T, 0, min(max(n, 0), len(l.ring)))
+	for seq := l.next - int64(cap(items)); seq < l.next; seq++ {
+		items = append(items, l.atLocked(seq))
+	}
 	return items
 }
 
