@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -23,6 +24,12 @@ type Product struct {
 	MasterKey string   `yaml:"master_key"` // the product's APIKey: MQTT password and HTTP api-key
 	AccessKey string   `yaml:"access_key"` // studio: base64 product key for product-level tokens
 	Devices   []Device `yaml:"devices"`
+	// Studio application API: the OneNET account owning the product
+	// (res=userid/{id} tokens, signed with its base64 access key) and the
+	// product's OneJSON thing model (thingmodel.go).
+	UserID     string      `yaml:"user_id"`
+	UserKey    string      `yaml:"user_key"`
+	ThingModel *ThingModel `yaml:"thing_model"`
 }
 
 // Device is a OneNET device (设备): its ID is the MQTT client id.
@@ -70,7 +77,8 @@ func NewRegistry() *Registry {
 // product 386427 (TurnipRobot) with device 503367129 (led-board).
 func DemoRegistry() *Registry {
 	r := NewRegistry()
-	must(r.AddProduct(Product{ID: DemoProductID, Name: "TurnipRobot", MasterKey: DemoMasterKey, AccessKey: DemoAccessKey}))
+	must(r.AddProduct(Product{ID: DemoProductID, Name: "TurnipRobot", MasterKey: DemoMasterKey, AccessKey: DemoAccessKey,
+		UserID: DemoUserID, UserKey: DemoUserKey, ThingModel: DemoThingModel()}))
 	must(r.AddDevice(DemoProductID, Device{ID: DemoDeviceID, Title: "led-board", AuthInfo: DemoAuthInfo, Key: DemoDeviceKey}))
 	return r
 }
@@ -170,6 +178,7 @@ func (r *Registry) secrets() []string {
 	for _, p := range r.products {
 		add(p.MasterKey)
 		add(p.AccessKey)
+		add(p.UserKey)
 	}
 	for _, d := range r.devices {
 		add(d.AuthInfo)
@@ -297,6 +306,9 @@ func ParseRegistry(name string, data []byte) (*Registry, error) {
 		}
 		devs := p.Devices
 		p.Devices = nil
+		if err := p.ThingModel.resolve(filepath.Dir(name)); err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", name, line, err)
+		}
 		if err := r.AddProduct(p); err != nil {
 			return nil, fmt.Errorf("%s:%d: %v", name, line, err)
 		}
