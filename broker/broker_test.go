@@ -212,10 +212,10 @@ func TestKickAndDropConnection(t *testing.T) {
 func TestSubscribeACL(t *testing.T) {
 	b := startBroker(t, nil)
 	d := login(t, b, DemoDeviceID, DemoAuthInfo)
-	got := d.subscribe(t, "led/cmd", "$creq/x", "$dp", "a/+", "a/#", "bad-name", "ok2")
+	got := d.subscribe(t, "led/cmd", "$creq/x", "$dp", "a/+", "a/#", "bad.name", "ok2")
 	assert.Equal(t, map[string]byte{
 		"led/cmd": 0x00, "ok2": 0x00,
-		"$creq/x": 0x80, "$dp": 0x80, "a/+": 0x80, "a/#": 0x80, "bad-name": 0x80,
+		"$creq/x": 0x80, "$dp": 0x80, "a/+": 0x80, "a/#": 0x80, "bad.name": 0x80,
 	}, got)
 
 	// at most 100 subscriptions per client (2 taken above)

@@ -69,6 +69,15 @@ func (h *onenetHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		}
 		return pk, fmt.Errorf("%s: %w", reason, packets.ErrRejectPacket)
 	}
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && !mqtt.IsValidFilter(pk.TopicName, true) {
+		// Mochi would drop it without an acknowledgement ($SYS, a
+		// wildcard): a refused QoS 1 publish closes the connection.
+		reason := fmt.Sprintf("publish to %q refused", pk.TopicName)
+		if c := h.b.connOf(cl); c != nil {
+			c.setReason(reason)
+		}
+		return pk, fmt.Errorf("%s: %w", reason, packets.ErrRejectPacket)
+	}
 	if pk.FixedHeader.Type != packets.Connect || cl.ID != "" { // only the first CONNECT
 		return pk, nil
 	}
@@ -168,14 +177,15 @@ func (h *onenetHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.b.disconnected(cl, err)
 }
 
-// validTopic: OneNET custom topic names are letters, digits and '/'.
+// validTopic: OneNET's topic rule, ^[a-zA-Z0-9/_-]+$ (see broker/README.md,
+// "What OneNET does"); no wildcards, no '$'.
 func validTopic(t string) bool {
 	if t == "" || len(t) > 1024 {
 		return false
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/') {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '_' || c == '-') {
 			return false
 		}
 	}
@@ -313,10 +323,17 @@ func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	return pk, nil
 }
 
-// OnPacketEncode removes the internal product prefix from outgoing PUBLISHes.
+// OnPacketEncode removes the internal product prefix from outgoing
+// PUBLISHes, and turns every DISCONNECT Mochi would send (a refused QoS 1
+// publish, a takeover, a shutdown) into a packet that does not encode:
+// nothing is written and Mochi closes the connection as it would have, a
+// plain TCP close as OneNET does (MQTT 3.1.1 has no server DISCONNECT).
 func (h *onenetHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Publish && strings.HasPrefix(pk.TopicName, "@") {
+	switch {
+	case pk.FixedHeader.Type == packets.Publish && strings.HasPrefix(pk.TopicName, "@"):
 		pk.TopicName = stripInternal(pk.TopicName)
+	case pk.FixedHeader.Type == packets.Disconnect:
+		pk.FixedHeader.Type = packets.Reserved
 	}
 	return pk
 }

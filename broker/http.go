@@ -370,7 +370,7 @@ func (b *Broker) postMQTT(r *http.Request, p Product) (any, error) {
 		return nil, fail(ErrnoRequired, "topic required")
 	}
 	if !validTopic(topic) {
-		return nil, fail(ErrnoInvalid, "invalid parameter topic: %q (letters, digits and '/' only)", topic)
+		return nil, fail(ErrnoInvalid, "invalid parameter topic: %q (letters, digits, '/', '_' and '-' only)", topic)
 	}
 	body, err := readBody(r)
 	if err != nil {
