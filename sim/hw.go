@@ -453,7 +453,8 @@ type heapStats struct {
 	mu       sync.Mutex
 	limit    int // the board's heap total (as the ESP8266's gc reports it)
 	rom      int // what the ESP8266's modules hold on this VM's heap after boot
-	peak     int // the most the board's code held at a call into the host
+	live     int // the most the board's code held live after a request
+	peak     int // the most a request held before its collection
 	grew     bool
 	grewSize int
 }
@@ -464,12 +465,13 @@ func (h *heapStats) boot(limit, rom int) {
 	h.limit, h.rom = limit, rom
 }
 
-func (h *heapStats) sample(alloc int) {
+// sample takes one request's figures (the board code's share, less what
+// the modules' doubles hold).
+func (h *heapStats) sample(live, peak int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if used := alloc - h.rom; used > h.peak {
-		h.peak = used
-	}
+	h.live = max(h.live, live)
+	h.peak = max(h.peak, peak, live)
 }
 
 func (h *heapStats) exceeded(total int) {
@@ -478,15 +480,31 @@ func (h *heapStats) exceeded(total int) {
 	h.grew, h.grewSize = true, total
 }
 
-// Heap is what the board's heap went through since Start.
+func (h *heapStats) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.live, h.peak, h.grew, h.grewSize = 0, 0, false, 0
+}
+
+// Heap is what the board's heap went through since Start (or ResetHeap).
+//
+// This VM collects garbage only when control returns to its top level,
+// between two requests (a raw-REPL exec, a REPL line, boot.py, main.py);
+// during a request it grows its heap instead of collecting. So the figures
+// are taken there: Live is exact, Peak is an upper bound of what the board,
+// which collects whenever it must, needs. Code that never returns to the top
+// level (a firmware's main loop) is measured by running its steps one
+// request at a time (harness/heapprobe).
 type Heap struct {
 	// Size is the heap the board's code has (the ESP8266's GC heap).
 	Size int
-	// Peak is the most the board's code held, sampled at each call into
-	// the hardware (a lower bound of the true peak).
+	// Live is the most the board's code held after a request's collection.
+	Live int
+	// Peak is the most a request held before its collection: the live data
+	// before it plus everything it allocated.
 	Peak int
-	// Exceeded is set once the code needed more than Size: where the
-	// ESP8266 raises MemoryError.
+	// Exceeded is set once the live data outgrew Size: where the ESP8266
+	// raises MemoryError for certain.
 	Exceeded bool
 }
 
@@ -494,8 +512,11 @@ type Heap struct {
 func (b *Board) Heap() Heap {
 	b.heap.mu.Lock()
 	defer b.heap.mu.Unlock()
-	return Heap{Size: b.heap.limit, Peak: b.heap.peak, Exceeded: b.heap.grew}
+	return Heap{Size: b.heap.limit, Live: b.heap.live, Peak: b.heap.peak, Exceeded: b.heap.grew}
 }
+
+// ResetHeap starts the figures again (Size stays).
+func (b *Board) ResetHeap() { b.heap.reset() }
 
 // HeapError says why the board's heap failed it, or nil.
 func (b *Board) HeapError() error {

@@ -51,6 +51,9 @@ type vmMsg struct {
 	// request, and the heap's total when it grew past its size.
 	Live int `json:"live,omitempty"`
 	Grew int `json:"grew,omitempty"`
+	// Peak (on done): what the board's code held at the end of the request
+	// before the collection: its live data and all the request allocated.
+	Peak int `json:"peak,omitempty"`
 	// RomCost (on done): what runtime/rom costs on a VM's heap; the same for
 	// every VM of this build, so later processes skip measuring it.
 	RomCost int `json:"romCost,omitempty"`

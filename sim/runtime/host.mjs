@@ -93,6 +93,13 @@ function putText(s) {
 // romFrame is a traceback line of the ESP8266 modules' doubles: the board's
 // modules are C and add no frames.
 const romFrame = /^  File "\/rom\/[^"]*", line \d+, in [^\r\n]*\r?\n/gm;
+// withoutRomFrames drops those, and the header when no frame is left (an
+// error the compiler raised: the board prints the bare exception).
+function withoutRomFrames(tb) {
+  const t = tb.replace(romFrame, "");
+  const head = "Traceback (most recent call last):\n";
+  return t.startsWith(head) && !t.startsWith(head + "  File ") ? t.slice(head.length) : t;
+}
 function flush() {
   if (out.length === 0 || flushing) return;
   flushing = true;
@@ -220,19 +227,24 @@ function call(op, ...args) {
 
 // heapAtTop measures the heap between requests: this VM collects garbage
 // only at its top level (during a run it grows the heap instead), so only
-// here can live data be told from garbage. Live data past the board's heap
-// is where the ESP8266 raises MemoryError. It returns the live bytes of the
-// board's code and, when they outgrew the heap, the live total.
+// here can live data be told from garbage. It returns the live bytes of the
+// board's code; the live total when that outgrew the heap (where the
+// ESP8266 raises MemoryError for sure); and the request's peak: what the
+// board's code held before the collection, its live data plus everything
+// the request allocated. The board collects during a run, so its own peak
+// is at most that.
+let heapNow = null; // _hilc.heapnow: calling it from here allocates nothing
+let exPy = null; // _hilc.ex: runs code and reads the heap before the collection
+let exFile = null; // _hilc.exf: the same for a flash file
 function heapAtTop() {
-  // The VM's own gc (the board's double is in sys.modules["gc"]).
-  mp.runPython("import _hilc, _gc\ntry:\n    _hilc.flush()\nexcept OSError:\n    pass\n_g = _gc._g\n_g.collect()\n_a = _g.mem_alloc()\n_t = _a + _g.mem_free() - 134217728\ndel _hilc, _gc, _g\n");
-  const a = mp.globals.get("_a");
-  const t = mp.globals.get("_t");
-  mp.runPython("del _a, _t\n");
-  // Live data past the heap is a MemoryError on the board for sure. (A
-  // larger total alone is not: areas that hold a few live objects, qstrs
-  // say, stay after the collection.)
-  return [Math.max(0, a - residue), a > limit ? a : 0];
+  try {
+    const pre = heapNow(1); // the collection it asks for runs as the call returns
+    const a = heapNow(0);
+    return [Math.max(0, a - residue), a > limit ? a : 0, Math.max(0, pre - residue)];
+  } catch (err) {
+    pyError(err); // Ctrl-C during the last flush: the board's code saw it
+    return [0, 0, 0];
+  }
 }
 
 // ---- requests
@@ -247,11 +259,10 @@ function pyError(e) {
   return { name: "PythonError", type: "JsException", message: "" };
 }
 
-// traceback prints a Python exception as the board does; frames of the
-// harness's own wrapper (line 1 of "<stdin>" when a file runs) are left out.
-function traceback(e, dropStdin) {
-  let text = e.message.replace(romFrame, "");
-  if (dropStdin) text = text.replace('  File "<stdin>", line 1, in <module>\n', "");
+// traceback prints a Python exception as the board does, without the
+// frames of the harness's own wrapper (_hilc.exf).
+function traceback(e) {
+  let text = withoutRomFrames(e.message);
   putText(text.endsWith("\n") ? text : text + "\n");
 }
 
@@ -260,12 +271,12 @@ function traceback(e, dropStdin) {
 let tb = "";
 function exec(src) {
   try {
-    mp.runPython(src);
+    exPy(src, "<stdin>");
     return "";
   } catch (err) {
     const e = pyError(err);
     if (e.type === "SystemExit") return "SystemExit";
-    tb = (e.message.endsWith("\n") ? e.message : e.message + "\n").replace(romFrame, "");
+    tb = withoutRomFrames(e.message.endsWith("\n") ? e.message : e.message + "\n");
     return e.type;
   }
 }
@@ -276,17 +287,13 @@ function runFile(path) {
   } catch {
     return "";
   }
-  return runWrapped(`exec(compile(open(${JSON.stringify(path)}).read(), ${JSON.stringify(path)}, 'exec'))`);
-}
-
-function runWrapped(src) {
   try {
-    mp.runPython(src);
+    exFile(path);
     return "";
   } catch (err) {
     const e = pyError(err);
     if (e.type === "SystemExit") return "SystemExit";
-    if (e.message) traceback(e, true);
+    if (e.message) traceback(e);
     return e.type;
   }
 }
@@ -388,9 +395,14 @@ async function boot(m) {
       "del sys.modules['_boot']\ndel _boot, sys\n",
   );
   // Measured on its own, once the boot script's code is garbage.
-  mp.runPython("import _gc\n_gc._g.collect()\n_r = _gc._g.mem_alloc()\ndel _gc\n");
-  residue = mp.globals.get("_r");
-  mp.runPython(`del _r\nimport _hilc\n_hilc.base = ${residue}\n_hilc.board = ${limit - romCost}\ndel _hilc\n`);
+  mp.runPython("import _hilc, _gc, __main__\n_hilc.g = _gc._g\n_hilc.main = __main__.__dict__\ndel _hilc, _gc, __main__\n");
+  const hilc = mp.pyimport("_hilc");
+  heapNow = hilc.heapnow;
+  exPy = hilc.ex;
+  exFile = hilc.exf;
+  heapNow(1);
+  residue = heapNow(0);
+  mp.runPython(`import _hilc\n_hilc.base = ${residue}\n_hilc.board = ${limit - romCost}\ndel _hilc\n`);
 }
 
 async function main() {
@@ -435,18 +447,19 @@ async function main() {
     flush();
     let live = 0;
     let grew = 0;
+    let peak = 0;
     // A typed character runs nothing; Enter, Ctrl-D (paste) and Ctrl-C may.
     const ran = m.t !== "char" || m.c === 13 || m.c === 4 || m.c === 3;
     if (mp && !crash && ran) {
       syncFlashSoon();
-      [live, grew] = heapAtTop();
+      [live, grew, peak] = heapAtTop();
     }
     if (crash) {
       send({ t: "done", crash });
       crash = "";
       continue;
     }
-    send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew, romCost });
+    send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew, peak, romCost });
     tb = "";
   }
 }

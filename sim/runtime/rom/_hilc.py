@@ -7,6 +7,50 @@ import binascii
 limit = 0  # the heap's total on this VM; set at boot
 board = 0  # the ESP8266's heap total
 base = 0  # what these modules hold on the heap after boot
+g = None  # the VM's own gc module (set at boot; the board's is the _gc double)
+
+
+hi = 0  # the heap at the end of the last ex, before its collection
+main = None  # __main__'s globals, where the REPL runs code (set at boot)
+
+
+def ex(src, name):
+    # Runs code as the REPL does, and reads the heap before the collection
+    # that this VM runs only once the call returns to the host.
+    global hi
+    try:
+        exec(compile(src, name, "exec"), main)
+    finally:
+        hi = g.mem_alloc()
+
+
+def exf(path):
+    # Runs a flash file (boot.py, main.py). The board reads the file as it
+    # compiles it; here the text is on the heap too, so it is left out.
+    global hi
+    s = open(path).read()
+    try:
+        ex(s, path)
+    finally:
+        hi -= (len(s) + 16) // 16 * 16
+
+
+def heapnow(c):
+    # The harness's heap reading between requests (host.mjs heapAtTop).
+    # With c: flush the sends, return the request's high mark, and ask for
+    # the collection that this VM runs when the call returns. Allocates
+    # nothing.
+    global hi
+    if c:
+        try:
+            flush()
+        except OSError:
+            pass
+        a = max(hi, g.mem_alloc())
+        hi = 0
+        g.collect()
+        return a
+    return g.mem_alloc()
 
 
 out = []  # sends not yet handed to the host: (socket id, bytes)
