@@ -344,14 +344,23 @@ func TestAbuseDatastreamsBounded(t *testing.T) {
 			fmt.Fprintf(&sb, `"s%d_%d":%d`, m, i, i)
 		}
 		sb.WriteString("}")
-		d.publish(t, "$dp", 1, dpPayload(3, sb.String()))
+		if m < b.limits.StreamsPerDevice/perMsg {
+			d.publish(t, "$dp", 1, dpPayload(3, sb.String()))
+			continue
+		}
+		// Past the bound: refused, so not acknowledged; the device is
+		// dropped and logs in again.
+		dis := b.Events().Mark()
+		d.c.Publish("$dp", 1, false, dpPayload(3, sb.String()))
+		d.waitLost(t, b)
+		waitEvent(t, b, dis, Is(Disconnected, DemoDeviceID))
+		d = login(t, b, DemoDeviceID, DemoAuthInfo)
 	}
 	limit := b.limits.StreamsPerDevice
 	assert.Len(t, b.Datapoints(DemoDeviceID), limit)
 	r := waitEvent(t, b, mark, Is(DatapointRejected, DemoDeviceID))
 	assert.Contains(t, r.Reason, "datastream limit")
 	assert.Equal(t, (msgs - limit/perMsg), countEvents(b, mark, Is(DatapointRejected, DemoDeviceID)))
-	assert.True(t, b.Online(DemoDeviceID), "the connection lives on")
 
 	t0 := time.Now()
 	req, err := http.NewRequest("GET", "http://"+b.HTTPAddr()+"/devices/"+DemoDeviceID, nil)

@@ -356,10 +356,16 @@ func TestDatapointsOverMQTT(t *testing.T) {
 	e := waitEvent(t, b, mark, Is(DatapointReceived, DemoDeviceID))
 	assert.Equal(t, "temperature", e.Topic)
 
-	// a malformed payload is refused, acknowledged, and the connection lives on
-	d.publish(t, "$dp", 1, []byte{3, 0, 50, '{'})
+	// a malformed payload is refused: no PUBACK, the device is dropped
+	tok := d.c.Publish("$dp", 1, false, []byte{3, 0, 50, '{'})
+	d.waitLost(t, b)
 	r := waitEvent(t, b, mark, Is(DatapointRejected, DemoDeviceID))
 	assert.Contains(t, r.Reason, "length field")
+	e = waitEvent(t, b, mark, Is(Disconnected, DemoDeviceID))
+	assert.Contains(t, e.Reason, "$dp refused: ")
+	assert.True(t, tok.WaitTimeout(waitBound))
+	assert.Error(t, tok.Error(), "no PUBACK for a refused $dp")
+	d = login(t, b, DemoDeviceID, DemoAuthInfo)
 	d.publish(t, "$dp", 0, dpPayload(1, `{"datastreams":[{"id":"led","datapoints":[{"at":"2026-01-02 03:04:05","value":1}]}]}`))
 	waitEvent(t, b, mark, func(e Event) bool { return e.Kind == DatapointReceived && e.Topic == "led" })
 	assert.True(t, b.Online(DemoDeviceID))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,36 +39,71 @@ const (
 
 const maxDPStreamID = 256
 
-// ParseDP parses a `$dp` payload: a type byte, a 2-byte big-endian length
-// and that many body bytes. Types 1, 2, 3, 4 and 5 are understood.
+// ParseDP parses a `$dp` payload. The first byte is the type (bits 0-5), a
+// reserved bit (6, must be 0) and, for types 6 and 7 only, the time flag
+// (bit 7): six time bytes follow it. Types 1 to 6 then carry a 2-byte
+// big-endian length and that many body bytes; type 7 carries its records
+// directly (broker/README.md, "What OneNET does", has each layout).
 func ParseDP(p []byte) ([]DPRecord, error) {
-	if len(p) < 3 {
-		return nil, fmt.Errorf("$dp: %d bytes, want at least 3 (type, 2-byte length)", len(p))
+	if len(p) < 1 {
+		return nil, errors.New("$dp: empty payload, want a type byte")
 	}
-	typ := p[0]
-	n := int(binary.BigEndian.Uint16(p[1:3]))
-	if len(p)-3 < n {
-		return nil, fmt.Errorf("$dp: length field says %d bytes, only %d follow", n, len(p)-3)
+	typ, flags := p[0]&0x3f, p[0]&0xc0
+	switch {
+	case flags&0x40 != 0:
+		return nil, fmt.Errorf("$dp: type byte 0x%02x: reserved bit 6 set", p[0])
+	case flags&0x80 != 0 && typ != 6 && typ != 7:
+		return nil, fmt.Errorf("$dp: type byte 0x%02x: the time flag is for types 6 and 7 only", p[0])
 	}
-	body, rest := p[3:3+n], p[3+n:]
-	if typ != 2 && len(rest) != 0 {
-		return nil, fmt.Errorf("$dp: %d bytes after the %d-byte body", len(rest), n)
+	rest := p[1:]
+	var at time.Time
+	if flags&0x80 != 0 {
+		if len(rest) < 6 {
+			return nil, fmt.Errorf("$dp type %d: time flag set, %d of the 6 time bytes follow", typ, len(rest))
+		}
+		t, err := dpBinaryTime(rest[:6])
+		if err != nil {
+			return nil, fmt.Errorf("$dp type %d: %w", typ, err)
+		}
+		at, rest = t, rest[6:]
 	}
 	var recs []DPRecord
 	var err error
-	switch typ {
-	case 1:
-		recs, err = parseType1(body)
-	case 2:
-		recs, err = parseType2(body, rest)
-	case 3:
-		recs, err = parseType3(body)
-	case 4:
-		recs, err = parseType4(body)
-	case 5:
-		recs, err = parseType5(body)
-	default:
-		return nil, fmt.Errorf("$dp: type %d not supported (1, 2, 3, 4, 5 are)", typ)
+	if typ == 7 {
+		recs, err = parseType7(rest, at)
+	} else {
+		if len(rest) < 2 {
+			return nil, fmt.Errorf("$dp: %d bytes, want at least 3 (type, 2-byte length)", len(p))
+		}
+		n := int(binary.BigEndian.Uint16(rest[:2]))
+		if len(rest)-2 < n {
+			return nil, fmt.Errorf("$dp: length field says %d bytes, only %d follow", n, len(rest)-2)
+		}
+		body, tail := rest[2:2+n], rest[2+n:]
+		if typ != 2 && len(tail) != 0 {
+			return nil, fmt.Errorf("$dp: %d bytes after the %d-byte body", len(tail), n)
+		}
+		switch typ {
+		case 1:
+			recs, err = parseType1(body)
+		case 2:
+			recs, err = parseType2(body, tail)
+		case 3:
+			recs, err = parseType3(body)
+		case 4:
+			recs, err = parseType4(body)
+		case 5:
+			recs, err = parseType5(body)
+		case 6:
+			recs, err = parseType5(body)
+			for i := range recs {
+				if recs[i].At.IsZero() {
+					recs[i].At = at // the header's time, if it has one
+				}
+			}
+		default:
+			return nil, fmt.Errorf("$dp: type %d not supported (1 to 7 are)", typ)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("$dp type %d: %w", typ, err)
@@ -81,6 +117,34 @@ func ParseDP(p []byte) ([]DPRecord, error) {
 		}
 	}
 	return recs, nil
+}
+
+// dpBinaryTime reads the six time bytes of types 6 and 7: year - 2000,
+// month, day, hour, minute, second, China Standard Time.
+func dpBinaryTime(b []byte) (time.Time, error) {
+	y, mo, d, h, mi, s := 2000+int(b[0]), int(b[1]), int(b[2]), int(b[3]), int(b[4]), int(b[5])
+	t := time.Date(y, time.Month(mo), d, h, mi, s, 0, cst)
+	if t.Year() != y || int(t.Month()) != mo || t.Day() != d || t.Hour() != h || t.Minute() != mi || t.Second() != s {
+		return time.Time{}, fmt.Errorf("time bytes % x: not a date and time (year-2000, month, day, hour, minute, second)", b)
+	}
+	return t, nil
+}
+
+// type 7: records of a 2-byte big-endian datastream id (stored as its
+// decimal text) and a 4-byte big-endian IEEE 754 float, up to the end.
+func parseType7(b []byte, at time.Time) ([]DPRecord, error) {
+	if len(b)%6 != 0 {
+		return nil, fmt.Errorf("%d record bytes: want 6 per record (2-byte id, 4-byte float)", len(b))
+	}
+	out := make([]DPRecord, 0, len(b)/6)
+	for ; len(b) > 0; b = b[6:] {
+		f := math.Float32frombits(binary.BigEndian.Uint32(b[2:6]))
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return nil, fmt.Errorf("datastream %d: value is not a number", binary.BigEndian.Uint16(b[:2]))
+		}
+		out = append(out, DPRecord{Stream: strconv.Itoa(int(binary.BigEndian.Uint16(b[:2]))), At: at, Value: float64(f)})
+	}
+	return out, nil
 }
 
 func decodeJSON(body []byte, v any) error {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/binary"
+	"math"
 	"testing"
 	"time"
 
@@ -44,6 +45,51 @@ func TestParseDPTypes(t *testing.T) {
 	})
 }
 
+// dpTimed builds a type 6 or 7 payload with the time flag and the six
+// time bytes of at (China Standard Time).
+func dpTimed(typ byte, at time.Time, rest []byte) []byte {
+	at = at.In(cst)
+	p := []byte{typ | 0x80, byte(at.Year() - 2000), byte(at.Month()), byte(at.Day()), byte(at.Hour()), byte(at.Minute()), byte(at.Second())}
+	return append(p, rest...)
+}
+
+func type7Record(id uint16, v float32) []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(nil, id), math.Float32bits(v))
+}
+
+func TestParseDPTypes6And7(t *testing.T) {
+	at := time.Date(2024, 1, 2, 3, 4, 5, 0, cst)
+	body := `,;temperature,22.5;23;pm2.5,2015-03-22 22:31:12,89`
+	t.Run("type 6 without time", func(t *testing.T) {
+		recs, err := ParseDP(dpPayload(6, body))
+		require.NoError(t, err)
+		assert.Equal(t, []DPRecord{
+			{Stream: "temperature", Value: 22.5}, {Stream: "temperature", Value: 23.0},
+			{Stream: "pm2.5", At: time.Date(2015, 3, 22, 22, 31, 12, 0, cst), Value: 89.0},
+		}, recs)
+	})
+	t.Run("type 6 with time (0x86)", func(t *testing.T) {
+		p := dpTimed(6, at, dpPayload(0, body)[1:])
+		require.Equal(t, byte(0x86), p[0])
+		recs, err := ParseDP(p)
+		require.NoError(t, err)
+		assert.Equal(t, []DPRecord{
+			{Stream: "temperature", At: at, Value: 22.5}, {Stream: "temperature", At: at, Value: 23.0},
+			{Stream: "pm2.5", At: time.Date(2015, 3, 22, 22, 31, 12, 0, cst), Value: 89.0},
+		}, recs, "a record's own time wins over the header's")
+	})
+	t.Run("type 7 without time", func(t *testing.T) {
+		recs, err := ParseDP(append([]byte{7}, append(type7Record(1, 22.5), type7Record(65535, -0.25)...)...))
+		require.NoError(t, err)
+		assert.Equal(t, []DPRecord{{Stream: "1", Value: 22.5}, {Stream: "65535", Value: -0.25}}, recs)
+	})
+	t.Run("type 7 with time (0x87)", func(t *testing.T) {
+		recs, err := ParseDP(dpTimed(7, at, type7Record(2, 1.5)))
+		require.NoError(t, err)
+		assert.Equal(t, []DPRecord{{Stream: "2", At: at, Value: 1.5}}, recs)
+	})
+}
+
 func TestParseDPRefusesMalformed(t *testing.T) {
 	for name, p := range map[string][]byte{
 		"empty":             nil,
@@ -63,6 +109,14 @@ func TestParseDPRefusesMalformed(t *testing.T) {
 		"type 5 4 fields":   dpPayload(5, `,;a,b,c,d`),
 		"type 2 no binary":  dpPayload(2, `{"ds_id":"i"}`),
 		"type 2 short bin":  append(binary.BigEndian.AppendUint32(dpPayload(2, `{"ds_id":"i"}`), 5), 1),
+		"time flag type 3":  append([]byte{0x83, 24, 1, 2, 3, 4, 5}, dpPayload(3, `{"a":1}`)[1:]...),
+		"reserved bit":      append([]byte{0x43}, dpPayload(3, `{"a":1}`)[1:]...),
+		"short time":        {0x87, 24, 1, 2},
+		"not a date":        append([]byte{0x87, 24, 2, 30, 0, 0, 0}, type7Record(1, 1)...),
+		"type 7 empty":      {7},
+		"type 7 partial":    append(type7Record(1, 1), 0)[0:5],
+		"type 7 NaN":        append([]byte{7}, type7Record(1, float32(math.NaN()))...),
+		"type 6 no length":  {6, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
 			recs, err := ParseDP(p)
@@ -79,6 +133,8 @@ func FuzzParseDP(f *testing.F) {
 	f.Add(dpPayload(3, `{"temperature":22.5}`))
 	f.Add(dpPayload(4, `{"t":{"2015-03-22 22:31:12":1}}`))
 	f.Add(dpPayload(5, `,;t,1;2`))
+	f.Add(dpPayload(6, `,;t,1;2`))
+	f.Add(dpTimed(7, time.Date(2024, 1, 2, 3, 4, 5, 0, cst), type7Record(1, 2.5)))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		recs, err := ParseDP(p)
 		if err != nil {

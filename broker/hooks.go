@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -311,7 +312,15 @@ func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		return pk, packets.CodeSuccessIgnore
 	case isStudio(cl):
 	case pk.TopicName == "$dp":
-		h.b.storeDatapoints(c, cl.ID, pid, pk.Payload)
+		if err := h.b.storeDatapoints(c, cl.ID, pid, pk.Payload); err != nil {
+			// Not stored, so not acknowledged: the device is dropped.
+			reason := "$dp refused: " + err.Error()
+			if c != nil {
+				c.setReason(reason)
+			}
+			cl.Stop(errors.New(reason))
+			return pk, packets.ErrRejectPacket
+		}
 		return pk, packets.CodeSuccessIgnore // acknowledged, never forwarded
 	case isCrsp(pk.TopicName):
 		h.b.storeReply(cl.ID, pid, pk.TopicName[len("$crsp/"):], pk.Payload)

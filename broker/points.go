@@ -49,15 +49,19 @@ func valueSize(v any) int64 {
 // errTooManyStreams: a $dp would add datastreams past the device's bound.
 var errTooManyStreams = errors.New("datastream limit")
 
-func (b *Broker) storeDatapoints(c *conn, deviceID, productID string, payload []byte) {
+// storeDatapoints stores a device's $dp. A payload that is refused
+// (malformed, or past a bound) is not stored and returns the reason: the
+// caller closes the connection without a PUBACK, as OneNET drops a device
+// that uploads illegal data (broker/README.md, "What OneNET does").
+func (b *Broker) storeDatapoints(c *conn, deviceID, productID string, payload []byte) error {
 	recs, err := ParseDP(payload)
+	if err == nil {
+		err = b.storeRecords(c, deviceID, productID, recs)
+	}
 	if err != nil {
 		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: productID, Topic: "$dp", Payload: payload, Reason: err.Error()})
-		return
 	}
-	if err := b.storeRecords(c, deviceID, productID, recs); err != nil {
-		b.emit(Event{Kind: DatapointRejected, DeviceID: deviceID, ProductID: productID, Topic: "$dp", Payload: payload, Reason: err.Error()})
-	}
+	return err
 }
 
 // storeRecords keeps the points of one message of a device, all or none:
