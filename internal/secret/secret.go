@@ -12,6 +12,15 @@
 // to a report (JSON, Go, Python repr, URL and HTML escapes). A nil *Masker
 // masks nothing.
 //
+// A secret shorter than ValueLen is masked only where it stands as a value:
+// not glued to letters or digits on either side (an escape such as \x07 or
+// %20 just before it counts as a separator). Masked anywhere, a one-letter
+// Wi-Fi password "x" would turn "context deadline exceeded" into
+// "conte****t deadline e****ceeded". A longer secret is masked wherever it
+// appears: glued to other text ("pw" + password) it is still a leak, and
+// unrelated text does not hold it by chance. A secret shorter than MinLen
+// cannot be told from ordinary text at all; Check refuses it.
+//
 // Two fixed renderings need no Masker: Hint shows a key's first two
 // characters, for a console table where a person must tell keys apart (as
 // OneNET's console does), and Redact is what a configuration dump shows in
@@ -20,6 +29,7 @@ package secret
 
 import (
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/url"
@@ -27,6 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/onenet-hil/hil/internal/pylit"
 )
@@ -53,28 +65,62 @@ func Redact(s string) string {
 	return "***"
 }
 
+// MinLen is the shortest secret Check accepts: a shorter one is a common
+// word, a letter or a number that ordinary text holds too.
+const MinLen = 4
+
+// ValueLen is the length from which a secret is masked wherever it
+// appears; a shorter one only where it stands as a value (see the package
+// comment).
+const ValueLen = 8
+
+// Check says why a secret (named what, e.g. "the Wi-Fi password") is too
+// short to keep out of logs and reports safely, or nil. An empty secret
+// is no secret and passes. The error holds the secret's length, never the
+// secret.
+func Check(what, s string) error {
+	if s == "" || len(s) >= MinLen {
+		return nil
+	}
+	return fmt.Errorf("%s has %d character(s): a secret shorter than %d cannot be masked safely in logs and reports "+
+		"(it cannot be told from ordinary text); use a longer one", what, utf8.RuneCountInString(s), MinLen)
+}
+
 // Masker replaces known secrets with Stars.
-type Masker struct{ r *strings.Replacer }
+type Masker struct {
+	r     *strings.Replacer // forms of secrets of ValueLen or more: masked anywhere
+	short []string          // forms of shorter secrets, longest first: masked where they stand as values
+}
 
 // NewMasker masks every non-empty secret, also in the escaped forms in which
 // it reaches a report or log (JSON, Go and Python literals, URLs, HTML);
 // longer secrets are matched first so that one secret containing another is
-// masked whole.
+// masked whole. Secrets shorter than ValueLen are masked only where they
+// stand as values (see the package comment).
 func NewMasker(secrets ...string) *Masker {
-	var s []string
+	var long, short []string
 	for _, x := range secrets {
-		if x != "" {
-			s = append(s, escapedForms(x)...)
+		switch {
+		case x == "":
+		case len(x) < ValueLen:
+			short = append(short, escapedForms(x)...)
+		default:
+			long = append(long, escapedForms(x)...)
 		}
 	}
+	var pairs []string
+	for _, x := range byLength(long) {
+		pairs = append(pairs, x, Stars)
+	}
+	return &Masker{r: strings.NewReplacer(pairs...), short: byLength(short)}
+}
+
+// byLength is s without duplicates, longest first.
+func byLength(s []string) []string {
 	slices.Sort(s)
 	s = slices.Compact(s)
 	slices.SortStableFunc(s, func(a, b string) int { return len(b) - len(a) })
-	var pairs []string
-	for _, x := range s {
-		pairs = append(pairs, x, Stars)
-	}
-	return &Masker{r: strings.NewReplacer(pairs...)}
+	return s
 }
 
 // Mask returns s with every secret replaced. A nil Masker masks nothing.
@@ -82,7 +128,100 @@ func (m *Masker) Mask(s string) string {
 	if m == nil {
 		return s
 	}
-	return m.r.Replace(s)
+	return m.maskShort(m.r.Replace(s))
+}
+
+// maskShort replaces the short secrets' forms where they stand as values.
+func (m *Masker) maskShort(s string) string {
+	if !slices.ContainsFunc(m.short, func(f string) bool { return strings.Contains(s, f) }) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if f := m.valueAt(s, i); f != "" {
+			b.WriteString(Stars)
+			i += len(f)
+			continue
+		}
+		_, n := utf8.DecodeRuneInString(s[i:])
+		b.WriteString(s[i : i+n])
+		i += n
+	}
+	return b.String()
+}
+
+// valueAt is the longest short form that stands as a value at s[i:], or "".
+func (m *Masker) valueAt(s string, i int) string {
+	for _, f := range m.short {
+		if strings.HasPrefix(s[i:], f) && startsValue(s[:i], f) && endsValue(f, s[i+len(f):]) {
+			return f
+		}
+	}
+	return ""
+}
+
+// isWord: letters, digits and '_' make up a word.
+func isWord(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+// startsValue: the form f, after the text before, does not continue a word.
+func startsValue(before, f string) bool {
+	first, _ := utf8.DecodeRuneInString(f)
+	last, _ := utf8.DecodeLastRuneInString(before)
+	return before == "" || !isWord(first) || !isWord(last) || endsInEscape(before)
+}
+
+// endsValue: the form f is not continued by a word in the text after.
+func endsValue(f, after string) bool {
+	last, _ := utf8.DecodeLastRuneInString(f)
+	next, _ := utf8.DecodeRuneInString(after)
+	return after == "" || !isWord(last) || !isWord(next)
+}
+
+// endsInEscape: s ends in an escape of a string literal or a URL (\n,
+// \x07, \u00e9, \012, %20), whose last letter or digit is no word that a
+// secret after it could be part of.
+func endsInEscape(s string) bool {
+	if n := len(s); n >= 3 && s[n-3] == '%' && isHex(s[n-2:]) {
+		return true
+	}
+	for _, e := range []struct {
+		lead  string
+		n     int
+		digit func(string) bool
+	}{
+		{"x", 2, isHex}, {"u", 4, isHex}, {"U", 8, isHex}, {"", 1, isOctal}, {"", 2, isOctal}, {"", 3, isOctal},
+		{"a", 0, nil}, {"b", 0, nil}, {"f", 0, nil}, {"n", 0, nil}, {"r", 0, nil}, {"t", 0, nil}, {"v", 0, nil},
+	} {
+		k := len(e.lead) + e.n
+		if len(s) < k+1 || s[len(s)-k-1] != '\\' || !strings.HasPrefix(s[len(s)-k:], e.lead) {
+			continue
+		}
+		if e.digit != nil && !e.digit(s[len(s)-e.n:]) {
+			continue
+		}
+		if oddBackslashes(s[:len(s)-k]) {
+			return true
+		}
+	}
+	return false
+}
+
+// oddBackslashes: s ends in an odd run of backslashes (its last one
+// escapes what follows rather than being escaped itself).
+func oddBackslashes(s string) bool {
+	n := 0
+	for n < len(s) && s[len(s)-1-n] == '\\' {
+		n++
+	}
+	return n%2 == 1
+}
+
+func isHex(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return !unicode.Is(unicode.ASCII_Hex_Digit, r) }) < 0
+}
+
+func isOctal(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '7' }) < 0
 }
 
 // MaskError returns err with its text masked; errors.Is and errors.As still

@@ -133,3 +133,71 @@ func TestWriterFd(t *testing.T) {
 	assert.Equal(t, f.Fd(), NewMasker().ChunkWriter(f).Fd())
 	assert.Equal(t, ^uintptr(0), NewMasker().LineWriter(&strings.Builder{}).Fd())
 }
+
+// A short secret is masked where it stands as a value, not inside the
+// words of unrelated text (issue 17: a Wi-Fi password "x" shredded
+// "context deadline exceeded").
+func TestShortSecretMaskedOnlyAsAValue(t *testing.T) {
+	m := NewMasker("x")
+	for _, text := range []string{
+		"context deadline exceeded",
+		"0x1F max xx x_y y_x",
+		`\\nx`, // an escaped backslash, then a word
+	} {
+		assert.Equal(t, text, m.Mask(text), "unrelated text stays whole")
+	}
+	for text, want := range map[string]string{
+		"password x":              "password ****",
+		`{"password": "x"}`:       `{"password": "****"}`,
+		"ssid=lab,pw=x;":          "ssid=lab,pw=****;",
+		"x":                       "****",
+		"b'\\nx'":                 "b'\\n****'",
+		"(x) deadline x exceeded": "(****) deadline **** exceeded",
+	} {
+		assert.Equal(t, want, m.Mask(text), "%q", text)
+	}
+}
+
+// A short secret right after an escape (a repr of bytes, a URL) still
+// stands as a value: the escape's letter or digits are not a word.
+func TestShortSecretAfterAnEscape(t *testing.T) {
+	m := NewMasker("tpy-001")
+	for _, text := range []string{
+		`b'\x10\x00\x07tpy-001'`,
+		`"\ntpy-001"`,
+		`\u0007tpy-001`,
+		`\007tpy-001`,
+		"key=%20tpy-001",
+		"pw=tpy-001",
+	} {
+		got := m.Mask(text)
+		assert.NotContains(t, got, "tpy-001", "%q", text)
+		assert.Contains(t, got, Stars, "%q", text)
+	}
+	assert.Equal(t, "xtpy-001 tpy-0012", m.Mask("xtpy-001 tpy-0012"), "glued to a word: another word")
+}
+
+// A secret of ValueLen or more is masked wherever it appears, also glued to
+// other text, as before.
+func TestLongSecretMaskedAnywhere(t *testing.T) {
+	m := NewMasker("s3cret-pw")
+	assert.Equal(t, "pw****x ****", m.Mask("pws3cret-pwx s3cret-pw"))
+}
+
+// Two short secrets, one inside the other, as values: the longer is masked whole.
+func TestShortSecretsLongestFirst(t *testing.T) {
+	m := NewMasker("ab", "ab-cd")
+	assert.Equal(t, "**** ****-x abc", m.Mask("ab-cd ab-x abc"))
+}
+
+func TestCheck(t *testing.T) {
+	assert.NoError(t, Check("the Wi-Fi password", ""), "no secret")
+	assert.NoError(t, Check("the Wi-Fi password", "abcd"))
+	err := Check("the Wi-Fi password", "x")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the Wi-Fi password has 1 character(s)")
+	assert.Contains(t, err.Error(), "shorter than 4")
+	err = Check("the key", "xyz")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "xyz", "the error never holds the secret")
+}
