@@ -29,6 +29,8 @@ sta = None
 st = False  # platform "studio"
 req, rsp, dpt = b"$creq/", b"$crsp/", b"$dp"  # command, reply, data topics
 n = 0  # Studio dp id
+pl = None  # the session's poll object
+pinged = 0  # when the last PINGREQ went out (ticks_ms)
 up = False  # the last session reached "mqtt up"
 wup = False  # the last Wi-Fi echo was "wifi up"
 sleep = time.sleep_ms  # the tests replace it
@@ -150,9 +152,11 @@ def why(e):
     return "error"
 
 
-def serve():
-    # One session: returns when the login is refused, raises when it ends.
-    global client, up, st, req, rsp, dpt
+def login():
+    # Connects and subscribes: the client, or None when the login is
+    # refused. serve() and the harness's heap probe (one tick per request)
+    # share it.
+    global client, up, st, req, rsp, dpt, pl, pinged
     st = cfg.get("platform") == "studio"
     b = cfg["broker"]
     host = b["host"]
@@ -175,7 +179,7 @@ def serve():
     except MQTTException as e:
         if isinstance(e.args[0], int):
             echo("mqtt refused rc=%d" % e.args[0])
-            return
+            return None
         raise
     client = c
     try:
@@ -186,32 +190,56 @@ def serve():
                 if e.args[0] == 0x80:
                     raise Down("suback")
                 raise
-        echo("mqtt up broker=%s:%d" % (host, port))
-        up = True
-        p = select.poll()
-        p.register(c.sock, select.POLLIN)
-        ka = c.keepalive * 500  # ping after half the keepalive idle
-        pinged = 0
+    except Exception:
+        close(c)
+        raise
+    echo("mqtt up broker=%s:%d" % (host, port))
+    up = True
+    pl = select.poll()
+    pl.register(c.sock, select.POLLIN)
+    pinged = 0
+    return c
+
+
+def tick(c):
+    # One round of the session: a message if one comes within a second,
+    # then the Wi-Fi and keepalive checks. Raises when the session ends.
+    global pinged
+    if pl.poll(1000):
+        c.check_msg()
+        gc.collect()
+    if not sta.isconnected():
+        raise Down("wifi")
+    ka = c.keepalive * 500  # ping after half the keepalive idle
+    if ka:
+        now = time.ticks_ms()
+        if c.pings:
+            if time.ticks_diff(now, pinged) > ka:
+                raise Down("keepalive")
+        elif time.ticks_diff(now, c.last_tx) >= ka:
+            c.ping()
+            pinged = now
+
+
+def close(c):
+    global client
+    client = None
+    try:
+        c.sock.close()
+    except Exception:
+        pass
+
+
+def serve():
+    # One session: returns when the login is refused, raises when it ends.
+    c = login()
+    if c is None:
+        return
+    try:
         while True:
-            if p.poll(1000):
-                c.check_msg()
-                gc.collect()
-            if not sta.isconnected():
-                raise Down("wifi")
-            if ka:
-                now = time.ticks_ms()
-                if c.pings:
-                    if time.ticks_diff(now, pinged) > ka:
-                        raise Down("keepalive")
-                elif time.ticks_diff(now, c.last_tx) >= ka:
-                    c.ping()
-                    pinged = now
+            tick(c)
     finally:
-        client = None
-        try:
-            c.sock.close()
-        except Exception:
-            pass
+        close(c)
 
 
 def main():
