@@ -176,7 +176,7 @@ func TestAbusePendingCommandsBounded(t *testing.T) {
 	timeBatch := func() time.Duration {
 		t0 := time.Now()
 		for range batch {
-			_, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1})
+			_, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1, Timeout: time.Hour})
 			require.NoError(t, err)
 		}
 		return time.Since(t0)
@@ -188,15 +188,15 @@ func TestAbusePendingCommandsBounded(t *testing.T) {
 	last := timeBatch()
 	require.EqualValues(t, perDevice, b.pendN.Load())
 	// The bound: the next one is refused, over the API with errno 14.
-	errno, msg, _ := apiPost(t, b, "/cmds?device_id="+DemoDeviceID+"&qos=1", []byte("on"))
+	errno, msg, _ := apiPost(t, b, "/cmds?device_id="+DemoDeviceID+"&qos=1&timeout=3600", []byte("on"))
 	assert.Equal(t, ErrnoQueueFull, errno)
 	assert.Contains(t, msg, fmt.Sprintf("limit is %d commands", perDevice))
-	_, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1})
+	_, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	assert.ErrorIs(t, err, ErrQueueFull)
 	// Another device of the same product is not refused, and over the API
 	// a kept command costs what it cost on an empty broker.
 	t0 := time.Now()
-	errno, _, _ = apiPost(t, b, "/cmds?device_id="+siblingID+"&qos=1", []byte("on"))
+	errno, _, _ = apiPost(t, b, "/cmds?device_id="+siblingID+"&qos=1&timeout=3600", []byte("on"))
 	post := time.Since(t0)
 	require.Equal(t, ErrnoOK, errno)
 	worst := tn.maxLatency()
@@ -213,20 +213,20 @@ func TestPendingBoundsBytesAndTotal(t *testing.T) {
 	b := startBrokerOpts(t, Options{Limits: Limits{PendingBytesPerDevice: 4 * 60000, PendingTotal: 6, PendingBytesTotal: 1 << 20}})
 	big := make([]byte, 60000)
 	for range 4 {
-		_, err := b.SendCommand(DemoDeviceID, big, CommandOptions{QoS: 1})
+		_, err := b.SendCommand(DemoDeviceID, big, CommandOptions{QoS: 1, Timeout: time.Hour})
 		require.NoError(t, err)
 	}
-	_, err := b.SendCommand(DemoDeviceID, big, CommandOptions{QoS: 1})
+	_, err := b.SendCommand(DemoDeviceID, big, CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.ErrorIs(t, err, ErrQueueFull)
 	assert.Contains(t, err.Error(), "limit is 1000 commands or 240000 bytes")
-	_, err = b.SendCommand(DemoDeviceID, []byte("small"), CommandOptions{QoS: 1})
+	_, err = b.SendCommand(DemoDeviceID, []byte("small"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.ErrorIs(t, err, ErrQueueFull, "the byte bound holds for small commands too")
 
-	_, err = b.SendCommand(siblingID, []byte("a"), CommandOptions{QoS: 1})
+	_, err = b.SendCommand(siblingID, []byte("a"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.NoError(t, err)
 	short, err := b.SendCommand(siblingID, []byte("b"), CommandOptions{Timeout: time.Millisecond})
 	require.NoError(t, err)
-	_, err = b.SendCommand(siblingID, []byte("c"), CommandOptions{QoS: 1})
+	_, err = b.SendCommand(siblingID, []byte("c"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.ErrorIs(t, err, ErrQueueFull, "6 kept in the broker")
 	assert.Contains(t, err.Error(), "the broker holds 6 kept commands, limit is 6")
 
@@ -237,7 +237,7 @@ func TestPendingBoundsBytesAndTotal(t *testing.T) {
 	}, waitBound, 5*time.Millisecond)
 	b.sweepAt.Store(0)
 	mark := b.Events().Mark()
-	_, err = b.SendCommand(siblingID, []byte("c"), CommandOptions{QoS: 1})
+	_, err = b.SendCommand(siblingID, []byte("c"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.NoError(t, err)
 	waitEvent(t, b, mark, ForCommand(CommandExpired, short))
 	assert.EqualValues(t, 6, b.pendN.Load())
@@ -315,7 +315,7 @@ func TestAbuseStalledReaderGetsWriteDeadline(t *testing.T) {
 	assert.Equal(t, ErrnoNotOnline, errno)
 	offlineAnswer := time.Since(t0)
 	assert.Less(t, offlineAnswer, time.Second, "no more waiting once the device is offline")
-	errno, _, data := apiPost(t, b, "/cmds?device_id="+DemoDeviceID+"&qos=1", []byte("on"))
+	errno, _, data := apiPost(t, b, "/cmds?device_id="+DemoDeviceID+"&qos=1&timeout=3600", []byte("on"))
 	require.Equal(t, ErrnoOK, errno, "qos=1: kept")
 	info, _ := b.Command(data["cmd_uuid"].(string))
 	assert.Equal(t, CmdCreated, info.Status)
@@ -466,7 +466,7 @@ func TestRestartLosesNoAcceptedCommand(t *testing.T) {
 					return
 				default:
 				}
-				id, err := b.SendCommand(DemoDeviceID, []byte(fmt.Sprintf("r%d-%d", round, i)), CommandOptions{QoS: 1})
+				id, err := b.SendCommand(DemoDeviceID, []byte(fmt.Sprintf("r%d-%d", round, i)), CommandOptions{QoS: 1, Timeout: time.Hour})
 				if err == nil {
 					mu.Lock()
 					accepted[id] = true

@@ -323,7 +323,9 @@ func TestCommandToOfflineDevice(t *testing.T) {
 	_, err = b.SendCommand("nope", []byte("on"), CommandOptions{})
 	assert.ErrorIs(t, err, ErrUnknownDevice)
 
-	kept1, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1})
+	_, err = b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1})
+	assert.ErrorIs(t, err, ErrOffline, "qos=1 with timeout=0 is an online command")
+	kept1, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.NoError(t, err)
 	kept2, err := b.SendCommand(DemoDeviceID, []byte("toggle"), CommandOptions{Timeout: time.Hour})
 	require.NoError(t, err)
@@ -400,7 +402,7 @@ func TestRestartKeepsStateAndAddress(t *testing.T) {
 	assert.False(t, b.Online(DemoDeviceID))
 	assert.Equal(t, addr, b.MQTTAddr())
 
-	uuid, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1})
+	uuid, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.NoError(t, err)
 	d = login(t, b, DemoDeviceID, DemoAuthInfo)
 	assert.Equal(t, "$creq/"+uuid, d.recv(t, b).Topic())
@@ -535,7 +537,7 @@ func TestCommandHistoryIsBounded(t *testing.T) {
 func TestCommandHistoryKeepsPendingButStaysBounded(t *testing.T) {
 	const limit = 16 * cmdShards
 	b := startBrokerOpts(t, Options{Limits: Limits{History: limit}})
-	waiting, err := b.SendCommand(DemoDeviceID, []byte("later"), CommandOptions{QoS: 1})
+	waiting, err := b.SendCommand(DemoDeviceID, []byte("later"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.NoError(t, err)
 	login(t, b, siblingID, siblingAuth)
 	for i := range limit + 100 {

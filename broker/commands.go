@@ -27,7 +27,10 @@ var statusDesc = map[int]string{
 }
 
 // CommandOptions are the qos and timeout parameters of POST /cmds. A
-// command for an offline device is kept only when QoS is 1 or Timeout > 0.
+// command for an offline device is kept only when Timeout > 0 (OneNET's
+// "offline command"); QoS 1 with a Timeout is also sent again at each login
+// of the device, with the same uuid, until a $crsp arrives or the timeout
+// passes.
 type CommandOptions struct {
 	QoS     int
 	Timeout time.Duration
@@ -52,7 +55,7 @@ type CommandInfo struct {
 // command is one command from SendCommand until the history forgets it.
 type command struct {
 	seq  uint64 // creation order
-	keep bool   // qos=1 or a timeout: kept for an offline device
+	keep bool   // a timeout: kept for an offline device
 	dev  *devState
 
 	// guarded by its cmdBook shard
@@ -62,10 +65,15 @@ type command struct {
 	gone      bool  // forgotten (evicted, or dropped unsent)
 
 	// guarded by dev.mu
-	queued bool       // in dev.queue, counted in the pending bounds
-	taken  bool       // out of the queue for a delivery in progress
-	waiter chan error // SendCommand waiting for the device's CONNACK (not kept)
+	queued   bool       // counted in the pending bounds (in dev.queue, taken, or awaiting)
+	taken    bool       // out of the queue for a delivery in progress
+	awaiting bool       // in dev.unacked: sent, to be sent again at the next login
+	waiter   chan error // SendCommand waiting for the device's CONNACK (not kept)
 }
+
+// resend: a qos=1 command with a timeout is sent again at each login of
+// its device until it is answered or its timeout passes.
+func (cmd *command) resend() bool { return cmd.keep && cmd.info.QoS == 1 }
 
 // resolve answers a SendCommand waiting for the CONNACK (the first answer
 // wins).
@@ -83,8 +91,8 @@ var errBrokerFull = errors.New("broker-wide bound")
 
 // SendCommand pushes payload to the device on $creq/{uuid} (QoS 0, no
 // subscription needed). It returns nil only for a command written to the
-// device's connection, or kept for its next login (QoS 1 or Timeout > 0;
-// with Options.DataDir, on disk before SendCommand returns). An offline
+// device's connection, or kept for its next login (Timeout > 0; with
+// Options.DataDir, on disk before SendCommand returns). An offline
 // device gets ErrOffline for a command that is not to be kept, a full
 // queue ErrQueueFull. A device between its CONNECT and its CONNACK is
 // waited for (at most twice Limits.WriteTimeout).
@@ -104,7 +112,7 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 	}
 	d := b.device(deviceID, pid)
 	now := time.Now()
-	cmd := &command{seq: b.cmdSeq.Add(1), keep: opts.QoS == 1 || opts.Timeout > 0, dev: d, info: CommandInfo{
+	cmd := &command{seq: b.cmdSeq.Add(1), keep: opts.Timeout > 0, dev: d, info: CommandInfo{
 		UUID: uuid.NewString(), DeviceID: d.id, ProductID: d.pid, Payload: clone(payload),
 		QoS: opts.QoS, Status: CmdCreated, Created: now,
 	}}
@@ -146,17 +154,28 @@ func (b *Broker) SendCommand(deviceID string, payload []byte, opts CommandOption
 // sendNow writes cmd to a device that is online. A write that fails keeps
 // a command that is to be kept, and is ErrOffline for any other.
 func (b *Broker) sendNow(c *conn, cmd *command) (string, error) {
+	d := cmd.dev
+	if cmd.resend() {
+		// It may be held until it is answered: within the pending bounds.
+		d.mu.Lock()
+		err := b.reserveLocked(d, cmd)
+		d.mu.Unlock()
+		if err != nil {
+			return "", err
+		}
+	}
 	b.cmds.add(cmd)
 	err := b.writeCommand(c, cmd)
 	if err == nil {
-		b.finish(cmd)
+		if err := b.afterWrite(cmd, true); err != nil {
+			return "", err
+		}
 		return cmd.info.UUID, nil
 	}
 	if !cmd.keep {
 		b.cmds.forget(cmd)
 		return "", fmt.Errorf("%w: %s (%v)", ErrOffline, cmd.dev.id, err)
 	}
-	d := cmd.dev
 	d.mu.Lock()
 	qerr := b.enqueueLocked(d, cmd, false)
 	d.mu.Unlock()
@@ -176,6 +195,23 @@ func (b *Broker) sendNow(c *conn, cmd *command) (string, error) {
 // bounds (the caller holds d.mu). wait: a SendCommand waits for the
 // delivery (the device is between CONNECT and CONNACK).
 func (b *Broker) enqueueLocked(d *devState, cmd *command, wait bool) error {
+	if err := b.reserveLocked(d, cmd); err != nil {
+		return err
+	}
+	if wait {
+		cmd.waiter = make(chan error, 1)
+	}
+	d.queue = append(d.queue, cmd)
+	b.cmds.add(cmd)
+	return nil
+}
+
+// reserveLocked counts cmd in the pending bounds (once), or says which
+// bound it would pass (the caller holds d.mu).
+func (b *Broker) reserveLocked(d *devState, cmd *command) error {
+	if cmd.queued {
+		return nil
+	}
 	n := int64(len(cmd.info.Payload))
 	l := b.limits
 	if d.pendN+1 > l.PendingPerDevice || d.pendB+n > l.PendingBytesPerDevice {
@@ -197,11 +233,6 @@ func (b *Broker) enqueueLocked(d *devState, cmd *command, wait bool) error {
 	d.pendN++
 	d.pendB += n
 	cmd.queued = true
-	if wait {
-		cmd.waiter = make(chan error, 1)
-	}
-	d.queue = append(d.queue, cmd)
-	b.cmds.add(cmd)
 	return nil
 }
 
@@ -237,6 +268,33 @@ func (b *Broker) dropQueued(d *devState, cmd *command) {
 	d.mu.Unlock()
 	b.cmds.forget(cmd)
 	b.persist(cmd)
+}
+
+// takeForLoginLocked hands a delivery, in creation order, the commands a
+// login gets: those sent but not answered that are to be sent again, and
+// the whole queue.
+func (d *devState) takeForLoginLocked() []*command {
+	batch := d.takeQueueLocked()
+	if len(d.unacked) == 0 {
+		return batch
+	}
+	for _, cmd := range d.unacked {
+		cmd.awaiting, cmd.taken = false, true
+	}
+	merged := make([]*command, 0, len(batch)+len(d.unacked))
+	i, j := 0, 0
+	for i < len(d.unacked) || j < len(batch) {
+		if j == len(batch) || i < len(d.unacked) && d.unacked[i].seq < batch[j].seq {
+			merged = append(merged, d.unacked[i])
+			i++
+		} else {
+			merged = append(merged, batch[j])
+			j++
+		}
+	}
+	clear(d.unacked)
+	d.unacked = d.unacked[:0]
+	return merged
 }
 
 // takeQueueLocked hands the whole queue to a delivery.
@@ -309,7 +367,8 @@ func (b *Broker) waitAnswer(cmd *command, err error) (string, error) {
 func (b *Broker) deliverQueued(c *conn, batch []*command) {
 	d := c.dev
 	for i, cmd := range batch {
-		if b.cmds.expire(cmd, time.Now()) {
+		now := time.Now()
+		if b.cmds.expire(cmd, now) || b.cmds.resendOver(cmd, now) {
 			d.mu.Lock()
 			b.unqueueLocked(d, cmd)
 			d.mu.Unlock()
@@ -321,12 +380,51 @@ func (b *Broker) deliverQueued(c *conn, batch []*command) {
 			b.requeue(d, batch[i:], c)
 			return
 		}
-		d.mu.Lock()
-		b.unqueueLocked(d, cmd)
-		d.mu.Unlock()
 		cmd.resolve(nil)
-		b.finish(cmd)
+		_ = b.afterWrite(cmd, false)
 	}
+}
+
+// afterWrite: a command written to its device is finished, or, to be sent
+// again until it is answered, held in the device's unacked list (sync: on
+// disk before SendCommand answers, with a store).
+func (b *Broker) afterWrite(cmd *command, sync bool) error {
+	d := cmd.dev
+	d.mu.Lock()
+	if cmd.resend() && b.cmds.status(cmd) == CmdSent {
+		cmd.taken = false
+		if !cmd.awaiting {
+			cmd.awaiting = true
+			d.unacked = append(d.unacked, cmd)
+		}
+		d.mu.Unlock()
+		if sync {
+			return b.persistSync(cmd)
+		}
+		b.persist(cmd)
+		return nil
+	}
+	b.unqueueLocked(d, cmd)
+	d.mu.Unlock()
+	b.finish(cmd)
+	return nil
+}
+
+// answered takes a command that has its reply out of the unacked list.
+func (b *Broker) answered(cmd *command) {
+	d := cmd.dev
+	d.mu.Lock()
+	if !cmd.awaiting {
+		d.mu.Unlock()
+		return // not held (or a delivery has it: afterWrite finishes it)
+	}
+	cmd.awaiting = false
+	if i := slices.Index(d.unacked, cmd); i >= 0 {
+		d.unacked = slices.Delete(d.unacked, i, i+1)
+	}
+	b.unqueueLocked(d, cmd)
+	d.mu.Unlock()
+	b.finish(cmd)
 }
 
 // requeue puts commands whose delivery over the connection failed back at the
@@ -430,6 +528,18 @@ func (b *Broker) sweepDeviceLocked(d *devState, now time.Time) []*command {
 	}
 	clear(d.queue[len(kept):])
 	d.queue = kept
+	held := d.unacked[:0]
+	for _, cmd := range d.unacked {
+		if b.cmds.resendOver(cmd, now) {
+			cmd.awaiting = false
+			b.unqueueLocked(d, cmd)
+			out = append(out, cmd)
+			continue
+		}
+		held = append(held, cmd)
+	}
+	clear(d.unacked[len(held):])
+	d.unacked = held
 	for _, cmd := range out {
 		b.finish(cmd)
 		// emit under d.mu: the feed never takes a device's lock
@@ -465,17 +575,19 @@ func (b *Broker) Command(uuid string) (CommandInfo, bool) {
 	return b.cmds.info(uuid)
 }
 
-// storeReply records a device's answer; false if the command is unknown
-// or was sent to another device.
+// storeReply records a device's answer; false if the command is unknown,
+// was sent to another device, is not (or no longer) waiting for an answer:
+// the first $crsp wins.
 func (b *Broker) storeReply(deviceID, productID, id string, payload []byte) bool {
-	cmd, forgotten := b.cmds.reply(deviceID, id, payload)
+	cmd, forgotten, why := b.cmds.reply(deviceID, id, payload)
 	if cmd == nil {
-		b.logWarn("reply to an unknown command ignored", "device", deviceID, "cmd", id)
+		b.logWarn("reply ignored: "+why, "device", deviceID, "cmd", id)
 		return false
 	}
 	for _, old := range forgotten {
 		b.persist(old)
 	}
+	b.answered(cmd)
 	b.persist(cmd)
 	b.emit(Event{Kind: CommandReplied, DeviceID: cmd.dev.id, ProductID: cmd.dev.pid, Topic: "$crsp/" + cmd.info.UUID,
 		Payload: payload, CmdUUID: cmd.info.UUID})
@@ -623,13 +735,18 @@ func (k *cmdBook) info(uuid string) (CommandInfo, bool) {
 
 // reply stores a device's answer to its own command; a bigger answer may
 // make the shard forget its oldest commands (returned).
-func (k *cmdBook) reply(deviceID, uuid string, payload []byte) (*command, []*command) {
+func (k *cmdBook) reply(deviceID, uuid string, payload []byte) (*command, []*command, string) {
 	s := k.shard(uuid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cmd, ok := s.m[uuid]
-	if !ok || cmd.info.DeviceID != deviceID {
-		return nil, nil
+	switch {
+	case !ok || cmd.info.DeviceID != deviceID:
+		return nil, nil, "unknown command"
+	case cmd.info.Status == CmdReplied:
+		return nil, nil, "already answered (the first $crsp wins)"
+	case cmd.info.Status != CmdSent:
+		return nil, nil, fmt.Sprintf("command not sent (status %d)", cmd.info.Status)
 	}
 	cmd.info.Status = CmdReplied
 	cmd.info.Replied = time.Now()
@@ -638,7 +755,24 @@ func (k *cmdBook) reply(deviceID, uuid string, payload []byte) (*command, []*com
 		cmd.size += int64(len(payload) - len(cmd.info.Response))
 	}
 	cmd.info.Response = clone(payload)
-	return cmd, s.evictLocked(k)
+	return cmd, s.evictLocked(k), ""
+}
+
+// status is a command's status now.
+func (k *cmdBook) status(cmd *command) int {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cmd.info.Status
+}
+
+// resendOver: a command sent and held for its answer whose timeout has
+// passed (it is not sent again; its status stays 2, sent).
+func (k *cmdBook) resendOver(cmd *command, now time.Time) bool {
+	s := k.shard(cmd.info.UUID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cmd.info.Status == CmdSent && !cmd.info.Expires.IsZero() && now.After(cmd.info.Expires)
 }
 
 // count is the number of commands the history holds (kept ones included).

@@ -20,6 +20,9 @@ type devState struct {
 	mu    sync.Mutex
 	conn  *conn      // the current connection (nil = offline)
 	queue []*command // commands waiting for the next CONNACK, in order
+	// unacked: qos=1 commands with a timeout that were sent and not yet
+	// answered, in order: sent again at the next login (counted in pendN).
+	unacked []*command
 	// pendN/pendB count the queue's commands (kept or waiting) against
 	// Limits.PendingPerDevice and PendingBytesPerDevice.
 	pendN int
@@ -139,7 +142,7 @@ func (b *Broker) sessionEstablished(cl *mqtt.Client) {
 		return
 	}
 	c.ready = true
-	batch := d.takeQueueLocked()
+	batch := d.takeForLoginLocked()
 	d.mu.Unlock()
 	b.emit(Event{Kind: Connected, DeviceID: d.id, ProductID: d.pid, Reason: "from " + cl.Net.Remote})
 	b.deliverQueued(c, batch)

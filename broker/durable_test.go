@@ -53,7 +53,7 @@ func TestDurableStateSurvivesRestart(t *testing.T) {
 	var log1 testutil.Buffer
 	b := startDurable(t, dir, &log1)
 
-	kept1, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1})
+	kept1, err := b.SendCommand(DemoDeviceID, []byte("on"), CommandOptions{QoS: 1, Timeout: time.Hour})
 	require.NoError(t, err)
 	kept2, err := b.SendCommand(DemoDeviceID, []byte("toggle"), CommandOptions{Timeout: time.Hour})
 	require.NoError(t, err)

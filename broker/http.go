@@ -23,9 +23,9 @@ const (
 	ErrnoRequired   = 7
 	ErrnoNotFound   = 8
 	ErrnoNotOnline  = 10
-	// ErrnoQueueFull is ours (OneNET's documents list no code for it): a
-	// command to be kept would pass a bound of Limits; nothing is kept.
-	ErrnoQueueFull   = 14
+	// ErrnoQueueFull is OneNET's 13 "system limit": a command to be kept
+	// would pass a bound of Limits; nothing is kept.
+	ErrnoQueueFull   = 13
 	apiTimeParseForm = "2006-01-02T15:04:05"
 )
 
@@ -179,7 +179,7 @@ func (b *Broker) postCmd(r *http.Request, p Product) (any, error) {
 	case errors.Is(err, ErrOffline):
 		return nil, fail(ErrnoNotOnline, "device not online: %s", d.ID)
 	case errors.Is(err, ErrQueueFull):
-		return nil, fail(ErrnoQueueFull, "%v", err)
+		return nil, fail(ErrnoQueueFull, "system limit: %v", err)
 	case errors.Is(err, ErrStore):
 		return nil, fail(ErrnoInternal, "internal error: the command could not be kept")
 	}

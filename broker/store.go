@@ -190,10 +190,16 @@ func (b *Broker) load() error {
 		}}
 		b.cmdSeq.Store(max(b.cmdSeq.Load(), r.Seq))
 		b.cmds.add(cmd)
-		if r.Status == CmdCreated {
+		held := r.Status == CmdSent && cmd.resend() // sent again at the next login until answered
+		if r.Status == CmdCreated || held {
 			n := int64(len(cmd.info.Payload))
 			cmd.queued = true
-			d.queue = append(d.queue, cmd)
+			if held {
+				cmd.awaiting = true
+				d.unacked = append(d.unacked, cmd)
+			} else {
+				d.queue = append(d.queue, cmd)
+			}
 			d.pendN++
 			d.pendB += n
 			b.pendN.Add(1)

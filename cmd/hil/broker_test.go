@@ -335,7 +335,7 @@ func receiveCommands(t *testing.T, addr string, want map[string]bool) (got map[s
 }
 
 // TestBrokerCrashKeepsAcknowledged is issue 15's crash test: kill -9 of a
-// `hil broker --data DIR` during a stream of qos=1 commands (to an
+// `hil broker --data DIR` during a stream of kept commands (timeout=3600, to an
 // offline device) and of $dp uploads (QoS 1), then a restart with the same
 // --data: every command answered errno 0 reaches the device at its next
 // login and every acknowledged data point reads back. Then the same after
@@ -366,7 +366,7 @@ func TestBrokerCrashKeepsAcknowledged(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { // qos=1 commands to the offline device, over the API
+	go func() { // kept commands (a timeout) to the offline device, over the API
 		defer wg.Done()
 		for i := 0; ; i++ {
 			select {
@@ -374,7 +374,7 @@ func TestBrokerCrashKeepsAcknowledged(t *testing.T) {
 				return
 			default:
 			}
-			errno, id, err := p1.post("/cmds?device_id=503367129&qos=1", fmt.Sprintf("c-%d", i))
+			errno, id, err := p1.post("/cmds?device_id=503367129&timeout=3600", fmt.Sprintf("c-%d", i))
 			if err != nil {
 				return // the broker is gone
 			}
@@ -440,15 +440,15 @@ func TestBrokerCrashKeepsAcknowledged(t *testing.T) {
 	}
 	assert.Zero(t, lostPoints, "acknowledged data points lost")
 	recv := receiveCommands(t, p2.mqttAddr, acked)
-	t.Logf("kill -9 during the streams: %d qos=1 commands answered errno 0, all %d delivered after the restart; %d data points acknowledged, %d stored, %d lost; restart: %s",
+	t.Logf("kill -9 during the streams: %d kept commands answered errno 0, all %d delivered after the restart; %d data points acknowledged, %d stored, %d lost; restart: %s",
 		nCmds, nCmds, nPoints, len(got), lostPoints, restored)
 
 	// SIGTERM: kept commands survive it too, and its log says so. The receiver above has
-	// disconnected; until the broker has seen it go, a qos=1 command would be written to it.
+	// disconnected; until the broker has seen it go, a command would be written to it.
 	p2.awaitOffline(t, "503367129")
 	var kept []string
 	for i := range 20 {
-		errno, id, err := p2.post("/cmds?device_id=503367129&qos=1", fmt.Sprintf("t-%d", i))
+		errno, id, err := p2.post("/cmds?device_id=503367129&timeout=3600", fmt.Sprintf("t-%d", i))
 		require.NoError(t, err)
 		require.Equal(t, 0, errno)
 		kept = append(kept, id)

@@ -86,14 +86,21 @@ func (e *AnswerError) Error() string {
 	return fmt.Sprintf("%s: HTTP %d, not a OneNET answer (%s): %q", e.Op, e.HTTPStatus, e.Why, e.Body)
 }
 
-// SendCommand is the legacy API's POST /cmds?device_id=ID[&qos=1]: the
-// broker sends payload to the device as $creq/{uuid}. It returns the
-// command's uuid. qos 1 keeps the command for an offline device; qos 0
-// (no qos parameter) refuses it with errno 10.
+// KeepTimeout is the longest timeout POST /cmds takes (31 days, in
+// seconds): what SendCommand sends with qos 1.
+const KeepTimeout = 2678400
+
+// SendCommand is the legacy API's POST /cmds?device_id=ID[&qos=1&timeout=S]:
+// the broker sends payload to the device as $creq/{uuid}. It returns the
+// command's uuid. qos 1 is sent with OneNET's longest timeout (KeepTimeout),
+// which keeps the command for an offline device and sends it again at each
+// login until it is answered; qos 0 (no parameters) to an offline device is
+// errno 10. OneNET keeps only a command with a timeout.
 func (c *Client) SendCommand(ctx context.Context, deviceID string, payload []byte, qos int) (string, error) {
 	q := url.Values{"device_id": {deviceID}}
 	if qos != 0 {
 		q.Set("qos", strconv.Itoa(qos))
+		q.Set("timeout", strconv.Itoa(KeepTimeout))
 	}
 	var data struct {
 		UUID string `json:"cmd_uuid"`

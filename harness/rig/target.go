@@ -29,7 +29,11 @@ import (
 func (r *Rig) send(ctx context.Context, ch scenario.Channel, payload []byte, opt scenario.SendOptions) error {
 	switch ch {
 	case scenario.Creq:
-		_, err := r.br.SendCommand(DeviceID, payload, broker.CommandOptions{QoS: opt.QoS})
+		o := broker.CommandOptions{QoS: opt.QoS}
+		if opt.QoS == 1 { // OneNET keeps only a command with a timeout
+			o.Timeout = onenet.KeepTimeout * time.Second
+		}
+		_, err := r.br.SendCommand(DeviceID, payload, o)
 		return err
 	case scenario.Topic:
 		if opt.QoS != 0 {
