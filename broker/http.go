@@ -56,7 +56,7 @@ func (b *Broker) httpHandler() http.Handler {
 	mux.HandleFunc("GET /devices/{id}", b.api(b.getDevice))
 	mux.HandleFunc("GET /devices/{id}/datapoints", b.api(b.getDatapoints))
 	mux.HandleFunc("POST /mqtt", b.api(b.postMQTT))
-	mux.HandleFunc("POST /datapoint/synccmds", b.postSyncCmd) // studio
+	b.registerStudioAPI(mux) // studio_api.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, envelope{Errno: ErrnoNotFound, Error: "not found: " + r.Method + " " + r.URL.Path})
 	})

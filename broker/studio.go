@@ -96,7 +96,7 @@ func (b *Broker) studioPublishRead(cl *mqtt.Client, pk packets.Packet) (packets.
 	case strings.HasPrefix(pk.TopicName, "$"):
 		rest, own := strings.CutPrefix(pk.TopicName, sys)
 		id, isResp := strings.CutPrefix(rest, "cmd/response/")
-		if own && (rest == "dp/post/json" || isResp && id != "" && studioTopic.MatchString(id) && !strings.Contains(id, "/")) {
+		if own && (rest == "dp/post/json" || isResp && id != "" && studioTopic.MatchString(id) && !strings.Contains(id, "/") || thingUp(rest)) {
 			pk.TopicName = internalSys(pk.TopicName)
 			return pk, nil
 		}
@@ -149,6 +149,10 @@ func (b *Broker) studioPublish(c *conn, cl *mqtt.Client, pid string, pk packets.
 	rest := strings.TrimPrefix(topic, sysPrefix(pid, cl.ID))
 	if rest == "dp/post/json" {
 		b.studioDatapoints(c, cl.ID, pid, topic, pk.Payload)
+		return
+	}
+	if strings.HasPrefix(rest, "thing/") {
+		b.studioThing(cl.ID, pid, topic, rest, pk.Payload)
 		return
 	}
 	id := strings.TrimPrefix(rest, "cmd/response/")

@@ -53,7 +53,7 @@ func (b *Broker) postSyncCmd(w http.ResponseWriter, r *http.Request) {
 	// Every failure before the caller is authenticated is the same answer:
 	// no missing token, unknown product, unknown device, wrong signature or
 	// expired token can be told apart (nor the tenants behind them).
-	if err := b.reg.verifyToken(r.Header.Get("authorization"), pid, name, time.Now()); err != nil {
+	if err := b.reg.verifyAPIToken(r.Header.Get("authorization"), pid, name, time.Now()); err != nil {
 		writeStudio(w, StudioAuthFailed, "auth failed", nil)
 		return
 	}

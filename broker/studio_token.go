@@ -104,6 +104,12 @@ func (r *Registry) verifyToken(s, pid, name string, now time.Time) error {
 	if t.Version != TokenVersion {
 		return fmt.Errorf("token version %q: want %s", t.Version, TokenVersion)
 	}
+	return r.verifyParsed(t, pid, name, now)
+}
+
+// verifyParsed checks a product- or device-level token's expiry and
+// signature (over its own version).
+func (r *Registry) verifyParsed(t Token, pid, name string, now time.Time) error {
 	if t.ET <= now.Unix() {
 		return fmt.Errorf("token expired at %s", time.Unix(t.ET, 0).UTC().Format(time.RFC3339))
 	}
@@ -131,6 +137,60 @@ func (r *Registry) verifyToken(s, pid, name string, now time.Time) error {
 		return fmt.Errorf("token res %q: the registry has no key for it", t.Res)
 	}
 	want, err := tokenSign(key, t.Method, t.Res, t.Version, t.ET)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal([]byte(want), []byte(t.Sign)) {
+		return fmt.Errorf("token sign does not match (key, method or url-encoding wrong)")
+	}
+	return nil
+}
+
+// APITokenVersion is the version of OneNET's current application API
+// tokens (res=userid/{id}, signed with the account's access key); the
+// API also takes TokenVersion tokens of the product or the device.
+const APITokenVersion = "2022-05-01"
+
+// MakeUserToken builds an application API token for the account userID
+// (res=userid/{id}, version 2022-05-01) with its base64 access key.
+func MakeUserToken(userID, key, method string, expires time.Time) (string, error) {
+	res := "userid/" + userID
+	et := expires.Unix()
+	sign, err := tokenSign(key, method, res, APITokenVersion, et)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("version=%s&res=%s&et=%d&method=%s&sign=%s",
+		APITokenVersion, tokenEscape.Replace(res), et, tokenEscape.Replace(method), tokenEscape.Replace(sign)), nil
+}
+
+// verifyAPIToken checks an application API authorization for product pid
+// (device name, "" when the call names none): a token of the product or of
+// the device (version 2018-10-31 or 2022-05-01), or of the account owning
+// the product (res=userid/{id}).
+func (r *Registry) verifyAPIToken(s, pid, name string, now time.Time) error {
+	t, err := ParseToken(s)
+	if err != nil {
+		return err
+	}
+	if t.Version != TokenVersion && t.Version != APITokenVersion {
+		return fmt.Errorf("token version %q: want %s or %s", t.Version, APITokenVersion, TokenVersion)
+	}
+	uid, isUser := strings.CutPrefix(t.Res, "userid/")
+	if !isUser {
+		return r.verifyParsed(t, pid, name, now)
+	}
+	if t.ET <= now.Unix() {
+		return fmt.Errorf("token expired at %s", time.Unix(t.ET, 0).UTC().Format(time.RFC3339))
+	}
+	prod, ok := r.Product(pid)
+	if !ok {
+		return fmt.Errorf("unknown product %s", pid)
+	}
+	if prod.UserID == "" || prod.UserKey == "" || uid != prod.UserID {
+		return fmt.Errorf("token res %q: not the account of product %s", t.Res, pid)
+	}
+	want, err := tokenSign(prod.UserKey, t.Method, t.Res, t.Version, t.ET)
 	if err != nil {
 		return err
 	}
