@@ -26,6 +26,7 @@ import (
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/rig"
 	"github.com/onenet-hil/hil/internal/dirfiles"
+	"github.com/onenet-hil/hil/internal/secret"
 )
 
 func init() {
@@ -78,6 +79,24 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			return err
 		}
 	}
+	// What can be checked without the board is checked before its port opens.
+	if err := checkFlashTarget(s); err != nil {
+		return err
+	}
+	port, err := f.openPort(stdout, mask)
+	if err != nil {
+		return err
+	}
+	defer port.close()
+	// What is on the port decides where the broker must listen: a virtual
+	// board reaches only loopback, a real one this machine's LAN address.
+	virtual, err := f.boardKind(ctx, port.repl, port.name, stdout)
+	if err != nil {
+		return err
+	}
+	if virtual {
+		f.virtualDefaults(&s, stdout)
+	}
 	target, err := flashBroker(&s, f, masterKey, stdout)
 	if err != nil {
 		return err
@@ -88,12 +107,13 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 	f.boardAddr = net.JoinHostPort(target.host, strconv.Itoa(target.port))
-	return f.flashBoard(ctx, files, cj, target.watch, stdout, mask)
+	return f.flashBoard(ctx, port.repl, files, cj, target.watch, stdout)
 }
 
 // flashFlags is hil flash's command line.
 type flashFlags struct {
 	port, fwDir, configFile, brokerAddr, api, listen, advertise string
+	board                                                       string // auto, real or virtual
 	ssid, wifiPass, deviceID, productID, key, topic             string
 	ledPin                                                      int
 	prune                                                       bool
@@ -122,11 +142,12 @@ func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
 	fl.StringVar(&f.topic, "topic", "", "custom topic the firmware subscribes to")
 	fl.IntVar(&f.ledPin, "led-pin", 0, "GPIO of the LED (default 4)")
 	fl.BoolVar(&f.prune, "prune", false, "remove board files the firmware does not have (boot.py is kept)")
+	fl.StringVar(&f.board, "board", boardAuto, "what is on --port: auto asks the board over the raw REPL (the virtual board of hil sim\nsays so: then the broker listens on loopback and any Wi-Fi network name does), real or virtual")
 	resetMode := fl.String("reset", "auto", "auto, hard (RTS), soft (Ctrl-D) or machine (machine.reset())")
 	ready := fl.String("ready", "", "serial line (regexp) that says the firmware is up (default: the firmware's login echo, HIL mqtt up)")
 	fl.DurationVar(&f.timeout, "timeout", 60*time.Second, "bound for the board to come up after the reset")
 	fl.StringVar(&f.serialLog, "log", "", "append the board's serial lines, timestamped and with secrets masked, to this file")
-	if err := parseFlags(fl, args, stderr, "usage: hil flash [--port P] [--wifi-ssid S] [--firmware DIR] [--config FILE] [--broker HOST:PORT --api URL] [--listen ADDR] [--advertise HOST] [flags]",
+	if err := parseFlags(fl, args, stderr, "usage: hil flash [--port P] [--board auto|real|virtual] [--wifi-ssid S] [--firmware DIR] [--config FILE] [--broker HOST:PORT --api URL] [--listen ADDR] [--advertise HOST] [flags]",
 		"Uploads the firmware and config.json to a board, resets it and waits until it logs in to the broker (an embedded one unless --broker).\n"+
 			"Secrets come from $"+rig.EnvWiFiPassword+", $"+rig.EnvDeviceKey+" and $"+rig.EnvAPIKey+" (or --config), never printed."); err != nil {
 		return nil, err
@@ -134,6 +155,9 @@ func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
 	var err error
 	if f.mode, err = board.ParseResetMode(*resetMode); err != nil {
 		return nil, err
+	}
+	if f.board != boardAuto && f.board != boardReal && f.board != boardVirtual {
+		return nil, fmt.Errorf("--board %q: want %s, %s or %s", f.board, boardAuto, boardReal, boardVirtual)
 	}
 	if *ready != "" {
 		if f.ready, err = regexp.Compile(*ready); err != nil {
@@ -177,6 +201,15 @@ func (f *flashFlags) settings() (flashSettings, error) {
 	if f.ledPin != 0 {
 		s.LEDPin = f.ledPin
 	}
+	// A secret too short to tell from ordinary text would either shred
+	// every log line or show through the mask: refuse it before anything.
+	for _, c := range []struct{ what, v string }{
+		{"the Wi-Fi password", s.WiFiPassword}, {"the device key", s.Key}, {"the API key ($" + rig.EnvAPIKey + ")", s.APIKey},
+	} {
+		if err := secret.Check(c.what, c.v); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
 }
 
@@ -203,18 +236,39 @@ func flashBroker(s *flashSettings, f *flashFlags, masterKey string, stdout io.Wr
 	return embeddedFlashBroker(s, f, masterKey, stdout)
 }
 
-func externalFlashBroker(s *flashSettings) (flashTarget, error) {
+// checkFlashTarget refuses, before the board is touched, a --broker that
+// cannot be used or credentials given in part.
+func checkFlashTarget(s flashSettings) error {
+	if s.Broker != "" {
+		_, _, err := parseExternalBroker(s)
+		return err
+	}
+	_, _, err := flashRegistry(&s, "master-key-of-the-check") // a copy of s: the demo defaults stay out
+	return err
+}
+
+// parseExternalBroker is --broker's host and port; it also wants the API
+// that shows the login.
+func parseExternalBroker(s flashSettings) (host string, port int, err error) {
 	h, p, err := net.SplitHostPort(s.Broker)
 	if err != nil {
-		return flashTarget{}, fmt.Errorf("--broker %q: %v", s.Broker, err)
+		return "", 0, fmt.Errorf("--broker %q: %v", s.Broker, err)
 	}
-	t := flashTarget{host: h, port: atoiOr(p, -1), close: func() {}}
-	if t.port <= 0 {
-		return flashTarget{}, fmt.Errorf("--broker %q: bad port", s.Broker)
+	if port = atoiOr(p, -1); port <= 0 {
+		return "", 0, fmt.Errorf("--broker %q: bad port", s.Broker)
 	}
 	if s.API == "" || s.APIKey == "" {
-		return flashTarget{}, fmt.Errorf("with --broker, give --api URL and $%s (or api/api_key in --config) so the flasher can see the board log in", rig.EnvAPIKey)
+		return "", 0, fmt.Errorf("with --broker, give --api URL and $%s (or api/api_key in --config) so the flasher can see the board log in", rig.EnvAPIKey)
 	}
+	return h, port, nil
+}
+
+func externalFlashBroker(s *flashSettings) (flashTarget, error) {
+	h, p, err := parseExternalBroker(*s)
+	if err != nil {
+		return flashTarget{}, err
+	}
+	t := flashTarget{host: h, port: p, close: func() {}}
 	t.watch = apiOnlineWait(&onenet.Client{BaseURL: s.API, APIKey: s.APIKey}, s.DeviceID)
 	return t, nil
 }
@@ -266,39 +320,62 @@ func flashConfigJSON(s flashSettings, t flashTarget) ([]byte, error) {
 	return cfg.JSON()
 }
 
-// flashBoard opens the board's port (--port, $HIL_PORT or the one found),
-// syncs files and config.json, resets it and waits for its ready line and
-// for watch's login.
-func (f *flashFlags) flashBoard(ctx context.Context, files map[string][]byte, cj []byte, watch loginWatch, stdout io.Writer, mask *report.Masker) error {
-	port := f.port
-	if port == "" {
-		port = os.Getenv(rig.EnvPort)
+// flashPort is the board's serial port, open, with its raw-REPL client.
+type flashPort struct {
+	name  string
+	repl  *board.REPL
+	close func()
+}
+
+// openPort opens the board's port (--port, $HIL_PORT or the one found),
+// its serial log (--log, secrets masked) and a raw-REPL client on it.
+func (f *flashFlags) openPort(stdout io.Writer, mask *report.Masker) (p flashPort, err error) {
+	p.name = f.port
+	if p.name == "" {
+		p.name = os.Getenv(rig.EnvPort)
 	}
-	if port == "" {
-		p, err := link.FindBoard()
+	if p.name == "" {
+		found, err := link.FindBoard()
 		if err != nil {
-			return err
+			return p, err
 		}
-		port = p.Name
-		fmt.Fprintf(stdout, "flash: using %s (%s %s:%s)\n", p.Name, p.Chip, p.VID, p.PID)
+		p.name = found.Name
+		fmt.Fprintf(stdout, "flash: using %s (%s %s:%s)\n", found.Name, found.Chip, found.VID, found.PID)
 	}
+	var closers []func()
+	p.close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
 	lo := link.Options{}
 	if f.serialLog != "" {
 		lf, err := openPrivate(f.serialLog, os.O_WRONLY|os.O_APPEND)
 		if err != nil {
-			return fmt.Errorf("open serial log: %w", err)
+			return p, fmt.Errorf("open serial log: %w", err)
 		}
-		defer lf.Close() // after the link: its last lines are written on Close
+		closers = append(closers, func() { lf.Close() }) // after the link: its last lines are written on Close
 		lw := mask.LineWriter(lf)
-		defer lw.Flush()
+		closers = append(closers, func() { lw.Flush() })
 		lo.Log = lw
 	}
-	l, err := link.Open(port, lo)
+	l, err := link.Open(p.name, lo)
 	if err != nil {
-		return err
+		return p, err
 	}
-	defer l.Close()
-	repl := board.NewREPL(l, board.Options{})
+	closers = append(closers, func() { l.Close() })
+	p.repl = board.NewREPL(l, board.Options{})
+	return p, nil
+}
+
+// flashBoard syncs files and config.json to the board, resets it and waits
+// for its ready line and for watch's login.
+func (f *flashFlags) flashBoard(ctx context.Context, repl *board.REPL, files map[string][]byte, cj []byte, watch loginWatch, stdout io.Writer) error {
 	want := maps.Clone(files)
 	want[board.ConfigPath] = cj
 	res, err := board.Sync(ctx, repl, want, board.SyncOptions{Prune: f.prune, Keep: []string{"boot.py"}, Progress: stdout})

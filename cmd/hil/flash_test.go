@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/onenet-hil/hil/broker"
 	"github.com/onenet-hil/hil/firmware"
 	"github.com/onenet-hil/hil/harness/echo"
 	"github.com/onenet-hil/hil/harness/rig"
@@ -210,34 +212,145 @@ func TestFlashSaysWhichAddressAndHowToChangeIt(t *testing.T) {
 	assert.Contains(t, errOut.String(), "shows in ps and the shell history")
 }
 
-// A failure waiting cannot mend stops the flash at once, naming the fix: no Wi-Fi network given,
-// and a broker address the board cannot reach (here one outside loopback, which the virtual board
-// refuses before any packet leaves).
+// hil flash to the port of hil sim, as a newcomer meets it (issue 17):
+// --port is the only flag. The board says it is the virtual one, so the
+// broker listens on loopback and the board is given a Wi-Fi network name.
+// The port is hil sim's --link, the way Thonny users name it.
+func TestFlashToHilSimWithOnlyPort(t *testing.T) {
+	t.Setenv(rig.EnvPort, "")
+	t.Setenv(rig.EnvWiFiPassword, "")
+	t.Setenv(rig.EnvDeviceKey, "")
+	flash := t.TempDir()
+	link := filepath.Join(t.TempDir(), "ttyUSB-hil0")
+	sc := startSimCommand(t, "--flash", flash, "--link", link)
+	var out, errOut bytes.Buffer
+	code := runMain([]string{"flash", "--port", sc.path}, &out, &errOut)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	assert.Contains(t, out.String(), "flash: "+link+" is a virtual board (hil sim: it has the _hil module)")
+	assert.Regexp(t, `embedded broker on 127\.0\.0\.1:\d+ \(demo registry\); the board will connect to 127\.0\.0\.1:\d+`, out.String())
+	assert.NotContains(t, out.String(), "first non-loopback", "no LAN address is picked for a virtual board")
+	assert.Contains(t, out.String(), "flash: done: 5 uploaded")
+
+	cj, err := os.ReadFile(filepath.Join(flash, "config.json"))
+	require.NoError(t, err)
+	cfg, err := firmware.ParseConfig(cj)
+	require.NoError(t, err)
+	assert.Equal(t, virtualSSID, cfg.WiFiSSID)
+	assert.Equal(t, "127.0.0.1", cfg.BrokerHost)
+	assert.Equal(t, broker.DemoDeviceID, cfg.DeviceID)
+}
+
+// The probe's answers: the virtual board's, a real board's, and junk.
+func TestParseProbe(t *testing.T) {
+	v, p, err := parseProbe("esp8266 True\r\n")
+	require.NoError(t, err)
+	assert.True(t, v)
+	assert.Equal(t, "esp8266", p)
+	v, p, err = parseProbe("esp8266 False\r\n")
+	require.NoError(t, err)
+	assert.False(t, v)
+	assert.Equal(t, "esp8266", p)
+	_, _, err = parseProbe("Traceback ...")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "give --board real or --board virtual")
+	assert.True(t, isLoopback("127.0.0.1"))
+	assert.True(t, isLoopback("::1"))
+	assert.True(t, isLoopback("localhost"))
+	assert.False(t, isLoopback("10.255.255.1"))
+}
+
+// The stop fires within stopWithin of the board's report.
+const stopWithin = 5 * time.Second
+
+// reportAge is how long before end the serial log's last line holding
+// report was received (the report that decided a stop: for "unreachable",
+// the last of those in a row); it fails the test when there is none.
+func reportAge(t *testing.T, logPath, report string, end time.Time) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	lines := strings.Split(string(data), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		stamp, text, ok := strings.Cut(lines[i], " ")
+		if ok && strings.Contains(text, report) {
+			at, err := time.Parse(time.RFC3339Nano, stamp)
+			require.NoError(t, err, "log line %q", lines[i])
+			return end.Sub(at)
+		}
+	}
+	t.Fatalf("no %q in the serial log:\n%s", report, data)
+	return 0
+}
+
+// A failure waiting cannot mend stops the flash within 5 s of the board's
+// report, naming the fix: no Wi-Fi network given (a board taken for a real
+// one gets no network name), a broker address the board cannot reach (here
+// one outside loopback, which the virtual board refuses before any packet
+// leaves), and a refused login with what its CONNACK code means in OneNET's
+// table (a wrong key against a running broker).
 func TestFlashStopsFastWithTheFix(t *testing.T) {
+	ext, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	require.NoError(t, ext.Start())
+	t.Cleanup(func() { ext.Close() })
 	for _, c := range []struct {
-		name string
-		args []string
-		want []string
+		name   string
+		args   []string
+		env    map[string]string
+		report string
+		want   []string
 	}{
-		{"no ssid", []string{"--advertise", "127.0.0.1"}, []string{"wifi down reason=config", "give --wifi-ssid"}},
-		{"unreachable", []string{"--advertise", "10.255.255.1", "--wifi-ssid", "lab"},
-			[]string{"cannot reach the broker at 10.255.255.1:", "give --advertise", "127.0.0.1 for a virtual board"}},
+		{"no ssid", []string{"--board", "real", "--advertise", "127.0.0.1", "--listen", "127.0.0.1:0"}, nil,
+			"HIL wifi down reason=config", []string{"wifi down reason=config", "give --wifi-ssid"}},
+		{"unreachable", []string{"--advertise", "10.255.255.1", "--listen", "127.0.0.1:0", "--wifi-ssid", "lab"}, nil,
+			"HIL mqtt down reason=unreachable", []string{"cannot reach the broker at 10.255.255.1:", "give --advertise", "127.0.0.1 for a virtual board"}},
+		{"refused login", []string{"--broker", ext.MQTTAddr(), "--api", "http://" + ext.HTTPAddr(),
+			"--device-id", broker.DemoDeviceID, "--product-id", broker.DemoProductID},
+			map[string]string{rig.EnvDeviceKey: flashTestKey, rig.EnvAPIKey: broker.DemoMasterKey},
+			"HIL mqtt refused rc=", []string{"refused the login with CONNACK code", "is wrong"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := startSim(t)
 			t.Setenv(rig.EnvWiFiPassword, flashTestPassword)
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			logPath := filepath.Join(t.TempDir(), "serial.log")
 			var out, errOut bytes.Buffer
 			t0 := time.Now()
-			code := runMain(append([]string{"flash", "--port", b.Port(), "--listen", "127.0.0.1:0", "--timeout", "60s"},
+			code := runMain(append([]string{"flash", "--port", b.Port(), "--timeout", "60s", "--log", logPath},
 				c.args...), &out, &errOut)
-			took := time.Since(t0)
+			end := time.Now()
 			require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 			for _, w := range c.want {
 				assert.Contains(t, errOut.String(), w)
 			}
-			assert.Less(t, took, 30*time.Second, "stopped at the report, not at the 60 s timeout")
-			assert.NotContains(t, out.String()+errOut.String(), flashTestPassword)
+			assert.Less(t, end.Sub(t0), 30*time.Second, "stopped at the report, not at the 60 s timeout")
+			age := reportAge(t, logPath, c.report, end)
+			t.Logf("stopped %s after the report: %s", age.Round(time.Millisecond), strings.TrimSpace(errOut.String()))
+			assert.Less(t, age, stopWithin, "the flash ended %s after the board's report", age)
+			for _, secret := range []string{flashTestPassword, flashTestKey} {
+				assert.NotContains(t, out.String()+errOut.String(), secret)
+			}
 		})
+	}
+}
+
+// A secret too short to mask safely is refused before anything happens,
+// without showing it.
+func TestFlashRefusesTooShortSecrets(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{rig.EnvWiFiPassword, "the Wi-Fi password has 1 character(s)"},
+		{rig.EnvDeviceKey, "the device key has 1 character(s)"},
+	} {
+		t.Setenv(rig.EnvWiFiPassword, "")
+		t.Setenv(rig.EnvDeviceKey, "")
+		t.Setenv(c.env, "x")
+		var out, errOut bytes.Buffer
+		code := runMain([]string{"flash", "--port", filepath.Join(t.TempDir(), "ttyUSB9"), "--wifi-ssid", "lab"}, &out, &errOut)
+		assert.Equal(t, 1, code)
+		assert.Contains(t, errOut.String(), c.want)
+		assert.NotContains(t, errOut.String(), "ttyUSB9", "refused before the port is opened")
 	}
 }
 
