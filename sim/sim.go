@@ -61,8 +61,11 @@ type Options struct {
 	// more makes the board's heap "exceeded" (Heap, HeapError): where the ESP8266 raises
 	// MemoryError.
 	Heap int
-	Node string    // Node.js 20 or newer, default "node"
-	Log  io.Writer // diagnostics (the VM's stderr, Wi-Fi, resets), nil = discard
+	// Download starts the board in its ROM bootloader (download mode, as
+	// with GPIO0 held low at reset): see rom.go.
+	Download bool
+	Node     string    // Node.js 20 or newer, default "node"
+	Log      io.Writer // diagnostics (the VM's stderr, Wi-Fi, resets), nil = discard
 }
 
 // DefaultHeap is the ESP8266 port's GC heap: 38 KB (ports/esp8266/main.c).
@@ -99,7 +102,8 @@ type Board struct {
 	mu     sync.Mutex
 	life   *life
 	closed bool
-	spare  *vmProc // a VM process started ahead, waiting for its boot
+	spare  *vmProc   // a VM process started ahead, waiting for its boot
+	rom    *romState // the ROM bootloader and the SPI flash (rom.go)
 
 	relayDone   chan struct{}
 	congested   bool      // output is being dropped (only the output relay touches it)
@@ -145,12 +149,17 @@ func Start(ctx context.Context, opts Options) (*Board, error) {
 	b := &Board{opts: opts, ownDir: dir, deps: deps, pins: newPinBoard(), in: newInput(), cpuFreq: 80000000,
 		relayDone: make(chan struct{})}
 	b.net = newNetwork(b, true)
+	b.rom = newROM(b)
 	if err := b.prepare(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	go b.relayInput()
 
+	if opts.Download {
+		b.rom.enter()
+		return b, nil
+	}
 	if err := b.startLife(ctx, causePowerOn); err != nil {
 		b.Close()
 		return nil, err
@@ -269,7 +278,7 @@ func (b *Board) restartIf(ctx context.Context, from *life, cause int) error {
 	}
 	b.stopLife()
 	b.pins.powerOff()
-	return b.startLife(ctx, cause)
+	return b.bootFlash(ctx, cause)
 }
 
 // restartFrom resets the board from inside life l (machine.reset(), the
@@ -425,6 +434,9 @@ func (b *Board) relayInput() {
 			}
 			for _, piece := range pieces {
 				b.rx.wait(len(piece))
+				if b.rom.takes(piece) { // download mode
+					continue
+				}
 				b.in.feed(piece)
 			}
 		}

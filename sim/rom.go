@@ -1,0 +1,461 @@
+package sim
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"crypto/md5"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/onenet-hil/hil/harness/esprom"
+)
+
+// The virtual board's ROM bootloader: what an ESP8266 does with GPIO0 held
+// low at reset. EnterDownloadMode (or Options.Download, hil sim
+// --download: a pty has no modem lines to strap GPIO0 with) starts it;
+// the host's bytes then go to it instead of MicroPython. It answers the
+// ROM protocol as the ESP8266's ROM does (chip magic, efuses, the flash
+// controller's registers, FLASH_BEGIN with the ROM's erase-size quirk,
+// 0x400-byte FLASH_DATA blocks with their checksums, FLASH_END) over a
+// 4 MB SPI flash (a Winbond W25Q32, JEDEC id EF 40 16) held in memory for
+// the board's life. After MEM_END with an entry point (a flasher stub
+// uploaded to RAM) it answers as esptool's flasher stub does ("OHAI",
+// FLASH_DEFL_*, SPI_FLASH_MD5, CHANGE_BAUDRATE, ERASE_FLASH/REGION), without
+// running the uploaded code.
+//
+// At every reset the board boots what the flash holds at 0, checked as the
+// ROM checks it (esprom.ParseImage: magic 0xE9, segments, checksum):
+//   - never written (the factory state): MicroPython, on the VM;
+//   - a bootable image that holds MicroPython's banner string ("MicroPython
+//     vX.Y.Z on YYYY-MM-DD"): MicroPython, on the VM (whose banner is its
+//     own, v1.27.0);
+//   - a bootable image without it: the ROM's load lines, then nothing runs;
+//   - anything else: the ROM's boot failure output ("ets_main.c").
+//
+// The ROM's own output is at 74880 baud on a real board (garbage at
+// 115200); here it is printed readable.
+
+// Virtual flash chip and efuses.
+const (
+	romFlashSize = 4 << 20
+	romFlashID   = 0x1640EF // RDID: manufacturer EF (Winbond), type 40, capacity 16 (4 MB)
+	romDownload  = " ets Jan  8 2013,rst cause:2, boot mode:(1,7)\r\n\r\n"
+	romBootLine  = " ets Jan  8 2013,rst cause:2, boot mode:(3,6)\r\n\r\n"
+	stubBlock    = 0x4000 // the flasher stub's write block
+	mhzUART      = 52e6   // the UART clock: a 26 MHz crystal, doubled
+)
+
+// romEfuses give MAC 18:fe:34:a1:b2:c3 (OUI 18:FE:34 from word 1's zero
+// byte 2), and mark an ESP8266EX (not an ESP8285: bits 4 and 80 clear).
+var romEfuses = [4]uint32{0xC3000000, 0x0000A1B2, 0x00000000, 0x00000000}
+
+// ROMMAC is the virtual board's MAC, as its efuses give it.
+const ROMMAC = "18:fe:34:a1:b2:c3"
+
+type romState struct {
+	b  *Board
+	mu sync.Mutex
+
+	active  bool // download mode: the host's bytes go here
+	stub    bool // a flasher stub "runs"
+	dec     esprom.SLIPDecoder
+	regs    map[uint32]uint32
+	baud    int
+	flash   []byte
+	factory bool // nothing written or erased yet: the board's MicroPython
+	// the write in progress (FLASH_BEGIN or FLASH_DEFL_BEGIN)
+	wr *romWrite
+	// MEM_BEGIN in progress
+	memBlocks int
+	memSeq    int
+}
+
+type romWrite struct {
+	offset, size   uint32
+	blocks, bsize  uint32
+	seq            uint32
+	deflate        bool
+	comp           []byte // compressed data so far (FLASH_DEFL_DATA)
+	written        int    // uncompressed bytes written so far
+	deflateErrSeen bool
+}
+
+func newROM(b *Board) *romState {
+	r := &romState{b: b, baud: 115200, factory: true}
+	r.resetRegs()
+	return r
+}
+
+func (r *romState) resetRegs() {
+	r.regs = map[uint32]uint32{
+		esprom.ChipMagicReg: esprom.ESP8266Magic,
+		esprom.SPIUsrReg:    0x80000064,
+		esprom.SPIUsr2Reg:   0x70000035,
+	}
+	for i, v := range romEfuses {
+		r.regs[esprom.EfuseBase+uint32(4*i)] = v
+	}
+}
+
+// EnterDownloadMode resets the board with GPIO0 low: its ROM bootloader
+// then owns the serial line until the next reset (FLASH_END asking for a
+// reboot, RUN_USER_CODE, PowerCycle).
+func (b *Board) EnterDownloadMode() error {
+	b.cycleMu.Lock()
+	defer b.cycleMu.Unlock()
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return errors.New("sim: board closed")
+	}
+	b.stopLife()
+	b.pins.powerOff()
+	b.in.reset()
+	b.rom.enter()
+	return nil
+}
+
+// InDownloadMode reports whether the ROM bootloader owns the line.
+func (b *Board) InDownloadMode() bool {
+	b.rom.mu.Lock()
+	defer b.rom.mu.Unlock()
+	return b.rom.active
+}
+
+// FlashImage is a copy of the SPI flash from 0 to n bytes (the image the
+// ROM wrote); nil while the flash is in its factory state.
+func (b *Board) FlashImage(n int) []byte {
+	b.rom.mu.Lock()
+	defer b.rom.mu.Unlock()
+	if b.rom.factory {
+		return nil
+	}
+	return bytes.Clone(b.rom.flash[:min(n, len(b.rom.flash))])
+}
+
+func (r *romState) enter() {
+	r.b.serialOut([]byte(romDownload))
+	r.mu.Lock()
+	if r.flash == nil {
+		r.flash = bytes.Repeat([]byte{0xFF}, romFlashSize) // erased
+	}
+	r.active, r.stub, r.dec, r.wr, r.baud = true, false, esprom.SLIPDecoder{}, nil, 115200
+	r.resetRegs()
+	r.mu.Unlock()
+	r.b.logf("download mode: the ROM bootloader has the serial line")
+}
+
+// takes hands the host's bytes to the ROM when it has the line.
+func (r *romState) takes(p []byte) bool {
+	r.mu.Lock()
+	if !r.active {
+		r.mu.Unlock()
+		return false
+	}
+	var out [][]byte
+	reboot := false
+	for _, pkt := range r.dec.Feed(p) {
+		o, rb := r.handle(pkt)
+		out = append(out, o...)
+		if rb {
+			reboot = true
+			r.active = false
+			break
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range out {
+		r.b.serialOut(o)
+	}
+	if reboot {
+		// Not on this goroutine: a reset waits for the input relay to stop.
+		go func() {
+			if err := r.b.restart(context.Background(), causeHard); err != nil {
+				r.b.logf("ROM reboot: %v", err)
+			}
+		}()
+	}
+	return true
+}
+
+// handle answers one packet; reboot asks to leave the bootloader.
+func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
+	if len(pkt) < 8 || pkt[0] != 0 {
+		return nil, false // not a request: the ROM ignores it
+	}
+	op := pkt[1]
+	size := int(binary.LittleEndian.Uint16(pkt[2:]))
+	chk := binary.LittleEndian.Uint32(pkt[4:])
+	data := pkt[8:]
+	if size != len(data) {
+		return [][]byte{r.fail(op, 0x05)}, false
+	}
+	word := func(i int) uint32 {
+		if 4*i+4 > len(data) {
+			return 0
+		}
+		return binary.LittleEndian.Uint32(data[4*i:])
+	}
+	ok := func(value uint32, body []byte) [][]byte {
+		return [][]byte{esprom.SLIPEncode(esprom.Reply(op, value, body, 0, 0))}
+	}
+	switch op {
+	case esprom.CmdSync:
+		if !bytes.Equal(data, esprom.SyncPayload()) {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		// The ROM answers SYNC eight times, with a non-zero value; the
+		// stub once per request as well, with 0.
+		v := uint32(0x20120707)
+		if r.stub {
+			v = 0
+		}
+		for range 8 {
+			out = append(out, esprom.SLIPEncode(esprom.Reply(op, v, nil, 0, 0)))
+		}
+		return out, false
+	case esprom.CmdReadReg:
+		if len(data) != 4 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		return ok(r.readReg(word(0)), nil), false
+	case esprom.CmdWriteReg:
+		if len(data)%16 != 0 || len(data) == 0 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		for i := 0; i < len(data)/16; i++ {
+			r.writeReg(word(4*i), word(4*i+1), word(4*i+2))
+		}
+		return ok(0, nil), false
+	case esprom.CmdFlashBegin, esprom.CmdFlashDeflBegin:
+		if op == esprom.CmdFlashDeflBegin && !r.stub {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		if len(data) < 16 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		size, blocks, bsize, offset := word(0), word(1), word(2), word(3)
+		if uint64(offset)+uint64(size) > romFlashSize || (!r.stub && bsize != esprom.FlashBlockSize && blocks > 0) {
+			return [][]byte{r.fail(op, 0x06)}, false
+		}
+		erase := size
+		if !r.stub {
+			erase = esprom.ROMErased(offset, size) // the ROM's quirk
+		}
+		r.erase(offset, erase)
+		r.wr = &romWrite{offset: offset, size: size, blocks: blocks, bsize: bsize, deflate: op == esprom.CmdFlashDeflBegin}
+		return ok(0, nil), false
+	case esprom.CmdFlashData, esprom.CmdFlashDeflData:
+		w := r.wr
+		if w == nil || w.deflate != (op == esprom.CmdFlashDeflData) || len(data) < 16 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		n, seq, body := word(0), word(1), data[16:]
+		if int(n) != len(body) || seq != w.seq || seq >= w.blocks {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		if uint32(esprom.Checksum(body)) != chk&0xFF {
+			return [][]byte{r.fail(op, 0x07)}, false
+		}
+		w.seq++
+		if w.deflate {
+			if !r.inflate(w, body) {
+				return [][]byte{r.fail(op, 0x0B)}, false
+			}
+		} else {
+			at := w.offset + seq*w.bsize
+			r.program(at, body)
+		}
+		return ok(0, nil), false
+	case esprom.CmdFlashEnd, esprom.CmdFlashDeflEnd:
+		if op == esprom.CmdFlashDeflEnd && !r.stub {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		r.wr = nil
+		stay := len(data) >= 4 && word(0) != 0
+		return ok(0, nil), !stay
+	case esprom.CmdMemBegin:
+		if len(data) < 16 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		r.memBlocks, r.memSeq = int(word(1)), 0
+		return ok(0, nil), false
+	case esprom.CmdMemData:
+		if len(data) < 16 || int(word(0)) != len(data)-16 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		if uint32(esprom.Checksum(data[16:])) != chk&0xFF {
+			return [][]byte{r.fail(op, 0x07)}, false
+		}
+		r.memSeq++
+		return ok(0, nil), false
+	case esprom.CmdMemEnd:
+		out = ok(0, nil)
+		if len(data) >= 8 && word(0) == 0 && word(1) != 0 {
+			// Execute the upload: a flasher stub. It is not run; the board
+			// answers as the stub would from here on.
+			r.stub = true
+			r.b.logf("download mode: a flasher stub was uploaded (entry 0x%08X); answering as esptool's stub", word(1))
+			out = append(out, esprom.SLIPEncode([]byte("OHAI")))
+		}
+		return out, false
+	}
+	if !r.stub {
+		return [][]byte{r.fail(op, 0x05)}, false // not an ESP8266 ROM command
+	}
+	switch op {
+	case esprom.CmdSPIAttach, esprom.CmdSPISetParams:
+		return ok(0, nil), false
+	case esprom.CmdChangeBaudrate:
+		if word(0) == 0 {
+			return [][]byte{r.fail(op, 0x05)}, false
+		}
+		r.baud = int(word(0))
+		return ok(0, nil), false
+	case esprom.CmdSPIFlashMD5:
+		addr, n := word(0), word(1)
+		if uint64(addr)+uint64(n) > romFlashSize {
+			return [][]byte{r.fail(op, 0x06)}, false
+		}
+		sum := md5.Sum(r.flash[addr : addr+n])
+		return ok(0, sum[:]), false
+	case esprom.CmdEraseFlash:
+		r.erase(0, romFlashSize)
+		return ok(0, nil), false
+	case esprom.CmdEraseRegion:
+		addr, n := word(0), word(1)
+		if addr%esprom.SectorSize != 0 || n%esprom.SectorSize != 0 || uint64(addr)+uint64(n) > romFlashSize {
+			return [][]byte{r.fail(op, 0x06)}, false
+		}
+		r.erase(addr, n)
+		return ok(0, nil), false
+	case esprom.CmdRunUserCode:
+		return nil, true
+	}
+	return [][]byte{r.fail(op, 0x05)}, false
+}
+
+func (r *romState) fail(op, code byte) []byte {
+	r.b.logf("download mode: %s refused: %s", esprom.CommandName(op), esprom.ErrorName(code))
+	return esprom.SLIPEncode(esprom.Reply(op, 0, nil, 1, code))
+}
+
+func (r *romState) readReg(addr uint32) uint32 {
+	if addr == esprom.UARTClkDivReg {
+		return uint32(mhzUART / float64(r.baud))
+	}
+	return r.regs[addr]
+}
+
+// writeReg stores a register; the SPI controller's command register runs
+// a user command on the flash chip at once.
+func (r *romState) writeReg(addr, value, mask uint32) {
+	if mask == 0 {
+		mask = 0xFFFFFFFF
+	}
+	r.regs[addr] = r.regs[addr]&^mask | value&mask
+	if addr == esprom.SPICmdReg && r.regs[addr]&esprom.SPICmdUsr != 0 {
+		switch byte(r.regs[esprom.SPIUsr2Reg]) {
+		case esprom.FlashRDID:
+			r.regs[esprom.SPIW0Reg] = romFlashID
+		case 0x05, 0x35: // RDSR, RDSR2: idle, no protection
+			r.regs[esprom.SPIW0Reg] = 0
+		}
+		r.regs[addr] &^= esprom.SPICmdUsr
+	}
+}
+
+// erase sets whole sectors to 0xFF, from offset's sector for n bytes.
+func (r *romState) erase(offset, n uint32) {
+	if n == 0 {
+		return
+	}
+	start := offset / esprom.SectorSize * esprom.SectorSize
+	end := min(uint64(offset)+uint64(n), romFlashSize)
+	end = (end + esprom.SectorSize - 1) / esprom.SectorSize * esprom.SectorSize
+	for i := uint64(start); i < end; i++ {
+		r.flash[i] = 0xFF
+	}
+	r.factory = false
+}
+
+// program writes as NOR flash does: bits only go from 1 to 0 (an area not
+// erased first keeps the old zeros).
+func (r *romState) program(at uint32, p []byte) {
+	for i, c := range p {
+		if int(at)+i < len(r.flash) {
+			r.flash[int(at)+i] &= c
+		}
+	}
+	r.factory = false
+}
+
+// inflate takes the next piece of a compressed write: everything so far is
+// inflated again and what is new is written.
+func (r *romState) inflate(w *romWrite, piece []byte) bool {
+	w.comp = append(w.comp, piece...)
+	zr, err := zlib.NewReader(bytes.NewReader(w.comp))
+	if err != nil {
+		return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, io.LimitReader(zr, int64(w.size)+1))
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	if out.Len() > int(w.size) {
+		return false
+	}
+	if n := out.Len(); n > w.written {
+		r.program(w.offset+uint32(w.written), out.Bytes()[w.written:n])
+		w.written = n
+	}
+	return true
+}
+
+// bootFlash boots what the flash holds (see the comment at the top).
+func (b *Board) bootFlash(ctx context.Context, cause int) error {
+	r := b.rom
+	r.mu.Lock()
+	r.active, r.stub, r.wr = false, false, nil
+	factory := r.factory
+	var img *esprom.Image
+	var err error
+	if !factory {
+		img, err = esprom.ParseImage(r.flash)
+	}
+	r.mu.Unlock()
+	if factory {
+		return b.startLife(ctx, cause)
+	}
+	out := romBootLine
+	if img != nil {
+		for _, s := range img.Segments {
+			out += fmt.Sprintf("load 0x%08x, len %d, room 16 \r\n", s.Addr, s.Len)
+		}
+		out += fmt.Sprintf("tail %d\r\nchksum 0x%02x\r\n", img.ChecksumAt%16, img.Checksum)
+	}
+	var ie *esprom.ImageError
+	switch {
+	case err == nil && img.IsMicroPython():
+		b.logf("boot: a MicroPython %s image (the VM runs it)", img.Version)
+		b.serialOut([]byte(out))
+		return b.startLife(ctx, cause)
+	case err == nil:
+		b.logf("boot: the image at 0 holds no MicroPython version string: loaded, nothing runs")
+		b.serialOut([]byte(out))
+	case errors.As(err, &ie) && ie.Offset == 0:
+		b.logf("boot: %v", err)
+		b.serialOut([]byte(out + "ets_main.c \r\n"))
+	default:
+		b.logf("boot: %v", err)
+		// The ROM loads segments until its checksum disagrees.
+		b.serialOut([]byte(out + "csum err\r\nets_main.c \r\n"))
+	}
+	return nil
+}
