@@ -152,7 +152,7 @@ func (b *Broker) studioPublish(c *conn, cl *mqtt.Client, pid string, pk packets.
 		return
 	}
 	if strings.HasPrefix(rest, "thing/") {
-		b.studioThing(cl.ID, pid, topic, rest, pk.Payload)
+		b.studioThing(c, cl.ID, pid, topic, rest, pk.Payload)
 		return
 	}
 	id := strings.TrimPrefix(rest, "cmd/response/")

@@ -88,10 +88,10 @@ func (b *Broker) thingModel(pid string) *ThingModel {
 
 // studioThing handles a device's message on a thing-model topic; rest is
 // the topic below its $sys root.
-func (b *Broker) studioThing(deviceID, pid, topic, rest string, payload []byte) {
+func (b *Broker) studioThing(c *conn, deviceID, pid, topic, rest string, payload []byte) {
 	switch rest {
 	case "thing/property/post", "thing/event/post":
-		id, err := b.thingPost(deviceID, pid, rest, payload)
+		id, err := b.thingPost(c, deviceID, pid, rest, payload)
 		out := thingReply{ID: id, Code: ThingOK, Msg: "success"}
 		if err != nil {
 			out.Code, out.Msg = ThingBadRequest, err.Error()
@@ -122,8 +122,10 @@ func (b *Broker) studioThing(deviceID, pid, topic, rest string, payload []byte) 
 }
 
 // thingPost checks a property or event post against the model and keeps
-// the property values; it returns the message id for the reply.
-func (b *Broker) thingPost(deviceID, pid, rest string, payload []byte) (string, error) {
+// the property values, also as data points of the datastream named after
+// the property (OneNET keeps them as the device's data); it returns the
+// message id for the reply.
+func (b *Broker) thingPost(c *conn, deviceID, pid, rest string, payload []byte) (string, error) {
 	var msg struct {
 		ID     any            `json:"id"`
 		Params map[string]any `json:"params"`
@@ -146,14 +148,8 @@ func (b *Broker) thingPost(deviceID, pid, rest string, payload []byte) (string, 
 		return id, err
 	}
 	now := time.Now().UnixMilli()
-	s := b.things()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dev := s.props[deviceID]
-	if dev == nil {
-		dev = map[string]PropertyValue{}
-		s.props[deviceID] = dev
-	}
+	vals := map[string]PropertyValue{}
+	recs := make([]DPRecord, 0, len(msg.Params))
 	for k, raw := range msg.Params {
 		obj := raw.(map[string]any) // checkPost made sure
 		v, _ := json.Marshal(obj["value"])
@@ -161,7 +157,21 @@ func (b *Broker) thingPost(deviceID, pid, rest string, payload []byte) (string, 
 		if n, ok := obj["time"].(json.Number); ok {
 			t, _ = n.Int64()
 		}
-		dev[k] = PropertyValue{Value: v, Time: t}
+		vals[k] = PropertyValue{Value: v, Time: t}
+		recs = append(recs, DPRecord{Stream: k, Value: jsonValue(obj["value"]), At: time.UnixMilli(t)})
+	}
+	sortRecords(recs)
+	if err := b.storeRecords(c, deviceID, pid, recs); err != nil {
+		return id, badModel(ThingBadRequest, "%v", err)
+	}
+	s := b.things()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.props[deviceID] == nil {
+		s.props[deviceID] = map[string]PropertyValue{}
+	}
+	for k, v := range vals {
+		s.props[deviceID][k] = v
 	}
 	return id, nil
 }

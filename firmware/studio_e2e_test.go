@@ -22,13 +22,15 @@ const (
 	studioDeviceKey = "c3R1ZGlvLWRldmljZS1rZXktZm9yLWhpbC10ZXN0cw==" // "studio-device-key-for-hil-tests"
 	studioAccessKey = "cHJvZHVjdC1hY2Nlc3Mta2V5"                     // "product-access-key"
 	studioSys       = "$sys/" + e2eProduct + "/" + e2eDevice + "/"
+	studioUserKey   = "dXNlci1hY2Nlc3Mta2V5LTc3" // "user-access-key-77"
 )
 
 // startStudioBroker runs the broker with its studio listener; the device
 // has a legacy auth_info too, which the studio login must not need.
 func startStudioBroker(t *testing.T) *broker.Broker {
 	reg := broker.NewRegistry()
-	require.NoError(t, reg.AddProduct(broker.Product{ID: e2eProduct, Name: e2eTopic, MasterKey: "master-key-secret", AccessKey: studioAccessKey}))
+	require.NoError(t, reg.AddProduct(broker.Product{ID: e2eProduct, Name: e2eTopic, MasterKey: "master-key-secret", AccessKey: studioAccessKey,
+		UserID: "77", UserKey: studioUserKey, ThingModel: broker.DemoThingModel()}))
 	require.NoError(t, reg.AddDevice(e2eProduct, broker.Device{ID: e2eDevice, Title: "led-board", AuthInfo: e2eAuth, Key: studioDeviceKey}))
 	b, err := broker.New(broker.Options{Registry: reg, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", StudioAddr: "127.0.0.1:0"})
 	require.NoError(t, err)
@@ -54,7 +56,7 @@ func token(t *testing.T, res, key string, expires time.Time) string {
 
 // studioCommand sends cmd through the broker's Go API and checks the echo,
 // the pin, the accepted response (the broker stores a reply only when it
-// answers .../accepted) and the accepted data point.
+// answers .../accepted) and the LED's property post.
 func (e *e2e) studioCommand(cmd string, state int) {
 	e.t.Helper()
 	mark := e.b.Events().Mark()
@@ -67,7 +69,48 @@ func (e *e2e) studioCommand(cmd string, state int) {
 	info, ok := e.b.Command(uuid)
 	require.True(e.t, ok)
 	assert.Equal(e.t, broker.CmdReplied, info.Status)
-	e.datapoint(mark, state)
+	e.property(mark, state)
+}
+
+// property waits for the board's thing/property/post of the LED (kept as
+// a data point of the datastream "led").
+func (e *e2e) property(mark broker.Mark, state int) {
+	e.t.Helper()
+	dp := e.event(mark, "the led property post", func(ev broker.Event) bool {
+		return ev.Kind == broker.DatapointReceived && ev.DeviceID == e2eDevice && ev.Topic == "led"
+	})
+	assert.Equal(e.t, []string{"false", "true"}[state], string(dp.Payload))
+}
+
+// propertySet sets the LED through the thingmodel API with an account
+// token (version 2022-05-01, res=userid/77), as a cloud application does.
+func (e *e2e) propertySet(on bool) {
+	e.t.Helper()
+	mark := e.b.Events().Mark()
+	tok, err := broker.MakeUserToken("77", studioUserKey, "sha1", time.Now().Add(time.Hour))
+	require.NoError(e.t, err)
+	body := `{"product_id":"` + e2eProduct + `","device_name":"` + e2eDevice + `","params":{"led":` + strconv.FormatBool(on) + `}}`
+	req, err := http.NewRequest(http.MethodPost, "http://"+e.b.HTTPAddr()+"/thingmodel/set-device-property", strings.NewReader(body))
+	require.NoError(e.t, err)
+	req.Header.Set("authorization", tok)
+	resp, err := (&http.Client{Timeout: e2eWait}).Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Code int    `json:"code"`
+		Msg  string `json:"msg"`
+		Data struct {
+			ID   string `json:"id"`
+			Code int    `json:"code"`
+		} `json:"data"`
+	}
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&out))
+	require.Equal(e.t, broker.StudioOK, out.Code, "set-device-property: %s; last serial lines:\n%s", out.Msg, tail(e.port))
+	assert.Equal(e.t, 200, out.Data.Code)
+	state := map[bool]int{false: 0, true: 1}[on]
+	e.expect(`^HIL led state=` + strconv.Itoa(state) + ` cmd=` + map[bool]string{false: "off", true: "on"}[on] + ` via=` + regexp.QuoteMeta(studioSys+"thing/property/set") + `$`)
+	e.pin(state)
+	e.property(mark, state)
 }
 
 // syncCommand uses OneNET Studio's synchronous command HTTP API with a
@@ -97,7 +140,7 @@ func (e *e2e) syncCommand(cmd string, state int) {
 	assert.JSONEq(e.t, `{"led":`+strconv.Itoa(state)+`}`, string(got))
 	e.expect(`^HIL led state=` + strconv.Itoa(state) + ` cmd=` + cmd + ` via=` + regexp.QuoteMeta(studioSys+"cmd/request/"+out.Data.UUID) + `$`)
 	e.pin(state)
-	e.datapoint(mark, state)
+	e.property(mark, state)
 }
 
 func TestFirmwareStudioOnVirtualBoard(t *testing.T) {
@@ -117,20 +160,24 @@ func TestFirmwareStudioOnVirtualBoard(t *testing.T) {
 	}
 	assert.Equal(t, map[string]byte{
 		studioSys + "cmd/request/+": 0, studioSys + "cmd/response/+/rejected": 0,
-		studioSys + "dp/post/json/rejected": 0, e2eTopic: 0,
+		studioSys + "thing/property/set": 0, e2eTopic: 0,
 	}, subs)
 
-	// on/off/toggle through the Go API, the sync HTTP API and the custom topic.
+	// on/off/toggle through the Go API, the sync HTTP API, the custom topic
+	// and the thing model's property set.
 	e.studioCommand("on", 1)
 	e.studioCommand("toggle", 0)
 	e.syncCommand("toggle", 1)
 	e.publish("off", 0)
 	e.syncCommand("on", 1)
 	e.studioCommand("off", 0)
+	e.propertySet(true)
+	e.propertySet(false)
 	e.publish("blink", -1)
 	pts := b.Datapoints(e2eDevice)["led"]
-	require.Len(t, pts, 6, "one accepted data point per change")
-	assert.Equal(t, 0.0, pts[len(pts)-1].Value)
+	require.Len(t, pts, 8, "one property post per change")
+	assert.Equal(t, false, pts[len(pts)-1].Value)
+	assert.Equal(t, "false", string(b.Properties(e2eDevice)["led"].Value))
 
 	// Kicked: the board logs in again with the same token.
 	mark := b.Events().Mark()

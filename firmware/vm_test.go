@@ -70,9 +70,9 @@ func TestMicroPythonVM(t *testing.T) {
 	}
 	assert.Equal(t, total, fig["firmware_bytes"], "the VM saw other files than Files()")
 	assert.Less(t, total, 16*1024, "the firmware must stay small for an ESP8266")
-	t.Logf("firmware: %d files, %d bytes; heap held after boot %d bytes; gc.mem_free() before a command %d, after %d (%d bytes used); a Studio command %d bytes",
+	t.Logf("firmware: %d files, %d bytes; heap held after boot %d bytes; gc.mem_free() before a command %d, after %d (%d bytes used); a Studio command %d bytes, a property set %d bytes",
 		fig["firmware_files"], total, fig["heap_resident_after_boot"], fig["heap_free_before_command"],
-		fig["heap_free_after_command"], fig["heap_used_by_command"], fig["heap_used_by_studio_command"])
+		fig["heap_free_after_command"], fig["heap_used_by_command"], fig["heap_used_by_studio_command"], fig["heap_used_by_property_set"])
 }
 
 // count reads the test runner's closing "# pass N" / "# fail N" line.

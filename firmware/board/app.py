@@ -1,7 +1,7 @@
 # The LED controller: OneNET login, on/off/toggle from commands ($creq
-# pushes, or Studio's $sys/{pid}/{name}/cmd/request/+) and the custom topic,
-# one "HIL ..." line per event on the serial port (the grammar is in
-# firmware/README.md). Secrets are never printed.
+# pushes, or Studio's $sys/{pid}/{name}/cmd/request/+), the custom topic and
+# (Studio) thing/property/set of "led", one "HIL ..." line per event on the
+# serial port (the grammar is in firmware/README.md). Secrets are never printed.
 import gc
 import json
 import time
@@ -16,7 +16,7 @@ BACKOFF = 1000  # first reconnect delay, ms (config.json "backoff_ms")
 CAP = 30000  # backoff cap, ms
 DP = (b'\x03\x00\x09{"led":0}', b'\x03\x00\x09{"led":1}')  # $dp type 3
 RSP = (b'{"led":0}', b'{"led":1}')
-SDP = '{"id":%d,"dp":{"led":[{"v":%d}]}}'  # Studio dp/post/json
+TPP = '{"id":"%d","params":{"led":{"value":%s}}}'  # Studio thing/property/post
 CMDS = {b"on": 1, b"off": 0, b"toggle": 2}
 WHY = {-1: "closed", -2: "dns", -3: "dns", 103: "aborted", 104: "reset",
        110: "timeout", 111: "connrefused", 113: "unreachable"}
@@ -28,7 +28,8 @@ client = None
 sta = None
 st = False  # platform "studio"
 req, rsp, dpt = b"$creq/", b"$crsp/", b"$dp"  # command, reply, data topics
-n = 0  # Studio dp id
+pst = None  # Studio thing/property/set
+n = 0  # Studio property post id
 pl = None  # the session's poll object
 pinged = 0  # when the last PINGREQ went out (ticks_ms)
 up = False  # the last session reached "mqtt up"
@@ -118,6 +119,17 @@ def txt(b):
 def on_msg(topic, msg):
     global state, n
     c = CMDS.get(msg)
+    i = None
+    if topic == pst:  # {"id":"3","params":{"led":true}}
+        try:
+            j = json.loads(msg)
+            v = j["params"]["led"]
+            if type(v) is bool:
+                i = j["id"]
+                c = int(v)
+                msg = (b"off", b"on")[c]
+        except Exception:
+            pass
     if c is None:
         echo("ignored payload=%r via=%s" % (msg[:128], txt(topic)))
         return
@@ -128,9 +140,11 @@ def on_msg(topic, msg):
     if m:
         if topic.startswith(req):
             m.publish(rsp + memoryview(topic)[len(req):], RSP[state])
+        if i is not None:
+            m.publish(pst + b"_reply", '{"id":"%s","code":200}' % i)
         if st:
             n += 1
-            m.publish(dpt, SDP % (n, state))
+            m.publish(dpt, TPP % (n, ("false", "true")[state]))
         else:
             m.publish(dpt, DP[state])
 
@@ -156,7 +170,7 @@ def login():
     # Connects and subscribes: the client, or None when the login is
     # refused. serve() and the harness's heap probe (one tick per request)
     # share it.
-    global client, up, st, req, rsp, dpt, pl, pinged
+    global client, up, st, req, rsp, dpt, pst, pl, pinged
     st = cfg.get("platform") == "studio"
     b = cfg["broker"]
     host = b["host"]
@@ -166,11 +180,12 @@ def login():
         p = "$sys/%s/%s/" % (cfg["product_id"], cfg["device_id"])
         req = (p + "cmd/request/").encode()
         rsp = (p + "cmd/response/").encode()
-        dpt = (p + "dp/post/json").encode()
+        dpt = (p + "thing/property/post").encode()
+        pst = (p + "thing/property/set").encode()
         subs = [p + "cmd/request/+", p + "cmd/response/+/rejected",
-                p + "dp/post/json/rejected"] + subs
+                pst] + subs
     else:
-        req, rsp, dpt = b"$creq/", b"$crsp/", b"$dp"
+        req, rsp, dpt, pst = b"$creq/", b"$crsp/", b"$dp", None
     c = MQTTClient(cfg["device_id"], host, port, cfg["product_id"],
                    cfg["token"] if st else cfg["key"], cfg.get("keepalive", 60))
     c.set_callback(on_msg)

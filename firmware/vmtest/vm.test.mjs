@@ -557,12 +557,15 @@ const SCFG = {
   topic: "TurnipRobot", led_pin: 4, keepalive: 120, platform: "studio", token: TOKEN,
 };
 const SYS = "$sys/386427/led-board_01/";
-const STUDIO_SUBS = [SYS + "cmd/request/+", SYS + "cmd/response/+/rejected", SYS + "dp/post/json/rejected", "TurnipRobot"];
+const STUDIO_SUBS = [SYS + "cmd/request/+", SYS + "cmd/response/+/rejected", SYS + "thing/property/set", "TurnipRobot"];
 const studioUp = () => bytes(CONNACK(0), ...STUDIO_SUBS.map((_, i) => SUBACK(i + 1, 0)));
 const studioLogin = () => bytes(
   packet(0x10, mstr("MQTT"), [4, 0xc2, ...u16(120)], mstr("led-board_01"), mstr("386427"), mstr(TOKEN)),
   ...STUDIO_SUBS.map((t, i) => packet(0x82, u16(i + 1), mstr(t), [0])));
-const studioDP = (id, v) => pub(SYS + "dp/post/json", `{"id":${id},"dp":{"led":[{"v":${v}}]}}`);
+// The LED as the thing-model property "led" (bool), posted after every change.
+const studioDP = (id, v) => pub(SYS + "thing/property/post", `{"id":"${id}","params":{"led":{"value":${v ? "true" : "false"}}}}`);
+const propSet = (id, v) => pub(SYS + "thing/property/set", `{"id":"${id}","version":"1.0","params":{"led":${v}}}`);
+const setReply = (id) => pub(SYS + "thing/property/set_reply", `{"id":"${id}","code":200}`);
 
 test("studio: CONNECT carries the token, then the $sys subscriptions; byte-exact; no secret printed", async () => {
   const v = await booted(SCFG);
@@ -597,14 +600,15 @@ select.idle = idle`);
   assert.deepEqual(w.get("", "list(socket.conns[-1].addr)"), ["10.1.2.3", 1883]);
 });
 
-test("studio: cmd/request -> cmd/response with the new state, dp/post/json with rising ids; rejections echoed", async () => {
+test("studio: cmd/request -> cmd/response with the new state, thing/property/post with rising ids; property set -> set_reply; rejections echoed", async () => {
   const v = await booted(SCFG);
   v.out.length = 0;
   const req = (id) => SYS + "cmd/request/" + id;
-  const rejected = pub(SYS + "dp/post/json/rejected", '{"id":2,"err_code":98,"err_msg":"Illegal Data"}');
+  const rejected = pub(SYS + "cmd/response/x9/rejected", '{"err_code":404,"err_msg":"cmd not found"}');
   v.run(`
 socket.plan[:] = [${pyBytes(bytes(studioUp(), pub(req("a1b2"), "on"), pub(req("c3d4"), "toggle"),
-    pub("TurnipRobot", "toggle"), pub(req("e5f6"), "blink"), rejected))}]
+    pub("TurnipRobot", "toggle"), pub(req("e5f6"), "blink"), rejected,
+    propSet("17", "false"), propSet("18", "true"), propSet("19", "1"), pub(SYS + "thing/property/set", "{")))}]
 def idle(ms):
     raise KeyboardInterrupt
 select.idle = idle
@@ -616,17 +620,23 @@ machine.history.clear()`);
     `HIL led state=0 cmd=toggle via=${req("c3d4")}`,
     "HIL led state=1 cmd=toggle via=TurnipRobot",
     `HIL ignored payload=b'blink' via=${req("e5f6")}`,
-    `HIL ignored payload=b'{"id":2,"err_code":98,"err_msg":"Illegal Data"}' via=${SYS}dp/post/json/rejected`,
+    `HIL ignored payload=b'{"err_code":404,"err_msg":"cmd not found"}' via=${SYS}cmd/response/x9/rejected`,
+    `HIL led state=0 cmd=off via=${SYS}thing/property/set`,
+    `HIL led state=1 cmd=on via=${SYS}thing/property/set`,
+    `HIL ignored payload=b'{"id":"19","version":"1.0","params":{"led":1}}' via=${SYS}thing/property/set`,
+    `HIL ignored payload=b'{' via=${SYS}thing/property/set`,
   ]);
   const tx = v.get("", "_x(socket.conns[-1].tx)");
   assert.equal(tx, bytes(studioLogin(),
     pub(SYS + "cmd/response/a1b2", '{"led":1}'), studioDP(1, 1),
     pub(SYS + "cmd/response/c3d4", '{"led":0}'), studioDP(2, 0),
     studioDP(3, 1), // the custom topic: no response
+    setReply("17"), studioDP(4, 0),
+    setReply("18"), studioDP(5, 1),
   ).toString("hex"));
   assert.ok(!tx.includes(Buffer.from("$crsp").toString("hex")) && !tx.includes(Buffer.from("$dp").toString("hex")),
     "no legacy topic on Studio (an illegal topic would disconnect the board)");
-  assert.deepEqual(v.get("", "[list(h) for h in machine.history]"), [[4, 1], [4, 0], [4, 1]]);
+  assert.deepEqual(v.get("", "[list(h) for h in machine.history]"), [[4, 1], [4, 0], [4, 1], [4, 0], [4, 1]]);
 
   // One Studio command's heap: response and data point built, all garbage.
   v.run(`
@@ -650,7 +660,21 @@ after = gc.mem_free()`, "[before, after]");
   assert.ok(heap[0] - heap[1] < 4096, `one Studio command allocated ${heap[0] - heap[1]} bytes`);
   assert.deepEqual(v.hil(), [`HIL led state=0 cmd=off via=${req("9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0")}`]);
   assert.equal(v.get("", "_x(s.tx)"), bytes(
-    pub(SYS + "cmd/response/9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0", '{"led":0}'), studioDP(4, 0)).toString("hex"));
+    pub(SYS + "cmd/response/9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0", '{"led":0}'), studioDP(6, 0)).toString("hex"));
+
+  // One property set's heap: parse, set_reply and property post, all garbage.
+  v.run("s.tx = bytearray()");
+  v.out.length = 0;
+  const heap2 = v.get(`
+s.rx.extend(${pyBytes(propSet("1234567890123", "true"))})
+gc.collect()
+before = gc.mem_free()
+c.check_msg()
+after = gc.mem_free()`, "[before, after]");
+  figures.heap_used_by_property_set = heap2[0] - heap2[1];
+  assert.ok(heap2[0] - heap2[1] < 4096, `one property set allocated ${heap2[0] - heap2[1]} bytes`);
+  assert.deepEqual(v.hil(), [`HIL led state=1 cmd=on via=${SYS}thing/property/set`]);
+  assert.equal(v.get("", "_x(s.tx)"), bytes(setReply("1234567890123"), studioDP(7, 1)).toString("hex"));
 });
 
 test("studio: a refused token is echoed with its CONNACK code and retried with backoff; legacy after studio uses $creq again", async () => {
