@@ -83,6 +83,9 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err := checkFlashTarget(s); err != nil {
 		return err
 	}
+	if err := f.flashMicroPython(ctx, stdout); err != nil { // flash_rom.go
+		return err
+	}
 	port, err := f.openPort(stdout, mask)
 	if err != nil {
 		return err
@@ -122,6 +125,7 @@ type flashFlags struct {
 	timeout                                                     time.Duration
 	serialLog                                                   string
 	boardAddr                                                   string // where the board is told the broker is
+	micropython                                                 string // flash_rom.go
 }
 
 func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
@@ -129,6 +133,7 @@ func parseFlashFlags(args []string, stderr io.Writer) (*flashFlags, error) {
 	fl := flag.NewFlagSet("hil flash", flag.ContinueOnError)
 	fl.StringVar(&f.port, "port", "", "serial port (default $"+rig.EnvPort+", else the one ESP8266-looking USB port)")
 	fl.StringVar(&f.fwDir, "firmware", "", "flash the files of this directory instead of the built-in firmware")
+	fl.StringVar(&f.micropython, "micropython", "", micropythonFlagHelp)
 	fl.StringVar(&f.configFile, "config", "", "YAML file with wifi_ssid, wifi_password, device_id, product_id, key, topic, led_pin, broker, api, api_key")
 	fl.StringVar(&f.brokerAddr, "broker", "", "HOST:PORT of a running broker the board should use (default: run an embedded one)")
 	fl.StringVar(&f.api, "api", "", "with --broker: its OneNET-style HTTP API base URL, to see the board log in")

@@ -50,6 +50,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return reps.setupFailed(report.Run{}, f.started, err, mask)
 	}
+	if err := f.flashMicroPythonFirst(ctx, setup.rig, stdout); err != nil { // run_rom.go
+		return reps.setupFailed(report.Run{Scenarios: f.flashed}, f.started, err, mask)
+	}
 	return f.play(ctx, setup.rig, setup.platforms, scs, reps, stdout)
 }
 
@@ -63,6 +66,8 @@ type runFlags struct {
 	platform                            string
 	filter                              *regexp.Regexp
 	started                             time.Time
+	micropython                         string            // run_rom.go
+	flashed                             []report.Scenario // the --micropython write, reported first
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -79,6 +84,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fl.StringVar(&f.only, "run", "", "play only the scenarios whose name or file name matches this regexp")
 	fl.StringVar(&f.serialLog, "log", "", "append every serial line, timestamped and masked, to this file")
 	fl.StringVar(&f.platform, "platform", "", platformFlag) // run_platform.go
+	fl.StringVar(&f.micropython, "micropython", "", micropythonFlagHelp)
 	if err := parseFlags(fl, args, stderr, "usage: hil run [--port P] [--board KIND] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]",
 		"Plays the scenarios on a board (the virtual one by default) and reports.\n"+
 			"A real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
@@ -186,6 +192,7 @@ func (f *runFlags) play(ctx context.Context, r *rig.Rig, platforms []scenario.Pl
 	con := &report.Console{W: stdout, Live: isTTY(stdout), Mask: m}
 	runner := &scenario.Runner{Target: r, Sink: con, Profile: f.profile}
 	run, err := runOnPlatforms(ctx, runner, r, platforms, scs, stdout)
+	run.Scenarios = append(f.flashed, run.Scenarios...)
 	if err != nil {
 		return reps.setupFailed(run, f.started, err, m) // keeps what ran before it
 	}

@@ -59,10 +59,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	baud := fs.Int("baud", 0, "pace the line at this baud rate, 8N1 (e.g. 115200); 0 = as fast as possible")
 	noRawPaste := fs.Bool("no-raw-paste", false, "behave like MicroPython older than 1.14 (no raw-paste mode)")
 	garbage := fs.Bool("boot-garbage", true, "print the ESP8266 ROM boot log (garbage at 115200) on power-up")
+	download := fs.Bool("download", false, "start in the ROM bootloader (download mode, as with GPIO0 held low: a pty has no DTR/RTS),\nfor hil flash --micropython or esptool --before no_reset; a reset boots the flashed image")
 	heap := fs.Int("heap", sim.DefaultHeap, "the board's GC heap in bytes (the ESP8266's is 38 KB); live data past it is a MemoryError")
 	redirects := redirectFlags{}
 	fs.Var(redirects, "redirect", "route host:port to a loopback IPv4 host:port, e.g. 183.230.40.39:6002=127.0.0.1:1883 (repeatable)")
-	if err := parseFlags(fs, args, stderr, "usage: hil sim [--flash DIR] [--link PATH] [--baud N] [--heap BYTES] [--no-raw-paste] [--boot-garbage=false] [--redirect HOST:PORT=127.0.0.1:PORT]...",
+	if err := parseFlags(fs, args, stderr, "usage: hil sim [--flash DIR] [--link PATH] [--baud N] [--heap BYTES] [--no-raw-paste] [--boot-garbage=false] [--download] [--redirect HOST:PORT=127.0.0.1:PORT]...",
 		"Runs a virtual TPYBoard (MicroPython's own VM) on a pty until Ctrl-C: prints the port path, then every pin change."); err != nil {
 		return err
 	}
@@ -82,6 +83,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		BaudRate:    *baud,
 		NoRawPaste:  *noRawPaste,
 		BootGarbage: *garbage,
+		Download:    *download,
 		Redirects:   redirects,
 		Heap:        *heap,
 		Log:         stderr,

@@ -35,6 +35,9 @@ type Result struct {
 	Version string // the version in the board's banner
 }
 
+var errNotMicroPython = errors.New("refusing the image (nothing was erased): it holds no MicroPython banner string " +
+	"(\"MicroPython vX.Y.Z on YYYY-MM-DD\"): not a MicroPython firmware")
+
 // Flash puts a MicroPython image on the board at path: it checks the image
 // first (ParseImage), starts the ROM bootloader (DTR/RTS; a port without
 // modem lines must be in download mode already), syncs, identifies the
@@ -43,6 +46,24 @@ type Result struct {
 // into the image and waits for MicroPython's banner. Nothing is erased
 // before every check has passed.
 func Flash(ctx context.Context, path string, data []byte, o FlashOptions) (Result, error) {
+	var res Result
+	img, err := ParseImage(data)
+	if err != nil {
+		return res, fmt.Errorf("refusing the image (nothing was erased): %w", err)
+	}
+	if !img.IsMicroPython() {
+		return res, errNotMicroPython
+	}
+	l, err := Open(path)
+	if err != nil {
+		return res, err
+	}
+	defer l.Close()
+	return FlashWith(ctx, l, data, o)
+}
+
+// FlashWith is Flash over a loader already open (NewLoader: a rig's link).
+func FlashWith(ctx context.Context, l *Loader, data []byte, o FlashOptions) (Result, error) {
 	var res Result
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
@@ -54,14 +75,10 @@ func Flash(ctx context.Context, path string, data []byte, o FlashOptions) (Resul
 		return res, fmt.Errorf("refusing the image (nothing was erased): %w", err)
 	}
 	if !img.IsMicroPython() {
-		return res, errors.New("refusing the image (nothing was erased): it holds no MicroPython banner string (\"MicroPython vX.Y.Z on YYYY-MM-DD\"): not a MicroPython firmware")
+		return res, errNotMicroPython
 	}
 	res.Image = img
-	l, err := Open(path)
-	if err != nil {
-		return res, err
-	}
-	defer l.Close()
+	path := l.port.Name()
 	l.Log = o.Log
 	if err := l.EnterBootloader(ctx); err != nil {
 		if !errors.Is(err, link.ErrNoModemLines) {

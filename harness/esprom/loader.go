@@ -83,8 +83,20 @@ func Open(path string) (*Loader, error) {
 	return &Loader{path: path, port: p, Baud: ROMBaud}, nil
 }
 
-// Close closes the port.
-func (l *Loader) Close() error { return l.port.Close() }
+// NewLoader talks over a link that is already open (a rig's), at its
+// rate: without the path to reopen it, the rate cannot change, and Close
+// leaves the link open.
+func NewLoader(l *link.Link) *Loader {
+	return &Loader{port: l, Baud: ROMBaud}
+}
+
+// Close closes the port (unless it was lent: NewLoader).
+func (l *Loader) Close() error {
+	if l.path == "" {
+		return nil
+	}
+	return l.port.Close()
+}
 
 // Link is the open port (to read the board's boot output after Run).
 func (l *Loader) Link() *link.Link { return l.port }
@@ -334,6 +346,9 @@ func (l *Loader) spiCommand(ctx context.Context, cmd byte, bits int) (uint32, er
 // baud detection (SYNC again at the new rate). It returns the rate in use;
 // 115200 when the ROM takes none.
 func (l *Loader) SpeedUp(ctx context.Context, bauds []int) (int, error) {
+	if l.path == "" {
+		return l.Baud, nil // a lent link keeps its rate
+	}
 	for _, b := range bauds {
 		if b <= l.Baud {
 			continue
