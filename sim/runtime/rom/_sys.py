@@ -16,10 +16,6 @@ version = _s.version
 version_info = _s.version_info
 
 
-def __getattr__(name):
-    return getattr(_s, name)
-
-
 class _Bin:
     # The serial line's input, as bytes: reads block in the host.
     def read(self, n=-1):
@@ -53,3 +49,13 @@ class _In:
 
 
 stdin = _In()
+
+
+# The rest of the VM's sys (ps1, ps2), copied. Not a module __getattr__:
+# that answers every lookup, also the VM's own of __set_name__ on each
+# value of a class body, with an AttributeError that breaks the class
+# (Thonny's helper holds sys in its class body).
+for _n in dir(_s):
+    if _n[0] != "_" and _n not in globals():
+        globals()[_n] = getattr(_s, _n)
+del _n
