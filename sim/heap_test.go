@@ -24,12 +24,21 @@ func TestHeapLiveAndPeakPerRequest(t *testing.T) {
 	assert.InDelta(t, 20000, h.Live-base.Live, 1500, "live after keeping 20 KB: %+v", h)
 
 	// 30 KB of garbage in one request: the peak shows it, live does not.
+	c.mustExec("del keep")
 	b.ResetHeap()
-	c.mustExec("del keep\nfor i in range(30):\n    g = bytearray(1000)\ndel g")
+	c.mustExec("for i in range(30):\n    g = bytearray(1000)\ndel g")
 	h = b.Heap()
 	assert.Greater(t, h.Peak, 30000, "peak of a request that made 30 KB of garbage: %+v", h)
 	assert.Less(t, h.Live, 4000, "live once the garbage is collected: %+v", h)
 	assert.False(t, h.Exceeded, "garbage alone is no MemoryError: %+v", h)
+
+	// 60 KB of garbage in one request is more than the heap with no
+	// collection: Over, still no MemoryError.
+	b.ResetHeap()
+	c.mustExec("for i in range(60):\n    g = bytearray(1000)\ndel g")
+	h = b.Heap()
+	assert.True(t, h.Over, "a request that held 60 KB before its collection: %+v", h)
+	assert.False(t, h.Exceeded, "%+v", h)
 
 	// Live data past the heap: a MemoryError, as on the board.
 	out, errOut := c.execPlain("big = bytearray(50000)")

@@ -451,10 +451,11 @@ func (l *life) hangUp() {
 // heapStats follow the board's heap across lives.
 type heapStats struct {
 	mu       sync.Mutex
-	limit    int // the board's heap total (as the ESP8266's gc reports it)
-	rom      int // what the ESP8266's modules hold on this VM's heap after boot
-	live     int // the most the board's code held live after a request
-	peak     int // the most a request held before its collection
+	limit    int  // the board's heap total (as the ESP8266's gc reports it)
+	rom      int  // what the ESP8266's modules hold on this VM's heap after boot
+	live     int  // the most the board's code held live after a request
+	peak     int  // the most a request held before its collection
+	over     bool // a request held more than the heap before its collection
 	grew     bool
 	grewSize int
 }
@@ -467,11 +468,12 @@ func (h *heapStats) boot(limit, rom int) {
 
 // sample takes one request's figures (the board code's share, less what
 // the modules' doubles hold).
-func (h *heapStats) sample(live, peak int) {
+func (h *heapStats) sample(live, peak int, over bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.live = max(h.live, live)
 	h.peak = max(h.peak, peak, live)
+	h.over = h.over || over
 }
 
 func (h *heapStats) exceeded(total int) {
@@ -483,7 +485,7 @@ func (h *heapStats) exceeded(total int) {
 func (h *heapStats) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.live, h.peak, h.grew, h.grewSize = 0, 0, false, 0
+	h.live, h.peak, h.over, h.grew, h.grewSize = 0, 0, false, false, 0
 }
 
 // Heap is what the board's heap went through since Start (or ResetHeap).
@@ -503,6 +505,12 @@ type Heap struct {
 	// Peak is the most a request held before its collection: the live data
 	// before it plus everything it allocated.
 	Peak int
+	// Over is set once a request held more than Size at some point before
+	// its collection (this VM then adds a heap area): the board would have
+	// had to collect mid-request, which frees only garbage. For a compile
+	// (an import), whose scratch memory is freed explicitly rather than
+	// left as garbage, it is as good as a MemoryError.
+	Over bool
 	// Exceeded is set once the live data outgrew Size: where the ESP8266
 	// raises MemoryError for certain.
 	Exceeded bool
@@ -512,7 +520,7 @@ type Heap struct {
 func (b *Board) Heap() Heap {
 	b.heap.mu.Lock()
 	defer b.heap.mu.Unlock()
-	return Heap{Size: b.heap.limit, Live: b.heap.live, Peak: b.heap.peak, Exceeded: b.heap.grew}
+	return Heap{Size: b.heap.limit, Live: b.heap.live, Peak: b.heap.peak, Over: b.heap.over, Exceeded: b.heap.grew}
 }
 
 // ResetHeap starts the figures again (Size stays).

@@ -410,7 +410,7 @@ func (l *life) request(m map[string]any) (vmMsg, error) {
 				<-l.stop
 				return vmMsg{}, errVMGone
 			}
-			l.b.heap.sample(r.Live, r.Peak)
+			l.b.heap.sample(r.Live, r.Peak, r.Over)
 			if r.Grew > 0 {
 				l.b.heap.exceeded(r.Grew)
 				l.b.logf("heap: the live data needed %d bytes, more than the board's %d (a MemoryError on the ESP8266)", r.Grew, l.heap.limit)

@@ -54,6 +54,9 @@ type vmMsg struct {
 	// Peak (on done): what the board's code held at the end of the request
 	// before the collection: its live data and all the request allocated.
 	Peak int `json:"peak,omitempty"`
+	// Over (on done): the request held more than the heap's size at some
+	// point before the collection (the VM added a heap area).
+	Over bool `json:"over,omitempty"`
 	// RomCost (on done): what runtime/rom costs on a VM's heap; the same for
 	// every VM of this build, so later processes skip measuring it.
 	RomCost int `json:"romCost,omitempty"`

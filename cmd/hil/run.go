@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,7 @@ type runFlags struct {
 	port, dir, profile, only, serialLog string
 	junit, jsonOut, html                string
 	lineRate                            bool
+	heap                                int
 	board                               string
 	platform                            string
 	filter                              *regexp.Regexp
@@ -81,11 +83,16 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fl.StringVar(&f.jsonOut, "json", "", "write a JSON summary (totals, per scenario pass/fail, steps, latency p50/p99) to this file")
 	fl.StringVar(&f.html, "html", "", "write a self-contained HTML report (LED timeline, latency histogram, serial log) to this file")
 	fl.BoolVar(&f.lineRate, "line-rate", false, "virtual board: pace its serial line at 115200 baud like the real one")
+	fl.Func("heap", "virtual board: its GC heap, in bytes or KB (28K); default the ESP8266's 38K", func(s string) error {
+		n, err := parseHeap(s)
+		f.heap = n
+		return err
+	})
 	fl.StringVar(&f.only, "run", "", "play only the scenarios whose name or file name matches this regexp")
 	fl.StringVar(&f.serialLog, "log", "", "append every serial line, timestamped and masked, to this file")
 	fl.StringVar(&f.platform, "platform", "", platformFlag) // run_platform.go
 	fl.StringVar(&f.micropython, "micropython", "", micropythonFlagHelp)
-	if err := parseFlags(fl, args, stderr, "usage: hil run [--port P] [--board KIND] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--run REGEX] [--log FILE] [--platform legacy|studio|both]",
+	if err := parseFlags(fl, args, stderr, "usage: hil run [--port P] [--board KIND] [--scenarios DIR] [--profile NAME] [--junit FILE] [--json FILE] [--html FILE] [--line-rate] [--heap SIZE] [--run REGEX] [--log FILE] [--platform legacy|studio|both]",
 		"Plays the scenarios on a board (the virtual one by default) and reports.\n"+
 			"A real board also needs $"+rig.EnvWiFiSSID+", $"+rig.EnvWiFiPassword+" and $"+rig.EnvBrokerHost+
 			" (this machine's address as the board sees it; the broker listens there on port 6002, 1883 on studio, or $"+rig.EnvBrokerPort+").\n"+
@@ -165,6 +172,7 @@ func (f *runFlags) startRig(ctx context.Context) (*runSetup, *report.Masker, err
 		opts.Board = f.board
 	}
 	opts.LineRate = f.lineRate
+	opts.Heap = f.heap
 	if s.platforms, err = runPlatforms(f.platform, opts); err != nil {
 		return s, early, err
 	}
@@ -225,4 +233,17 @@ func loadScenarios(fl *flag.FlagSet, dir string) ([]*scenario.Scenario, error) {
 		return scenario.LoadFS(scenarios.Suite, "scenarios")
 	}
 	return scenario.LoadDir(dir)
+}
+
+// parseHeap reads a heap size: bytes, or KB with a K suffix.
+func parseHeap(s string) (int, error) {
+	mul := 1
+	if t, ok := strings.CutSuffix(strings.ToUpper(s), "K"); ok {
+		s, mul = t, 1024
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n*mul < 4096 {
+		return 0, fmt.Errorf("%q: want a size of 4096 bytes or more, like 38K or 28672", s)
+	}
+	return n * mul, nil
 }

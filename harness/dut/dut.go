@@ -90,6 +90,8 @@ type Spec struct {
 	Port string
 	// LineRate paces a virtual board's serial line at 115200 baud.
 	LineRate bool
+	// Heap is a virtual board's GC heap in bytes (0: the ESP8266's).
+	Heap int
 	// Redirects map fixed addresses a virtual board dials (OneNET's) to
 	// loopback addresses (the local broker).
 	Redirects map[string]string

@@ -23,7 +23,7 @@ func openVirtual(ctx context.Context, spec Spec) (Board, error) {
 	if spec.Port != "" {
 		return nil, fmt.Errorf("a virtual board makes its own port; %s was given", spec.Port)
 	}
-	s, err := sim.Start(ctx, sim.Options{LineRate: spec.LineRate, Redirects: spec.Redirects})
+	s, err := sim.Start(ctx, sim.Options{LineRate: spec.LineRate, Redirects: spec.Redirects, Heap: spec.Heap})
 	if err != nil {
 		return nil, fmt.Errorf("virtual board: %w", err)
 	}

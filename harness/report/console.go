@@ -99,6 +99,11 @@ func WriteSummary(w io.Writer, r Run, m *Masker) error {
 	t := r.Totals()
 	fmt.Fprintf(&b, "\n%d passed, %d failed, %d skipped of %d in %s\n", t.Passed, t.Failed, t.Skipped, t.Total,
 		r.Duration.Round(time.Millisecond))
+	for _, s := range r.Scenarios {
+		if s.Heap != nil {
+			fmt.Fprintf(&b, "firmware heap (%s): %s\n", s.Name, s.Heap)
+		}
+	}
 	_, err := io.WriteString(w, m.Mask(b.String()))
 	return err
 }

@@ -4,8 +4,10 @@
 package report
 
 import (
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/onenet-hil/hil/internal/secret"
@@ -57,6 +59,46 @@ type Scenario struct {
 	Duration time.Duration `json:"duration_ns"`
 	Steps    []Step        `json:"steps"`
 	Serial   []Line        `json:"serial"`
+	// Heap is the firmware's heap, when a heap step measured it.
+	Heap *Heap `json:"heap,omitempty"`
+}
+
+// Heap is the firmware's heap as a heap step measured it, in bytes: boot,
+// login and each command run as a request of their own.
+type Heap struct {
+	Size int `json:"size"` // the board's GC heap
+	// Boot, Login and Command are the most each kind of step held;
+	// Live is what stayed after the last command.
+	Boot     int `json:"boot"`
+	Login    int `json:"login"`
+	Command  int `json:"command"`
+	Live     int `json:"live"`
+	Commands int `json:"commands"`
+	// Over names the steps that held more than the heap at some point
+	// before their collection (the virtual board's VM then adds a heap
+	// area): the board would have needed a collection mid-step. Not a
+	// failure by itself; near the limit, a warning.
+	Over []string `json:"over,omitempty"`
+	// Method says how the figures were read: "peak" (the virtual board:
+	// each step's live data plus all it allocated, an upper bound of
+	// what the board needs) or "live" (a real board: gc.mem_alloc()
+	// after a collection).
+	Method string `json:"method"`
+}
+
+// Peak is the most any step held.
+func (h Heap) Peak() int { return max(h.Boot, h.Login, h.Command) }
+
+// String is the one-line summary: "peak 27.1 of 37.5 KB (boot 25.0,
+// login 26.2, per command 27.1; live 21.0 after 200 commands)".
+func (h Heap) String() string {
+	kb := func(n int) string { return fmt.Sprintf("%.1f", float64(n)/1024) }
+	s := fmt.Sprintf("%s %s of %s KB (boot %s, login %s, per command %s; live %s after %d commands)",
+		h.Method, kb(h.Peak()), kb(h.Size), kb(h.Boot), kb(h.Login), kb(h.Command), kb(h.Live), h.Commands)
+	if len(h.Over) > 0 {
+		s += "; more than the heap before a collection in: " + strings.Join(h.Over, ", ")
+	}
+	return s
 }
 
 // Latencies returns the latencies of the scenario's confirmed sends.

@@ -58,6 +58,9 @@ func (r *Rig) firmware(setup scenario.Setup) (map[string][]byte, error) {
 		}
 		files := firmware.Files()
 		files[board.ConfigPath] = cj
+		if r.patch != nil {
+			r.patch(files)
+		}
 		return files, nil
 	case "tutorial":
 		if r.Platform() == scenario.Studio {

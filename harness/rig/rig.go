@@ -87,6 +87,8 @@ type Options struct {
 	Port string
 	// LineRate paces the virtual board's serial line at 115200 baud.
 	LineRate bool
+	// Heap is the virtual board's GC heap in bytes (0: the ESP8266's 38 KB).
+	Heap int
 	// WiFiSSID and WiFiPassword are written to config.json. The virtual
 	// board accepts any; a real board needs the lab's.
 	WiFiSSID, WiFiPassword string
@@ -157,7 +159,8 @@ type Rig struct {
 	logw  *secret.Writer // the serial log, masked line by line
 	// boardHost is the broker's host as the board dials it.
 	boardHost string
-	tweak     func(*firmware.Config) // tests: a deliberately wrong config
+	tweak     func(*firmware.Config)  // tests: a deliberately wrong config
+	patch     func(map[string][]byte) // tests: a deliberately changed firmware
 
 	mu       sync.Mutex
 	platform scenario.Platform
@@ -180,7 +183,7 @@ func (o Options) Sandboxed() (bool, error) {
 // New starts the broker and the board and opens its serial link. Nothing
 // is flashed until Begin.
 func New(ctx context.Context, opts Options) (_ *Rig, err error) {
-	spec := dut.Spec{Kind: opts.Board, Port: opts.Port, LineRate: opts.LineRate, MaxLines: 20000}
+	spec := dut.Spec{Kind: opts.Board, Port: opts.Port, LineRate: opts.LineRate, Heap: opts.Heap, MaxLines: 20000}
 	_, kind, err := dut.Lookup(spec)
 	if err != nil {
 		return nil, fmt.Errorf("rig: %w", err)
@@ -384,7 +387,7 @@ func (r *Rig) listener(p scenario.Platform) string {
 // its capabilities allow, the LED pin where it can be read, and whether
 // it is gone.
 func (r *Rig) Capabilities() scenario.Capabilities {
-	c := scenario.Capabilities{Virtual: r.caps.Sandbox != nil, Liveness: r, Skip: r.skipReason}
+	c := scenario.Capabilities{Virtual: r.caps.Sandbox != nil, Liveness: r, Skip: r.skipReason, Heap: r}
 	for _, f := range scenario.Faults {
 		if r.canInject(f) {
 			c.Faults = append(c.Faults, f)

@@ -82,7 +82,18 @@ func (b *fakeBoard) Capabilities() Capabilities {
 	if b.pin != nil { // a typed nil would not compare equal to nil
 		c.Pin = b.pin
 	}
+	c.Heap = b
 	return c
+}
+
+// ProbeHeap answers as the rig does: figures, then the firmware boots again
+// (its soft reset) and logs in.
+func (b *fakeBoard) ProbeHeap(_ context.Context, commands int) (report.Heap, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.online = false
+	b.boot(false)
+	return report.Heap{Size: 37552, Boot: 20000, Login: 18000, Command: 17000, Live: 12000, Commands: commands, Method: "peak"}, nil
 }
 func (b *fakeBoard) Serial() Serial { return fakeSerial{b.lines} }
 

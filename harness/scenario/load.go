@@ -361,7 +361,7 @@ type proto struct {
 	mix    []string
 }
 
-var actions = []string{"send", "expect", "wait", "fault", "repeat", "random"}
+var actions = []string{"send", "expect", "wait", "fault", "repeat", "random", "heap"}
 
 var stepKeys = map[string][]string{
 	"send":   {"send", "channel", "qos", "nowait", "timeout"},
@@ -370,6 +370,7 @@ var stepKeys = map[string][]string{
 	"fault":  {"fault", "timeout"},
 	"repeat": {"repeat", "steps", "burst", "timeout"},
 	"random": {"random", "seed", "mix", "burst", "timeout", "channel", "qos"},
+	"heap":   {"heap", "timeout"},
 }
 
 // steps parses a list of steps; timeout is inherited from the enclosing
@@ -420,6 +421,9 @@ func (l *loader) step(n *yaml.Node, timeout time.Duration, depth int) (proto, bo
 		st.Duration, _ = l.duration(f["wait"], "wait")
 	case "fault":
 		l.fault(f["fault"], st)
+	case "heap":
+		st.Kind = HeapStep
+		st.Commands, _ = l.integer(f["heap"], "heap", 1, 100000)
 	case "repeat":
 		l.repeat(n, f, &p, depth, nerr)
 	case "random":
@@ -755,6 +759,15 @@ func (x *expander) leaf(n *yaml.Node, st Step, burst bool) bool {
 		case st.Fault == PowerCycle:
 			x.model.PowerUp()
 		}
+	case HeapStep:
+		if sc.WrongCredentials || x.offline != nil {
+			x.errf(n, "heap: the measurement sends commands, so the board must be logged in (no wrong credentials, not while Wi-Fi is down)")
+			return false
+		}
+		// The measurement ends with a soft reset: the firmware boots again
+		// with the LED off.
+		x.model.PowerUp()
+		x.lastSend = nil
 	}
 	st.After = x.model.Level
 	if st.Kind == ExpectLEDStep {

@@ -153,7 +153,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad profile", "name: x\nprofile: umqtt\nsteps: [{send: on}]\n", `profile: "umqtt" is not one of hil, tutorial`},
 		{"bad requirement", "name: x\nrequires: [board]\nsteps: [{send: on}]\n", `requires: "board" is not one of virtual`},
 		{"bad timeout", "name: x\ntimeouts: {send: 5}\nsteps: [{send: on}]\n", `bad.yaml:2:18: timeouts.send: "5" is not a duration`},
-		{"two actions", "name: x\nsteps:\n  - send: on\n    wait: 1s\n", "bad.yaml:3:5: a step needs exactly one of send, expect, wait, fault, repeat, random (found: send, wait)"},
+		{"two actions", "name: x\nsteps:\n  - send: on\n    wait: 1s\n", "bad.yaml:3:5: a step needs exactly one of send, expect, wait, fault, repeat, random, heap (found: send, wait)"},
 		{"no action", "name: x\nsteps:\n  - timeout: 1s\n", "(found: )"},
 		{"unknown step key", "name: x\nsteps:\n  - send: on\n    qos: 1\n    retain: true\n", `bad.yaml:5:5: send step: unknown key "retain" (allowed: send, channel, qos, nowait, timeout)`},
 		{"bad qos", "name: x\nsteps:\n  - send: on\n    qos: 2\n", `qos: "2" is not a whole number from 0 to 1`},
@@ -312,6 +312,8 @@ func FuzzParse(f *testing.F) {
 				if st.Fault == PowerCycle {
 					m.PowerUp()
 				}
+			case HeapStep:
+				m.PowerUp()
 			case ExpectLEDStep:
 				if st.Level != m.Level {
 					t.Fatalf("step %d: expect led %d accepted, model %d", i, st.Level, m.Level)

@@ -74,6 +74,9 @@ func (r *Runner) SkipReason(sc *Scenario) string {
 			return fmt.Sprintf("the target (%s) cannot inject fault %s", r.Target.Describe(), f)
 		}
 	}
+	if caps.Heap == nil && slices.ContainsFunc(sc.Steps, func(st Step) bool { return st.Kind == HeapStep }) {
+		return fmt.Sprintf("the target (%s) cannot measure the firmware's heap", r.Target.Describe())
+	}
 	if caps.Skip != nil {
 		return caps.Skip(sc)
 	}
@@ -322,6 +325,24 @@ func (x *execution) step(ctx context.Context, i int, st *Step) error {
 
 	case FaultStep:
 		return x.fault(ctx, i, st)
+
+	case HeapStep:
+		if err := x.drain(ctx, x.timeout(st, x.to.Send)); err != nil {
+			return err
+		}
+		// Boot, login and each command take a request of their own.
+		hctx, cancel := context.WithTimeout(ctx, x.timeout(st, 2*x.to.Ready+time.Duration(st.Commands)*x.to.Send))
+		defer cancel()
+		h, err := x.r.Target.Capabilities().Heap.ProbeHeap(hctx, st.Commands)
+		if h.Size > 0 {
+			x.res.Heap = &h
+		}
+		if err != nil {
+			return x.fail(i, "%v", err)
+		}
+		// It ends with a soft reset, as a power cycle does.
+		x.bootOK, x.powerUp, x.echoLevel = true, true, report.Unknown
+		return nil
 	}
 	return x.fail(i, "unknown step kind %d", st.Kind)
 }

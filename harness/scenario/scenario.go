@@ -129,9 +129,12 @@ const (
 	// SyncStep waits for the echo of every send still in flight (the end
 	// of a burst).
 	SyncStep
+	// HeapStep measures the firmware's heap one step at a time: boot, login
+	// and Commands commands (Target capability Heap).
+	HeapStep
 )
 
-var stepKindNames = [...]string{"send", "expect", "expect", "expect", "expect", "expect", "wait", "fault", "sync"}
+var stepKindNames = [...]string{"send", "expect", "expect", "expect", "expect", "expect", "wait", "fault", "sync", "heap"}
 
 func (k StepKind) String() string { return stepKindNames[k] }
 
@@ -183,6 +186,8 @@ type Step struct {
 	Fault FaultKind
 	// WaitStep
 	Duration time.Duration
+	// HeapStep: how many commands to measure.
+	Commands int
 	// Timeout overrides the scenario's timeout for this step (0: default).
 	Timeout time.Duration
 
@@ -246,6 +251,8 @@ func (s Step) String() string {
 		return "fault " + string(s.Fault)
 	case SyncStep:
 		return "sync (echo of every send in flight)"
+	case HeapStep:
+		return fmt.Sprintf("heap: boot, login and %d commands, one request at a time", s.Commands)
 	}
 	return "?"
 }

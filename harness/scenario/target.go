@@ -57,10 +57,21 @@ type Capabilities struct {
 	Pin Pin
 	// Liveness tells when the board has gone; nil: it never goes.
 	Liveness Liveness
+	// Heap measures the firmware's heap; nil when the target cannot.
+	Heap HeapProber
 	// Skip says why the target cannot run a scenario that the generic
 	// checks allow ("" when it can), e.g. a real board and a program that
 	// dials a fixed address only the virtual board redirects; nil: none.
 	Skip func(sc *Scenario) string
+}
+
+// HeapProber measures the firmware's heap one step at a time (a heap
+// step): boot, login, then commands commands, each its own request to the
+// board, with the LED checked after each. It ends with the firmware
+// running and logged in again, the LED off. A MemoryError fails it with
+// that reason.
+type HeapProber interface {
+	ProbeHeap(ctx context.Context, commands int) (report.Heap, error)
 }
 
 // Supports reports whether the target can inject fault f.

@@ -238,12 +238,14 @@ let exPy = null; // _hilc.ex: runs code and reads the heap before the collection
 let exFile = null; // _hilc.exf: the same for a flash file
 function heapAtTop() {
   try {
-    const pre = heapNow(1); // the collection it asks for runs as the call returns
+    let pre = heapNow(1); // the collection it asks for runs as the call returns
+    const over = pre < 0; // a heap area was added during the request
+    pre = Math.abs(pre);
     const a = heapNow(0);
-    return [Math.max(0, a - residue), a > limit ? a : 0, Math.max(0, pre - residue)];
+    return [Math.max(0, a - residue), a > limit ? a : 0, Math.max(0, pre - residue), over];
   } catch (err) {
     pyError(err); // Ctrl-C during the last flush: the board's code saw it
-    return [0, 0, 0];
+    return [0, 0, 0, false];
   }
 }
 
@@ -448,18 +450,19 @@ async function main() {
     let live = 0;
     let grew = 0;
     let peak = 0;
+    let over = false;
     // A typed character runs nothing; Enter, Ctrl-D (paste) and Ctrl-C may.
     const ran = m.t !== "char" || m.c === 13 || m.c === 4 || m.c === 3;
     if (mp && !crash && ran) {
       syncFlashSoon();
-      [live, grew, peak] = heapAtTop();
+      [live, grew, peak, over] = heapAtTop();
     }
     if (crash) {
       send({ t: "done", crash });
       crash = "";
       continue;
     }
-    send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew, peak, romCost });
+    send({ t: "done", exc, raw, tb, limit: limit - romCost, rom: residue, live, grew, peak, over, romCost });
     tb = "";
   }
 }

@@ -11,23 +11,28 @@ g = None  # the VM's own gc module (set at boot; the board's is the _gc double)
 
 
 hi = 0  # the heap at the end of the last ex, before its collection
+grew = 0  # the last ex made the VM add a heap area
 main = None  # __main__'s globals, where the REPL runs code (set at boot)
 
 
 def ex(src, name):
     # Runs code as the REPL does, and reads the heap before the collection
     # that this VM runs only once the call returns to the host.
-    global hi
+    global hi, grew
     try:
         exec(compile(src, name, "exec"), main)
     finally:
         hi = g.mem_alloc()
+        # A heap area added: the request held more than the heap at some
+        # point, with no collection (the VM runs none mid-request).
+        if hi + g.mem_free() - 134217728 > limit:
+            grew = 1
 
 
 def exf(path):
     # Runs a flash file (boot.py, main.py). The board reads the file as it
     # compiles it; here the text is on the heap too, so it is left out.
-    global hi
+    global hi, grew
     s = open(path).read()
     try:
         ex(s, path)
@@ -40,14 +45,16 @@ def heapnow(c):
     # With c: flush the sends, return the request's high mark, and ask for
     # the collection that this VM runs when the call returns. Allocates
     # nothing.
-    global hi
+    global hi, grew
     if c:
         try:
             flush()
         except OSError:
             pass
         a = max(hi, g.mem_alloc())
-        hi = 0
+        if grew:
+            a = -a  # the request outgrew the heap before any collection
+        hi = grew = 0
         g.collect()
         return a
     return g.mem_alloc()
