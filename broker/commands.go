@@ -786,3 +786,36 @@ func (k *cmdBook) count() int {
 	}
 	return n
 }
+
+// ofDevice lists the commands of a device created in [start, end], oldest
+// first: O(history), for GET /cmds/history/{device_id}.
+func (k *cmdBook) ofDevice(deviceID string, start, end time.Time) []CommandInfo {
+	var out []CommandInfo
+	var seqs []uint64
+	for i := range k.shards {
+		s := &k.shards[i]
+		s.mu.Lock()
+		for _, cmd := range s.m {
+			if cmd.info.DeviceID != deviceID || cmd.info.Created.Before(start) || cmd.info.Created.After(end) {
+				continue
+			}
+			expireLocked(cmd, time.Now())
+			info := cmd.info
+			info.Payload = clone(info.Payload)
+			info.Response = clone(info.Response)
+			out = append(out, info)
+			seqs = append(seqs, cmd.seq)
+		}
+		s.mu.Unlock()
+	}
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmpU64(seqs[a], seqs[b]) })
+	sorted := make([]CommandInfo, len(out))
+	for i, j := range idx {
+		sorted[i] = out[j]
+	}
+	return sorted
+}

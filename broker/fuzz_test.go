@@ -81,7 +81,8 @@ func stripTimes(ps []Product) []Product {
 // Known errnos of the legacy API and codes of the studio sync API.
 var (
 	knownErrno = map[int]bool{ErrnoOK: true, ErrnoInternal: true, ErrnoNoAPIKey: true, ErrnoAuthFailed: true, ErrnoInvalid: true,
-		ErrnoRequired: true, ErrnoNotFound: true, ErrnoNotOnline: true, ErrnoQueueFull: true}
+		ErrnoRequired: true, ErrnoNotFound: true, ErrnoNotOnline: true, ErrnoQueueFull: true,
+		ErrnoBadJSON: true, ErrnoTooLarge: true, ErrnoNoBody: true}
 	knownStudioCode = map[int]bool{StudioOK: true, StudioBadRequest: true, StudioAuthFailed: true, StudioNotFound: true,
 		StudioTimeout: true, StudioNotOnline: true, StudioQueueFull: true, StudioInternal: true}
 )

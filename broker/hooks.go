@@ -232,7 +232,7 @@ func (h *onenetHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pac
 			} else {
 				f.Filter = refusedPrefix + f.Filter
 			}
-		case validTopic(f.Filter):
+		case validTopic(f.Filter) && h.b.reg.useTopic(pid, f.Filter) == nil:
 			f.Filter = productTopic(pid, f.Filter)
 		default:
 			f.Filter = refusedPrefix + f.Filter

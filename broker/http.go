@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,9 +18,12 @@ const (
 	ErrnoInternal   = 1 // ours: the durable store failed (the command is not kept)
 	ErrnoNoAPIKey   = 2
 	ErrnoAuthFailed = 3
+	ErrnoBadJSON    = 4 // "invalid JSON"
+	ErrnoTooLarge   = 5 // "request entity too large"
 	ErrnoInvalid    = 6
 	ErrnoRequired   = 7
 	ErrnoNotFound   = 8
+	ErrnoNoBody     = 9 // "entity data required"
 	ErrnoNotOnline  = 10
 	// ErrnoQueueFull is OneNET's 13 "system limit": a command to be kept
 	// would pass a bound of Limits; nothing is kept.
@@ -51,11 +53,12 @@ func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /cmds", b.api(b.postCmd))
 	mux.HandleFunc("GET /cmds/{uuid}", b.api(b.getCmd))
-	mux.HandleFunc("GET /cmds/{uuid}/resp", b.getCmdResp)
+	mux.HandleFunc("GET /cmds/{a}/{b}", b.getCmdSub) // history/{device_id}, {uuid}/resp
 	mux.HandleFunc("GET /devices/status", b.api(b.getStatus))
 	mux.HandleFunc("GET /devices/{id}", b.api(b.getDevice))
 	mux.HandleFunc("GET /devices/{id}/datapoints", b.api(b.getDatapoints))
 	mux.HandleFunc("POST /mqtt", b.api(b.postMQTT))
+	b.registerLegacyAPI(mux) // api_legacy.go
 	b.registerStudioAPI(mux) // studio_api.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, envelope{Errno: ErrnoNotFound, Error: "not found: " + r.Method + " " + r.URL.Path})
@@ -89,7 +92,7 @@ func writeEnvelope(w http.ResponseWriter, e envelope) {
 }
 
 // api wraps a handler: api-key check, envelope, errno.
-func (b *Broker) api(h func(r *http.Request, p Product) (any, error)) http.HandlerFunc {
+func (b *Broker) api(h func(r *http.Request, p apiKey) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := b.authKey(r)
 		var data any
@@ -108,21 +111,32 @@ func (b *Broker) api(h func(r *http.Request, p Product) (any, error)) http.Handl
 	}
 }
 
-func (b *Broker) authKey(r *http.Request) (Product, error) {
+// authKey: the product's master key, or a device-level APIKey that
+// reaches its device only.
+func (b *Broker) authKey(r *http.Request) (apiKey, error) {
 	key := r.Header.Get("api-key")
 	if key == "" {
-		return Product{}, fail(ErrnoNoAPIKey, "api-key required")
+		return apiKey{}, fail(ErrnoNoAPIKey, "api-key required")
 	}
-	p, ok := b.reg.productByKey(key)
+	p, ok := b.reg.keyScope(key)
 	if !ok {
-		return Product{}, fail(ErrnoAuthFailed, "auth failed")
+		return apiKey{}, fail(ErrnoAuthFailed, "auth failed")
 	}
 	return p, nil
 }
 
-// deviceOf finds a device of the key's product; another product's device
-// is "auth failed", as OneNET answers a key without access.
-func (b *Broker) deviceOf(p Product, id string) (Device, error) {
+// masterOnly: product-wide operations need the product's master key.
+func masterOnly(p apiKey) error {
+	if p.DeviceID != "" {
+		return fail(ErrnoAuthFailed, "auth failed")
+	}
+	return nil
+}
+
+// deviceOf finds a device of the key's product; another product's device,
+// or another device than a device key's, is "auth failed", as OneNET
+// answers a key without access.
+func (b *Broker) deviceOf(p apiKey, id string) (Device, error) {
 	if id == "" {
 		return Device{}, fail(ErrnoRequired, "device_id required")
 	}
@@ -130,7 +144,7 @@ func (b *Broker) deviceOf(p Product, id string) (Device, error) {
 	if !ok {
 		return Device{}, fail(ErrnoNotFound, "device not found: %s", id)
 	}
-	if pid != p.ID {
+	if pid != p.ID || !p.reaches(d.ID) {
 		return Device{}, fail(ErrnoAuthFailed, "auth failed")
 	}
 	return d, nil
@@ -142,12 +156,12 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, fail(ErrnoInvalid, "reading body: %v", err)
 	}
 	if len(body) >= maxPayload {
-		return nil, fail(ErrnoInvalid, "body too large: limit is %d bytes", maxPayload-1)
+		return nil, fail(ErrnoTooLarge, "request entity too large")
 	}
 	return body, nil
 }
 
-func (b *Broker) postCmd(r *http.Request, p Product) (any, error) {
+func (b *Broker) postCmd(r *http.Request, p apiKey) (any, error) {
 	q := r.URL.Query()
 	d, err := b.deviceOf(p, q.Get("device_id"))
 	if err != nil {
@@ -172,7 +186,7 @@ func (b *Broker) postCmd(r *http.Request, p Product) (any, error) {
 		return nil, err
 	}
 	if len(body) == 0 {
-		return nil, fail(ErrnoRequired, "command body required")
+		return nil, fail(ErrnoNoBody, "entity data required")
 	}
 	id, err := b.SendCommand(d.ID, body, opts)
 	switch {
@@ -189,18 +203,18 @@ func (b *Broker) postCmd(r *http.Request, p Product) (any, error) {
 	return map[string]string{"cmd_uuid": id}, nil
 }
 
-func (b *Broker) cmdOf(p Product, id string) (CommandInfo, error) {
+func (b *Broker) cmdOf(p apiKey, id string) (CommandInfo, error) {
 	info, ok := b.Command(id)
 	if !ok {
 		return info, fail(ErrnoNotFound, "cmd not found: %s", id)
 	}
-	if info.ProductID != p.ID {
+	if info.ProductID != p.ID || !p.reaches(info.DeviceID) {
 		return info, fail(ErrnoAuthFailed, "auth failed")
 	}
 	return info, nil
 }
 
-func (b *Broker) getCmd(r *http.Request, p Product) (any, error) {
+func (b *Broker) getCmd(r *http.Request, p apiKey) (any, error) {
 	info, err := b.cmdOf(p, r.PathValue("uuid"))
 	if err != nil {
 		return nil, err
@@ -209,11 +223,11 @@ func (b *Broker) getCmd(r *http.Request, p Product) (any, error) {
 }
 
 // getCmdResp answers the raw reply (not an envelope), like OneNET.
-func (b *Broker) getCmdResp(w http.ResponseWriter, r *http.Request) {
+func (b *Broker) getCmdResp(w http.ResponseWriter, r *http.Request, uuid string) {
 	p, err := b.authKey(r)
 	var info CommandInfo
 	if err == nil {
-		info, err = b.cmdOf(p, r.PathValue("uuid"))
+		info, err = b.cmdOf(p, uuid)
 	}
 	if err == nil && info.Status != CmdReplied {
 		err = fail(ErrnoNotFound, "cmd response not found: status %d (%s)", info.Status, info.Desc)
@@ -227,34 +241,14 @@ func (b *Broker) getCmdResp(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(info.Response)
 }
 
-type datastreamJSON struct {
-	ID       string `json:"id"`
-	Value    any    `json:"value,omitempty"`
-	UpdateAt string `json:"update_at,omitempty"`
-}
-
-func apiValue(v any) any {
-	if p, ok := v.([]byte); ok {
-		return map[string]any{"binary_length": len(p)}
-	}
-	return v
-}
-
-func (b *Broker) getDevice(r *http.Request, p Product) (any, error) {
+func (b *Broker) getDevice(r *http.Request, p apiKey) (any, error) {
 	d, err := b.deviceOf(p, r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
-	streams := []datastreamJSON{}
-	latest := b.latestPoints(d.ID)
-	ids := make([]string, 0, len(latest))
-	for id := range latest {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		last := latest[id]
-		streams = append(streams, datastreamJSON{ID: id, Value: apiValue(last.Value), UpdateAt: last.At.In(cst).Format(dpTimeLayout)})
+	streams := []map[string]any{}
+	for _, st := range b.streamInfos(d.ID) {
+		streams = append(streams, map[string]any{"id": st.ID, "value": pointValue(d.ID, st.ID, st.Last), "update_at": cstTime(st.Last.At)})
 	}
 	return map[string]any{
 		"id": d.ID, "title": d.Title, "protocol": "MQTT", "online": b.Online(d.ID),
@@ -263,108 +257,35 @@ func (b *Broker) getDevice(r *http.Request, p Product) (any, error) {
 	}, nil
 }
 
-func sortedKeys(m map[string][]Datapoint) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func (b *Broker) getStatus(r *http.Request, p Product) (any, error) {
-	ids := r.URL.Query().Get("devIds")
-	if ids == "" {
-		return nil, fail(ErrnoRequired, "devIds required")
+// getStatus: the devices of devIds (at most 1000), or without devIds
+// every device the key reaches, by id.
+func (b *Broker) getStatus(r *http.Request, p apiKey) (any, error) {
+	var ids []string
+	if s := r.URL.Query().Get("devIds"); s != "" {
+		ids = strings.Split(s, ",")
+		if len(ids) > 1000 {
+			return nil, fail(ErrnoInvalid, "invalid parameter devIds: %d ids, at most 1000", len(ids))
+		}
+	} else {
+		for _, d := range b.productDevices(p) {
+			ids = append(ids, d.ID)
+		}
 	}
 	devs := []map[string]any{}
-	for _, id := range strings.Split(ids, ",") {
+	for _, id := range ids {
 		d, pid, ok := b.reg.Device(strings.TrimSpace(id))
-		if !ok || pid != p.ID {
-			continue // another product's devices are invisible to this key
+		if !ok || pid != p.ID || !p.reaches(d.ID) {
+			continue // devices out of the key's reach are invisible to it
 		}
 		devs = append(devs, map[string]any{"id": d.ID, "title": d.Title, "online": b.Online(d.ID)})
 	}
 	return map[string]any{"devices": devs, "total_count": len(devs)}, nil
 }
 
-type pointJSON struct {
-	At    string `json:"at"`
-	Value any    `json:"value"`
-}
-
-// getDatapoints: with no start/end/limit, the newest point of each stream
-// (as OneNET); otherwise points in [start, end], oldest first, at most limit
-// (default 100, at most 6000) in total.
-func (b *Broker) getDatapoints(r *http.Request, p Product) (any, error) {
-	d, err := b.deviceOf(p, r.PathValue("id"))
-	if err != nil {
+func (b *Broker) postMQTT(r *http.Request, p apiKey) (any, error) {
+	if err := masterOnly(p); err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
-	var start, end time.Time
-	for _, f := range []struct {
-		name string
-		t    *time.Time
-	}{{"start", &start}, {"end", &end}} {
-		if s := q.Get(f.name); s != "" {
-			t, err := time.ParseInLocation(apiTimeParseForm, s, cst)
-			if err != nil {
-				return nil, fail(ErrnoInvalid, "invalid parameter %s: %q (want 2006-01-02T15:04:05)", f.name, s)
-			}
-			*f.t = t
-		}
-	}
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 6000 {
-			return nil, fail(ErrnoInvalid, "invalid parameter limit: %q (1..6000)", s)
-		}
-		limit = n
-	}
-	latestOnly := q.Get("start") == "" && q.Get("end") == "" && q.Get("limit") == ""
-	want := map[string]bool{}
-	if s := q.Get("datastream_id"); s != "" {
-		for _, id := range strings.Split(s, ",") {
-			want[id] = true
-		}
-	}
-	dps := b.Datapoints(d.ID)
-	type dsJSON struct {
-		ID         string      `json:"id"`
-		Datapoints []pointJSON `json:"datapoints"`
-	}
-	out := []dsJSON{}
-	count := 0
-	for _, id := range sortedKeys(dps) {
-		if len(want) > 0 && !want[id] {
-			continue
-		}
-		pts := dps[id]
-		if latestOnly {
-			pts = pts[len(pts)-1:]
-		}
-		sort.SliceStable(pts, func(i, j int) bool { return pts[i].At.Before(pts[j].At) })
-		ds := dsJSON{ID: id, Datapoints: []pointJSON{}}
-		for _, pt := range pts {
-			if !start.IsZero() && pt.At.Before(start) || !end.IsZero() && pt.At.After(end) {
-				continue
-			}
-			if !latestOnly && count >= limit {
-				break
-			}
-			ds.Datapoints = append(ds.Datapoints, pointJSON{At: pt.At.In(cst).Format(apiTimeLayout), Value: apiValue(pt.Value)})
-			count++
-		}
-		if len(ds.Datapoints) > 0 {
-			out = append(out, ds)
-		}
-	}
-	return map[string]any{"count": count, "datastreams": out}, nil
-}
-
-func (b *Broker) postMQTT(r *http.Request, p Product) (any, error) {
 	topic := r.URL.Query().Get("topic")
 	if topic == "" {
 		return nil, fail(ErrnoRequired, "topic required")

@@ -1,16 +1,19 @@
 package broker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
 
 // stream is one datastream of a device: its points in arrival order.
 type stream struct {
-	name string
-	pts  []point
+	name    string
+	created time.Time // when its first point arrived
+	pts     []point
 }
 
 type point struct {
@@ -97,7 +100,7 @@ func (b *Broker) storeRecords(c *conn, deviceID, productID string, recs []DPReco
 		}
 		st := d.streams[r.Stream]
 		if st == nil {
-			st = &stream{name: strings.Clone(r.Stream)}
+			st = &stream{name: strings.Clone(r.Stream), created: now}
 			d.streams[st.name] = st
 		}
 		d.pointSeq++
@@ -188,9 +191,18 @@ func (b *Broker) Datapoints(deviceID string) map[string][]Datapoint {
 	return out
 }
 
-// latestPoints is the newest point of each datastream of a device.
-func (b *Broker) latestPoints(deviceID string) map[string]Datapoint {
-	out := map[string]Datapoint{}
+// storedPoint is a copy of one stored point with its arrival number (the
+// index of a binary value).
+type storedPoint struct {
+	Seq   uint64
+	At    time.Time
+	Value any
+}
+
+// streamPoints copies the points of a device's datastreams (all, or those
+// in want), each stream in arrival order.
+func (b *Broker) streamPoints(deviceID string, want map[string]bool) map[string][]storedPoint {
+	out := map[string][]storedPoint{}
 	d := b.lookupDev(deviceID)
 	if d == nil {
 		return out
@@ -198,8 +210,62 @@ func (b *Broker) latestPoints(deviceID string) map[string]Datapoint {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, st := range d.streams {
-		p := st.pts[len(st.pts)-1]
-		out[name] = Datapoint{At: p.at, Value: p.v}
+		if len(want) > 0 && !want[name] {
+			continue
+		}
+		pts := make([]storedPoint, len(st.pts))
+		for i, p := range st.pts {
+			pts[i] = storedPoint{Seq: p.seq, At: p.at, Value: p.v}
+		}
+		out[name] = pts
 	}
 	return out
+}
+
+// streamInfo is a datastream's creation time and newest point.
+type streamInfo struct {
+	ID      string
+	Created time.Time
+	Last    storedPoint
+}
+
+// streamInfos lists a device's datastreams by id.
+func (b *Broker) streamInfos(deviceID string) []streamInfo {
+	d := b.lookupDev(deviceID)
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	out := make([]streamInfo, 0, len(d.streams))
+	for name, st := range d.streams {
+		p := st.pts[len(st.pts)-1]
+		created := st.created
+		if created.IsZero() {
+			created = st.pts[0].at // loaded from the store
+		}
+		out = append(out, streamInfo{ID: name, Created: created, Last: storedPoint{Seq: p.seq, At: p.at, Value: p.v}})
+	}
+	d.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// binaryPoint finds a stored binary value by its arrival number.
+func (b *Broker) binaryPoint(deviceID, streamID string, seq uint64) ([]byte, bool) {
+	d := b.lookupDev(deviceID)
+	if d == nil {
+		return nil, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.streams[streamID]
+	if st == nil {
+		return nil, false
+	}
+	i := sort.Search(len(st.pts), func(i int) bool { return st.pts[i].seq >= seq })
+	if i == len(st.pts) || st.pts[i].seq != seq {
+		return nil, false
+	}
+	v, ok := st.pts[i].v.([]byte)
+	return bytes.Clone(v), ok
 }

@@ -236,8 +236,8 @@ func TestRefuseOversizedHTTPBodies(t *testing.T) {
 	for _, path := range []string{"/cmds?device_id=" + siblingID, "/mqtt?topic=big"} {
 		for _, n := range []int{maxPayload, maxPayload + 1, 200 * 1024} {
 			rep, raw := call(t, b, "POST", path, DemoMasterKey, strings.Repeat("x", n))
-			assert.Equal(t, ErrnoInvalid, rep.Errno, "%s with %d bytes: %.200s", path, n, raw)
-			assert.Contains(t, rep.Error, "body too large")
+			assert.Equal(t, ErrnoTooLarge, rep.Errno, "%s with %d bytes: %.200s", path, n, raw)
+			assert.Equal(t, "request entity too large", rep.Error)
 		}
 	}
 	by.check(t, b) // neither the command nor the publish went out

@@ -38,6 +38,7 @@ type Device struct {
 	Title      string    `yaml:"title"`
 	AuthInfo   string    `yaml:"auth_info"` // 鉴权信息, the device's own MQTT password
 	Key        string    `yaml:"key"`       // studio: base64 device key for device-level tokens
+	APIKey     string    `yaml:"api_key"`   // a device-level APIKey: HTTP api-key for this device only
 	Disabled   bool      `yaml:"disabled"`
 	CreateTime time.Time `yaml:"-"`
 }
@@ -49,7 +50,8 @@ type Registry struct {
 	products map[string]*Product // devices live in byDevice, not in Product.Devices
 	order    []string
 	devices  map[string]*deviceEntry
-	ver      uint64 // bumped by every change of a secret (masking rebuilds on it)
+	ver      uint64                         // bumped by every change of a secret (masking rebuilds on it)
+	topics   map[string]map[string]struct{} // product -> its custom topics (legacy_topics.go)
 }
 
 type deviceEntry struct {
@@ -131,6 +133,9 @@ func (r *Registry) AddDevice(productID string, d Device) error {
 	if _, dup := r.devices[d.ID]; dup {
 		return fmt.Errorf("device %s: already registered", d.ID)
 	}
+	if d.APIKey != "" && r.keyUsedLocked(d.APIKey) {
+		return fmt.Errorf("device %s: api_key is already another key of the registry", d.ID)
+	}
 	if d.CreateTime.IsZero() {
 		d.CreateTime = time.Now()
 	}
@@ -183,6 +188,7 @@ func (r *Registry) secrets() []string {
 	for _, d := range r.devices {
 		add(d.AuthInfo)
 		add(d.Key)
+		add(d.APIKey)
 	}
 	return out
 }
@@ -253,6 +259,53 @@ func (r *Registry) productByKey(key string) (Product, bool) {
 		}
 	}
 	return Product{}, false
+}
+
+// keyUsedLocked: key is a master key or a device's APIKey already (the
+// caller holds r.mu).
+func (r *Registry) keyUsedLocked(key string) bool {
+	for _, p := range r.products {
+		if p.MasterKey == key {
+			return true
+		}
+	}
+	for _, e := range r.devices {
+		if e.APIKey == key {
+			return true
+		}
+	}
+	return false
+}
+
+// apiKey is what an HTTP api-key reaches: its product, and, for a
+// device-level APIKey, only DeviceID.
+type apiKey struct {
+	Product
+	DeviceID string // "" = the product's master key
+}
+
+// reaches: the key may act on the device.
+func (k apiKey) reaches(deviceID string) bool { return k.DeviceID == "" || k.DeviceID == deviceID }
+
+// keyScope finds what key reaches: a product's master key, or a device's
+// APIKey (its device only).
+func (r *Registry) keyScope(key string) (apiKey, bool) {
+	if key == "" {
+		return apiKey{}, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, p := range r.products {
+		if p.MasterKey == key {
+			return apiKey{Product: *p}, true
+		}
+	}
+	for _, e := range r.devices {
+		if e.APIKey == key {
+			return apiKey{Product: *r.products[e.productID], DeviceID: e.ID}, true
+		}
+	}
+	return apiKey{}, false
 }
 
 // file shape, decoded strictly (KnownFields) for unknown keys.
