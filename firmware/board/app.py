@@ -132,6 +132,10 @@ def on_msg(topic, msg):
             pass
     if c is None:
         echo("ignored payload=%r via=%s" % (msg[:128], txt(topic)))
+        # Answered all the same: OneNET sends an unanswered qos=1 command
+        # again at every login until its timeout.
+        if client and topic.startswith(req):
+            client.publish(rsp + memoryview(topic)[len(req):], RSP[state])
         return
     state = 1 - state if c == 2 else c
     led.value(state)
