@@ -234,13 +234,15 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		return ok(0, nil), false
 	case esprom.CmdFlashBegin, esprom.CmdFlashDeflBegin:
 		if op == esprom.CmdFlashDeflBegin && !r.stub {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return r.unsupported(op), false
 		}
 		if len(data) < 16 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
 		size, blocks, bsize, offset := word(0), word(1), word(2), word(3)
-		if uint64(offset)+uint64(size) > romFlashSize || (!r.stub && bsize != esprom.FlashBlockSize && blocks > 0) {
+		// The ROM's documented block is 0x400 (esprom's); esptool-js
+		// sends 0x4000 to the ROM as well, which is taken.
+		if uint64(offset)+uint64(size) > romFlashSize || (blocks > 0 && (bsize < 0x100 || bsize > stubBlock)) {
 			return [][]byte{r.fail(op, 0x06)}, false
 		}
 		erase := size
@@ -252,6 +254,9 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		return ok(0, nil), false
 	case esprom.CmdFlashData, esprom.CmdFlashDeflData:
 		w := r.wr
+		if op == esprom.CmdFlashDeflData && !r.stub {
+			return r.unsupported(op), false
+		}
 		if w == nil || w.deflate != (op == esprom.CmdFlashDeflData) || len(data) < 16 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
@@ -274,7 +279,7 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		return ok(0, nil), false
 	case esprom.CmdFlashEnd, esprom.CmdFlashDeflEnd:
 		if op == esprom.CmdFlashDeflEnd && !r.stub {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return r.unsupported(op), false
 		}
 		r.wr = nil
 		stay := len(data) >= 4 && word(0) != 0
@@ -306,7 +311,7 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		return out, false
 	}
 	if !r.stub {
-		return [][]byte{r.fail(op, 0x05)}, false // not an ESP8266 ROM command
+		return r.unsupported(op), false // not an ESP8266 ROM command
 	}
 	switch op {
 	case esprom.CmdSPIAttach, esprom.CmdSPISetParams:
@@ -337,7 +342,17 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 	case esprom.CmdRunUserCode:
 		return nil, true
 	}
-	return [][]byte{r.fail(op, 0x05)}, false
+	return r.unsupported(op), false
+}
+
+// unsupported is the answer to a command the loader does not have: an
+// "invalid message" status in an answer that is not the command's own
+// (opcode 0), eight times over, as Espressif's tools expect of the ROMs
+// (they tell "unsupported" from "failed" by the opcode).
+func (r *romState) unsupported(op byte) [][]byte {
+	r.b.logf("download mode: %s: not a command of the %s", esprom.CommandName(op), map[bool]string{false: "ESP8266 ROM", true: "flasher stub"}[r.stub])
+	p := esprom.SLIPEncode(esprom.Reply(0, 0, nil, 1, 0x05))
+	return [][]byte{bytes.Repeat(p, 8)}
 }
 
 func (r *romState) fail(op, code byte) []byte {

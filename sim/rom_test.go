@@ -133,9 +133,9 @@ func bootImage(t *testing.T, b *Board, img []byte, want string) string {
 	_, err = l.WriteFlash(ctx, 0, img, nil)
 	require.NoError(t, err)
 	require.NoError(t, l.Run(ctx))
-	out, err := l.Link().ReadUntil(ctx, []byte(want), 10*time.Second)
+	out, err := l.ReadUntil(ctx, want, 10*time.Second)
 	require.NoError(t, err, "waiting for %q after the reset", want)
-	return string(out)
+	return out
 }
 
 func TestROMBootsOnlyWhatItsChecksPass(t *testing.T) {

@@ -1,6 +1,7 @@
 package esprom
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,10 +37,27 @@ func perMB(per time.Duration, size int) time.Duration {
 type CommandError struct {
 	Op   byte
 	Code byte
+	// Unsupported: the loader does not have the command.
+	Unsupported bool
 }
 
 func (e *CommandError) Error() string {
+	if e.Unsupported {
+		return fmt.Sprintf("%s: not a command of this loader", CommandName(e.Op))
+	}
 	return fmt.Sprintf("%s failed: %s", CommandName(e.Op), ErrorName(e.Code))
+}
+
+// drain drops what arrives until the line is quiet for 50 ms (at most
+// 400 ms): the repeats of an "unsupported" answer.
+func (l *Loader) drain(ctx context.Context) {
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if _, err := l.port.ReadSome(ctx, 50*time.Millisecond); err != nil {
+			break
+		}
+	}
+	l.got, l.dec = nil, SLIPDecoder{}
 }
 
 // ErrNoAnswer means a command got no answer in time.
@@ -152,8 +170,17 @@ func (l *Loader) receive(ctx context.Context, op byte, timeout time.Duration) (R
 		for len(l.got) > 0 {
 			p := l.got[0]
 			l.got = l.got[1:]
-			if r, ok := ParseResponse(p); ok && r.Op == op {
+			r, ok := ParseResponse(p)
+			switch {
+			case !ok:
+			case r.Op == op:
 				return r, nil
+			case r.Status != 0 && r.Error == 0x05:
+				// A loader answers a command it does not have with an
+				// "invalid message" answer that is not the command's
+				// own, several times: drop the rest.
+				l.drain(ctx)
+				return r, &CommandError{Op: op, Code: r.Error, Unsupported: true}
 			}
 		}
 		left := time.Until(deadline)
@@ -501,6 +528,28 @@ func (l *Loader) Run(ctx context.Context) error {
 		return l.port.SetRTS(false)
 	}
 	return nil
+}
+
+// ReadUntil returns what the board printed after Run up to and including
+// want, waiting at most timeout.
+func (l *Loader) ReadUntil(ctx context.Context, want string, timeout time.Duration) (string, error) {
+	seen := l.after
+	l.after = nil
+	deadline := time.Now().Add(timeout)
+	for {
+		if i := bytes.Index(seen, []byte(want)); i >= 0 {
+			return string(seen[:i+len(want)]), nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return string(seen), fmt.Errorf("no %q within %v after the reset (the board printed %q)", want, timeout, tail(seen, 200))
+		}
+		b, err := l.port.ReadSome(ctx, left)
+		seen = append(seen, b...)
+		if err != nil && (l.port.Err() != nil || ctx.Err() != nil) {
+			return string(seen), err
+		}
+	}
 }
 
 // BannerRE matches MicroPython's banner line and its version.
