@@ -195,7 +195,7 @@ func (b *Broker) postCmd(r *http.Request, p apiKey) (any, error) {
 	case errors.Is(err, ErrQueueFull):
 		return nil, fail(ErrnoQueueFull, "system limit: %v", err)
 	case errors.Is(err, ErrStore):
-		return nil, fail(ErrnoInternal, "internal error: the command could not be kept")
+		return nil, fail(ErrnoInternal, "internal server error: the command could not be kept")
 	}
 	if err != nil {
 		return nil, fail(ErrnoInvalid, "%v", err)
