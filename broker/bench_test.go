@@ -5,14 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/harness/fleet"
 )
 
 func benchRegistry(b *testing.B, n int) *Registry {
@@ -125,5 +135,204 @@ func BenchmarkCommandRoundTrip(b *testing.B) {
 			})
 		}
 		_ = br.Close()
+	}
+}
+
+// The per-command path, with -benchmem: `go test -run '^$' -bench
+// 'CommandPath|ClientHeap' -benchmem ./broker`. A fleet of 100 simulated
+// devices (harness/fleet: real TCP connections that allocate nothing per
+// message) answers each command; one command is in flight at a time, so
+// B/op and allocs/op are the broker's cost of one command and its reply
+// (the fleet and the waiting add nothing). mochi=bare is the same traffic
+// on bare Mochi (default options, an allow-all hook, an inline
+// subscription seeing the replies): the floor under our hooks.
+
+const benchFleet = 100
+
+func benchDevices(reg *Registry) []fleet.Device {
+	devs := make([]fleet.Device, benchFleet)
+	for i := range devs {
+		devs[i] = fleet.Device{ID: fmt.Sprintf("6%08d", i), ProductID: DemoProductID, Password: fmt.Sprintf("a%d", i)}
+		if reg != nil {
+			_ = reg.AddDevice(DemoProductID, Device{ID: devs[i].ID, AuthInfo: devs[i].Password})
+		}
+	}
+	return devs
+}
+
+func startFleet(b *testing.B, addr string, devs []fleet.Device) {
+	f, err := fleet.Start(context.Background(), fleet.Options{Addr: addr, Devices: devs,
+		CommandPrefix: "cmd/", ReplyPrefix: "rsp/", LoginTimeout: waitBound})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = f.Close() })
+	require.Equal(b, len(devs), f.Logins().Connected, "logins: %+v", f.Logins().Failed)
+}
+
+// benchCmds are the LED commands in turn, so each reply is a real one.
+var benchCmds = [][]byte{[]byte("on"), []byte("toggle"), []byte("off")}
+
+func BenchmarkCommandPath(b *testing.B) {
+	b.Run("path=topic", func(b *testing.B) {
+		reg := DemoRegistry()
+		devs := benchDevices(reg)
+		br := startFleetBroker(b, reg)
+		startFleet(b, br.MQTTAddr(), devs)
+		topics := make([]string, len(devs))
+		for i, d := range devs {
+			topics[i] = "cmd/" + d.ID
+		}
+		events, cancel := br.Events().SubscribeN(1024)
+		defer cancel()
+		timeout := time.NewTimer(waitBound)
+		defer timeout.Stop()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := br.PublishCustom(DemoProductID, topics[i%len(devs)], benchCmds[i%3]); err != nil {
+				b.Fatal(err)
+			}
+			awaitEvent(b, events, timeout, isReply)
+		}
+	})
+	b.Run("mochi=bare", func(b *testing.B) {
+		srv, addr, _ := startBareMochi(b)
+		devs := benchDevices(nil)
+		startFleet(b, addr, devs)
+		replies := make(chan struct{}, 1024)
+		require.NoError(b, srv.Subscribe("rsp/+", 1, func(*mqtt.Client, packets.Subscription, packets.Packet) {
+			replies <- struct{}{}
+		}))
+		topics := make([]string, len(devs))
+		for i, d := range devs {
+			topics[i] = "cmd/" + d.ID
+		}
+		timeout := time.NewTimer(waitBound)
+		defer timeout.Stop()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := srv.Publish(topics[i%len(devs)], benchCmds[i%3], false, 0); err != nil {
+				b.Fatal(err)
+			}
+			timeout.Reset(waitBound)
+			select {
+			case <-replies:
+			case <-timeout.C:
+				b.Fatalf("no reply to command %d within %v", i, waitBound)
+			}
+		}
+	})
+}
+
+func isReply(e Event) bool { return e.Kind == Published && e.DeviceID != "" }
+
+// startFleetBroker is our broker as hil bench runs it.
+func startFleetBroker(b *testing.B, reg *Registry) *Broker {
+	br, err := New(Options{Registry: reg, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ClientWritesPending: FleetClientWritesPending})
+	require.NoError(b, err)
+	require.NoError(b, br.Start())
+	b.Cleanup(func() { _ = br.Close() })
+	return br
+}
+
+// awaitEvent waits for a matching event; timeout is reset here (one timer
+// for the whole benchmark: a new one per command would count in B/op).
+func awaitEvent(b *testing.B, events <-chan Event, timeout *time.Timer, match func(Event) bool) {
+	timeout.Reset(waitBound)
+	for {
+		select {
+		case e := <-events:
+			if match(e) {
+				return
+			}
+		case <-timeout.C:
+			b.Fatalf("no matching event within %v", waitBound)
+		}
+	}
+}
+
+// allowAll is Mochi's auth.AllowHook: bare Mochi refuses every login
+// without an authenticator.
+type allowAll struct{ mqtt.HookBase }
+
+func (h *allowAll) ID() string { return "allow-all" }
+func (h *allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+func (h *allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+func (h *allowAll) OnACLCheck(*mqtt.Client, string, bool) bool              { return true }
+
+func startBareMochi(b *testing.B) (*mqtt.Server, string, func() error) {
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(b, srv.AddHook(new(allowAll), nil))
+	tcp := listeners.NewTCP(listeners.Config{ID: "bare", Address: "127.0.0.1:0"})
+	require.NoError(b, srv.AddListener(tcp))
+	require.NoError(b, srv.Serve())
+	done := closeOnce(srv)
+	b.Cleanup(func() { _ = done() })
+	return srv, tcp.Address(), done
+}
+
+// closeOnce: Mochi's Server.Close panics when called twice.
+func closeOnce(srv *mqtt.Server) func() error { return sync.OnceValue(srv.Close) }
+
+// BenchmarkClientHeap: the live Go heap and stacks one connected device
+// costs (after a full collection), ours as hil bench runs it against bare
+// Mochi's: heap-B/client and stack-B/client, each including the fleet's
+// own device (one goroutine and its buffers, the same on both sides); the
+// op is one whole fleet login.
+func BenchmarkClientHeap(b *testing.B) {
+	const n = 1000
+	live := func() (heap, stack float64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return float64(ms.HeapAlloc), float64(ms.StackInuse)
+	}
+	for _, kind := range []string{"broker=ours", "mochi=bare"} {
+		b.Run(kind, func(b *testing.B) {
+			var heap, stack float64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				reg := DemoRegistry()
+				devs := make([]fleet.Device, n)
+				for j := range devs {
+					devs[j] = fleet.Device{ID: fmt.Sprintf("7%08d", j), ProductID: DemoProductID, Password: fmt.Sprintf("a%d", j)}
+					require.NoError(b, reg.AddDevice(DemoProductID, Device{ID: devs[j].ID, AuthInfo: devs[j].Password}))
+				}
+				var addr string
+				var stop func()
+				if kind == "mochi=bare" {
+					_, a, done := startBareMochi(b)
+					addr, stop = a, func() { _ = done() }
+				} else {
+					br := startFleetBroker(b, reg)
+					addr, stop = br.MQTTAddr(), func() { _ = br.Close() }
+				}
+				// The fleet's own devices are measured too: count them apart.
+				heap0, stack0 := live()
+				b.StartTimer()
+				f, err := fleet.Start(context.Background(), fleet.Options{Addr: addr, Devices: devs,
+					CommandPrefix: "cmd/", ReplyPrefix: "rsp/", LoginTimeout: waitBound})
+				b.StopTimer()
+				require.NoError(b, err)
+				require.Equal(b, n, f.Logins().Connected)
+				heap1, stack1 := live()
+				heap += (heap1 - heap0) / n
+				stack += (stack1 - stack0) / n
+				if path := os.Getenv("HIL_BENCH_HEAPPROFILE"); path != "" && i == 0 {
+					pf, err := os.Create(path + "." + strings.ReplaceAll(kind, "=", "-"))
+					require.NoError(b, err)
+					require.NoError(b, pprof.Lookup("heap").WriteTo(pf, 0))
+					pf.Close()
+				}
+				_ = f.Close()
+				stop()
+			}
+			b.ReportMetric(heap/float64(b.N), "heap-B/client")
+			b.ReportMetric(stack/float64(b.N), "stack-B/client")
+			b.ReportMetric(0, "ns/op")
+		})
 	}
 }

@@ -70,7 +70,10 @@ const ServeGOGC = 400
 // FleetClientWritesPending is the queue for a broker serving thousands of
 // devices that each get one command at a time (hil bench; hil broker
 // --client-queue): the heap goes from 700 to 175 MB at 10,000 devices.
-const FleetClientWritesPending = 1024
+const FleetClientWritesPending = 128
+
+// clientReadBuffer is each client's read buffer, in bytes.
+const clientReadBuffer = 512
 
 // DefaultConnectTimeout: a connection that has not sent a whole CONNECT
 // by then is closed (Mochi itself sets no deadline before the CONNECT).
@@ -148,7 +151,7 @@ func New(opts Options) (*Broker, error) {
 		opts.Registry = DemoRegistry()
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		opts.Logger = slog.New(slog.DiscardHandler) // disabled: emit builds no attributes for it
 	}
 	if opts.MQTTAddr == "" {
 		opts.MQTTAddr = DefaultMQTTAddr
@@ -184,6 +187,10 @@ func New(opts Options) (*Broker, error) {
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
+		// Each client's read buffer (Mochi's default 2 KiB): OneNET
+		// traffic is small packets, and a larger one is read straight
+		// into its own buffer anyway.
+		ClientNetReadBufferSize: clientReadBuffer,
 		// Mochi's own log is about its internals; the event feed says what a
 		// OneNET user needs, so Mochi only reports errors.
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -561,7 +568,7 @@ func (b *Broker) PublishCustom(productID, topic string, payload []byte) error {
 	if len(payload) >= maxPayload {
 		return fmt.Errorf("publish: payload of %d bytes, limit is %d", len(payload), maxPayload-1)
 	}
-	b.emit(Event{Kind: Published, ProductID: productID, Topic: topic, Payload: clone(payload)})
+	b.emit(Event{Kind: Published, ProductID: productID, Topic: topic, Payload: payload}) // the feed copies it
 	return b.srv.Publish(productTopic(productID, topic), payload, false, 0)
 }
 

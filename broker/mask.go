@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"unsafe"
+
 	"github.com/onenet-hil/hil/internal/secret"
 )
 
@@ -79,7 +81,14 @@ func (b *Broker) maskEvent(e Event) Event {
 		if len(p) > maskSpan {
 			p = p[:maskSpan]
 		}
-		e.Payload = []byte(m.Mask(string(p)))
+		e.Payload = p
+		// Masked in place of a copy: a payload without a secret comes back
+		// as the same bytes, which the feed copies once (detached).
+		if len(p) > 0 {
+			if ms := m.Mask(unsafe.String(&p[0], len(p))); len(ms) != len(p) || unsafe.StringData(ms) != &p[0] {
+				e.Payload = []byte(ms)
+			}
+		}
 	}
 	return e
 }

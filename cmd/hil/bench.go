@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.worker {
 		return fleet.Serve(ctx, os.Stdin, stdout)
 	}
+	if f.mochiWorker {
+		return bench.ServeMochi(ctx, os.Stdin, stdout)
+	}
 	plan, err := f.plan()
 	if err != nil {
 		return err
@@ -59,10 +63,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stop()
-	if f.broker == "both" {
+	if f.broker == "both" || f.broker == "all" {
 		if _, err := bench.MosquittoBinary(); err != nil {
-			fmt.Fprintf(stderr, "measuring the embedded broker only: %v\n", err)
-			plan.brokers = plan.brokers[:1]
+			fmt.Fprintf(stderr, "measuring without mosquitto: %v\n", err)
+			plan.brokers = slices.DeleteFunc(plan.brokers, func(b string) bool { return b == "mosquitto" })
 		}
 	}
 	results, err := f.measure(ctx, plan, opts, stderr)
@@ -80,7 +84,7 @@ type benchFlags struct {
 	devices                          int
 	rate, broker, path, jsonFile     string
 	duration, timeout                time.Duration
-	inProcess, worker                bool
+	inProcess, worker, mochiWorker   bool
 	product, ctrlUser                string
 	brokerPID, gogc                  int
 	memLimit, cpuProfile, memProfile string
@@ -91,8 +95,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	fs := flag.NewFlagSet("hil bench", flag.ContinueOnError)
 	fs.IntVar(&f.devices, "devices", 1000, "simulated devices, each a real MQTT connection")
 	fs.StringVar(&f.rate, "rate", "1000", "commands per second offered; a comma-separated list measures each rate")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of the load phase")
-	fs.StringVar(&f.broker, "broker", "both", "embedded, mosquitto, both, or HOST:PORT of a running broker")
+	// 60 s: a window at a fleet's rate holds GC cycles, as a real run does.
+	fs.DurationVar(&f.duration, "duration", 60*time.Second, "length of the load phase (long enough to hold GC cycles)")
+	fs.StringVar(&f.broker, "broker", "all", "embedded, mochi (bare Mochi, no hooks), mosquitto, both (embedded and mosquitto), all (the three), or HOST:PORT of a running broker")
 	fs.StringVar(&f.path, "path", "topic", "command path(s), comma-separated: topic (cmd/{id} -> rsp/{id}), creq ($creq/$crsp), http (POST /cmds); creq and http are the embedded broker's only")
 	fs.StringVar(&f.jsonFile, "json", "", "write the figures to this JSON file")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "a command with no reply after this is lost")
@@ -105,8 +110,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile of this process at the end to this file")
 	fs.BoolVar(&f.worker, "fleet-worker", false, "internal: serve as the fleet's child process on stdin/stdout")
-	if err := parseFlags(fs, args, stderr, "usage: hil bench [--devices N] [--rate R] [--duration D] [--broker embedded|mosquitto|both|HOST:PORT] [--path topic,creq,http] [--json FILE]",
-		"Measures the broker under a simulated fleet, side by side with Mosquitto.\n"+
+	fs.BoolVar(&f.mochiWorker, "mochi-worker", false, "internal: serve bare Mochi as a child process on stdin/stdout")
+	if err := parseFlags(fs, args, stderr, "usage: hil bench [--devices N] [--rate R] [--duration D] [--broker all|embedded|mochi|mosquitto|both|HOST:PORT] [--path topic,creq,http] [--json FILE]",
+		"Measures the broker under a simulated fleet, side by side with bare Mochi (its floor) and Mosquitto.\n"+
 			"With HOST:PORT the device key and the controller's password come from "+envBenchKey+" and "+envBenchControllerPassword+"."); err != nil {
 		return nil, err
 	}
@@ -141,13 +147,15 @@ func (f *benchFlags) plan() (benchPlan, error) {
 		}
 	}
 	switch f.broker {
+	case "all":
+		p.brokers = []string{"embedded", "mochi", "mosquitto"}
 	case "both":
 		p.brokers = []string{"embedded", "mosquitto"}
-	case "embedded", "mosquitto":
+	case "embedded", "mochi", "mosquitto":
 		p.brokers = []string{f.broker}
 	default:
 		if !strings.Contains(f.broker, ":") {
-			return p, fmt.Errorf("--broker: %q is not embedded, mosquitto, both or HOST:PORT", f.broker)
+			return p, fmt.Errorf("--broker: %q is not all, embedded, mochi, mosquitto, both or HOST:PORT", f.broker)
 		}
 		p.brokers = []string{f.broker}
 	}
@@ -157,13 +165,14 @@ func (f *benchFlags) plan() (benchPlan, error) {
 // options are the bench options every measurement starts from.
 func (f *benchFlags) options(p benchPlan) (bench.Options, error) {
 	opts := bench.Options{Devices: f.devices, Rate: p.rates[0], Duration: f.duration, Timeout: f.timeout}
+	exe, err := os.Executable()
+	if err != nil {
+		return opts, fmt.Errorf("finding this program for the child processes: %w", err)
+	}
 	if !f.inProcess {
-		exe, err := os.Executable()
-		if err != nil {
-			return opts, fmt.Errorf("finding this program for the fleet's child process: %w", err)
-		}
 		opts.FleetWorker = []string{exe, "bench", "--fleet-worker"}
 	}
+	opts.MochiWorker = []string{exe, "bench", "--mochi-worker"}
 	return opts, nil
 }
 
@@ -240,9 +249,27 @@ func (f *benchFlags) measureOne(ctx context.Context, b string, o bench.Options, 
 		return bench.RunEmbedded(ctx, o)
 	case "mosquitto":
 		return bench.RunMosquitto(ctx, o)
+	case "mochi":
+		return bench.RunMochi(ctx, o, f.mochiEnv())
 	}
 	return bench.RunExternal(ctx, o, bench.External{Addr: b, ProductID: f.product, Key: os.Getenv(envBenchKey),
 		ControllerUser: f.ctrlUser, ControllerPassword: os.Getenv(envBenchControllerPassword), PID: f.brokerPID})
+}
+
+// mochiEnv gives bare Mochi's process the collector settings the
+// embedded broker runs with, so that the GC rows compare like with like.
+func (f *benchFlags) mochiEnv() []string {
+	var env []string
+	switch {
+	case f.gogc < 0:
+		env = append(env, "GOGC=off")
+	case f.gogc > 0:
+		env = append(env, "GOGC="+strconv.Itoa(f.gogc))
+	}
+	if f.memLimit != "" {
+		env = append(env, "GOMEMLIMIT="+f.memLimit)
+	}
+	return env
 }
 
 // report writes the heap profile, the table and the JSON figures.

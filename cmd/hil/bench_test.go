@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,7 +18,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"bench", "--path", "pigeon"}, "unknown path"},
-		{[]string{"bench", "--broker", "nowhere"}, "is not embedded, mosquitto, both or HOST:PORT"},
+		{[]string{"bench", "--broker", "nowhere"}, "is not all, embedded, mochi, mosquitto, both or HOST:PORT"},
 		{[]string{"bench", "--devices", "0"}, "must be positive"},
 	} {
 		var out, errOut bytes.Buffer
@@ -25,6 +26,34 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		assert.Equal(t, 1, code, "%v", c.args)
 		assert.Contains(t, errOut.String(), c.want, "%v", c.args)
 	}
+}
+
+// By default the bench tells the whole truth: 60-second windows (they hold
+// GC cycles) and three brokers in the same run, ours, bare Mochi (its
+// floor) and Mosquitto; bare Mochi runs in this program's child process
+// with the embedded broker's collector settings.
+func TestBenchDefaultsAreThreeBrokersFor60s(t *testing.T) {
+	f, err := parseBenchFlags(nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 60*time.Second, f.duration)
+	plan, err := f.plan()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"embedded", "mochi", "mosquitto"}, plan.brokers)
+	opts, err := f.options(plan)
+	require.NoError(t, err)
+	require.NotEmpty(t, opts.MochiWorker)
+	assert.Equal(t, []string{"bench", "--mochi-worker"}, opts.MochiWorker[1:])
+	assert.Equal(t, []string{"bench", "--fleet-worker"}, opts.FleetWorker[1:])
+
+	f, err = parseBenchFlags([]string{"--gogc", "150", "--gomemlimit", "1GiB"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"GOGC=150", "GOMEMLIMIT=1GiB"}, f.mochiEnv())
+	f, err = parseBenchFlags([]string{"--gogc", "-1", "--broker", "mochi"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"GOGC=off"}, f.mochiEnv())
+	plan, err = f.plan()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"mochi"}, plan.brokers)
 }
 
 // A tiny run on the embedded broker (the fleet in-process: the test

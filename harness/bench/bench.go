@@ -10,8 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"runtime/debug"
+	"runtime/metrics"
 	"sort"
 	"sync"
 	"time"
@@ -55,6 +54,9 @@ type Options struct {
 	// charged to an in-process broker. Empty: the fleet runs in this
 	// process.
 	FleetWorker []string
+	// MochiWorker is the child process that serves bare Mochi (a program
+	// that calls ServeMochi); RunMochi needs it.
+	MochiWorker []string
 	// LoginConcurrency: logins in flight at once (default 64).
 	LoginConcurrency int
 	// Progress, when set, is called about four times a second.
@@ -119,9 +121,14 @@ type Result struct {
 	FleetRSSPerDevKB float64 `json:"fleet_rss_per_device_kb,omitempty"`
 	CPUMethod        string  `json:"cpu_method"`
 
-	// In-process (embedded) broker only: Go's collector during the load.
-	GCCycles         uint32  `json:"gc_cycles,omitempty"`
+	// Go brokers only (ours and bare Mochi): Go's collector during the
+	// load. GCCycles is reported even when zero (GoRuntime says there
+	// was a runtime to read).
+	GoRuntime        bool    `json:"go_runtime,omitempty"`
+	GOGC             int     `json:"gogc,omitempty"`
+	GCCycles         uint32  `json:"gc_cycles"`
 	GCPauseMaxMs     float64 `json:"gc_pause_max_ms,omitempty"`
+	GCCPUPercent     float64 `json:"gc_cpu_percent,omitempty"`
 	AllocPerCommandB float64 `json:"alloc_per_command_bytes,omitempty"`
 	HeapAfterLoginMB float64 `json:"heap_after_login_mb,omitempty"`
 	// FullGCMs is the wall time of one full, forced collection (and
@@ -142,6 +149,12 @@ type target interface {
 	// memory returns the broker's resident KiB and, when it can be told
 	// apart, its live Go heap and stacks in KiB (-1 otherwise).
 	memory() (rssKB, heapKB int64)
+	// rss is the broker's resident KiB now, without a collection (read
+	// during the load).
+	rss() int64
+	// runtimeStats are a Go broker's runtime figures (ok false for
+	// Mosquitto or an external broker).
+	runtimeStats() (st RuntimeStats, ok bool)
 	cpu() time.Duration
 	inProcess() bool
 	close() error
@@ -230,7 +243,7 @@ func run(ctx context.Context, t target, o Options) (*Result, error) {
 	base := m.baseline()
 	stopSweep := m.sweep()
 	ld := m.load(ctx)
-	m.gcFigures(&base.mem, ld)
+	m.gcFigures(base, ld)
 	m.drain(ld.interrupted)
 	stopSweep()
 	m.l.expire(time.Now(), o.Timeout, true)
@@ -337,7 +350,8 @@ func (m *measurement) loggedIn(heap0 int64) error {
 type baseline struct {
 	fleetCPU  time.Duration
 	fleetRSS  int64
-	mem       runtime.MemStats // in-process brokers only
+	rt        RuntimeStats // Go brokers only (rtOK)
+	rtOK      bool
 	brokerCPU time.Duration
 	selfCPU   time.Duration
 }
@@ -349,9 +363,9 @@ func (m *measurement) baseline() *baseline {
 			b.fleetCPU, b.fleetRSS = u.CPU, u.RSSKB-u.BaseRSSKB
 		}
 	}
-	if m.t.inProcess() {
-		runtime.ReadMemStats(&b.mem)
-		m.res.HeapAfterLoginMB = float64(b.mem.HeapAlloc) / (1 << 20)
+	if b.rt, b.rtOK = m.t.runtimeStats(); b.rtOK {
+		m.res.GoRuntime, m.res.GOGC = true, b.rt.GOGC
+		m.res.HeapAfterLoginMB = float64(b.rt.HeapAlloc) / (1 << 20)
 	}
 	b.brokerCPU, b.selfCPU = m.t.cpu(), fleet.SelfUsage().CPU
 	return &b
@@ -405,7 +419,7 @@ func (m *measurement) load(ctx context.Context) loadResult {
 		issued = m.issue(issued, int64(m.o.Rate*el.Seconds())+1, send, &ld.stalls)
 		if now := time.Now(); now.After(nextProgress) {
 			m.progress("load", el)
-			ld.peakRSS = max(ld.peakRSS, m.rssNow())
+			ld.peakRSS = max(ld.peakRSS, m.t.rss())
 			nextProgress = now.Add(250 * time.Millisecond)
 		}
 		// Sleep until the next command is due (at least ~0.2 ms).
@@ -434,16 +448,6 @@ func (m *measurement) issue(issued, due int64, send func(job), stalls *int64) in
 		send(job{dev: dev, cmd: cmd})
 	}
 	return issued
-}
-
-// rssNow is the broker's resident KiB; in process, without a GC (which
-// would disturb the load).
-func (m *measurement) rssNow() int64 {
-	if m.t.inProcess() {
-		return fleet.ProcRSSKB(osPid())
-	}
-	r, _ := m.t.memory()
-	return r
 }
 
 // senders returns how the load hands over a command and how it waits for
@@ -482,30 +486,33 @@ func (m *measurement) senders() (send func(job), sent func()) {
 	return func(j job) { jobs <- j }, func() { close(jobs); wg.Wait() }
 }
 
-// gcFigures are Go's collector's work during the load (in-process brokers
-// only; ms0 is the baseline's), with a note when no cycle fell in it.
-func (m *measurement) gcFigures(ms0 *runtime.MemStats, ld loadResult) {
-	if !m.t.inProcess() {
+// gcFigures are Go's collector's work during the load (Go brokers only),
+// from the baseline's runtime figures, with a note when no cycle fell in
+// it.
+func (m *measurement) gcFigures(b *baseline, ld loadResult) {
+	if !b.rtOK {
+		return
+	}
+	st0 := b.rt
+	st1, ok := m.t.runtimeStats()
+	if !ok {
+		m.res.Notes = append(m.res.Notes, "the broker's runtime figures could not be read after the load")
 		return
 	}
 	res := m.res
-	var ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms1)
-	res.GCCycles = ms1.NumGC - ms0.NumGC
-	for i := ms0.NumGC; i < ms1.NumGC && i < ms0.NumGC+256; i++ {
-		res.GCPauseMaxMs = max(res.GCPauseMaxMs, ms(time.Duration(ms1.PauseNs[i%256])))
+	wall := ld.end.Sub(ld.start).Seconds()
+	res.GCCycles = st1.GCCycles - st0.GCCycles
+	for i := st0.GCCycles; i < st1.GCCycles && i < st0.GCCycles+256; i++ {
+		res.GCPauseMaxMs = max(res.GCPauseMaxMs, ms(time.Duration(st1.PauseNs[i%256])))
 	}
+	res.GCCPUPercent = 100 * (st1.GCCPUSec - st0.GCCPUSec) / wall
 	c, _, _ := m.l.snapshot()
 	if c > 0 {
-		res.AllocPerCommandB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(c)
+		res.AllocPerCommandB = float64(st1.AllocBytes-st0.AllocBytes) / float64(c)
 	}
-	if rate := float64(ms1.TotalAlloc-ms0.TotalAlloc) / ld.end.Sub(ld.start).Seconds(); res.GCCycles == 0 && rate > 0 && ms0.NextGC > ms0.HeapAlloc && gcPercent() > 0 {
-		note := fmt.Sprintf("no GC cycle fell in the load: at %.0f MB/s allocated and a GC goal of %.0f MB, the first would have started %.0f s into the load",
-			rate/(1<<20), float64(ms0.NextGC)/(1<<20), float64(ms0.NextGC-ms0.HeapAlloc)/rate)
-		if p := gcPercent(); p > 0 {
-			note += fmt.Sprintf("; a steady run has one about every %.0f s", float64(ms0.HeapAlloc)*float64(p)/100/rate)
-		}
-		res.Notes = append(res.Notes, note+"; what a cycle costs shows in runs that include one (see full_gc_ms)")
+	if rate := float64(st1.AllocBytes-st0.AllocBytes) / wall; res.GCCycles == 0 && rate > 0 && st0.NextGC > st0.HeapAlloc && st0.GOGC > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("no GC cycle fell in the load: at %.1f MB/s allocated and a GC goal of %.0f MB, the first would have started %.0f s into the load; a steady run has one about every %.0f s",
+			rate/(1<<20), float64(st0.NextGC)/(1<<20), float64(st0.NextGC-st0.HeapAlloc)/rate, float64(st0.HeapAlloc)*float64(st0.GOGC)/100/rate))
 	}
 }
 
@@ -578,11 +585,17 @@ func (m *measurement) finalNotes(ld loadResult) {
 	}
 }
 
-// gcPercent reads the current GOGC without changing it.
+// gcPercent reads the current GOGC (-1: off) without changing it.
 func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 100
+	}
+	if v := s[0].Value.Uint64(); v <= 1<<30 {
+		return int(v)
+	}
+	return -1
 }
 
 func resetTimer(t *time.Timer, d time.Duration) <-chan time.Time {
@@ -604,14 +617,16 @@ func Ratio(a, b *Result) map[string]float64 {
 		return x / y
 	}
 	return map[string]float64{
-		"logins_per_s":      div(a.LoginsPS, b.LoginsPS),
-		"throughput_cps":    div(a.ThroughputCPS, b.ThroughputCPS),
-		"p50_ms":            div(a.P50ms, b.P50ms),
-		"p90_ms":            div(a.P90ms, b.P90ms),
-		"p99_ms":            div(a.P99ms, b.P99ms),
-		"max_ms":            div(a.MaxMs, b.MaxMs),
-		"mem_per_device_kb": div(a.MemPerDeviceKB, b.MemPerDeviceKB),
-		"cpu_percent":       div(a.BrokerCPUPercent, b.BrokerCPUPercent),
+		"logins_per_s":            div(a.LoginsPS, b.LoginsPS),
+		"throughput_cps":          div(a.ThroughputCPS, b.ThroughputCPS),
+		"p50_ms":                  div(a.P50ms, b.P50ms),
+		"p90_ms":                  div(a.P90ms, b.P90ms),
+		"p99_ms":                  div(a.P99ms, b.P99ms),
+		"max_ms":                  div(a.MaxMs, b.MaxMs),
+		"mem_per_device_kb":       div(a.MemPerDeviceKB, b.MemPerDeviceKB),
+		"peak_rss_per_device_kb":  div(a.PeakRSSPerDeviceKB, b.PeakRSSPerDeviceKB),
+		"alloc_per_command_bytes": div(a.AllocPerCommandB, b.AllocPerCommandB),
+		"cpu_percent":             div(a.BrokerCPUPercent, b.BrokerCPUPercent),
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,7 +23,7 @@ type embeddedTarget struct {
 	auth    []string
 	missed  atomic.Int64 // events the collector's feed subscription dropped
 	stopped chan struct{}
-	lastGC  time.Duration // wall time of the last forced collection
+	lastGC  float64 // wall ms of the last forced collection
 }
 
 func (t *embeddedTarget) name() string    { return "embedded" }
@@ -44,13 +42,15 @@ func (t *embeddedTarget) devices(n int) []fleet.Device {
 // and the heap figure hold what is live, not what the collector has yet
 // to find.
 func (t *embeddedTarget) memory() (int64, int64) {
-	start := time.Now()
-	debug.FreeOSMemory()
-	t.lastGC = time.Since(start)
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return fleet.ProcRSSKB(osPid()), int64(ms.HeapAlloc+ms.StackInuse) / 1024
+	st := readRuntime(true)
+	t.lastGC = st.FullGCMs
+	return st.RSSKB, st.HeapKB
 }
+
+// rss is read without a collection, which would disturb the load.
+func (t *embeddedTarget) rss() int64 { return fleet.ProcRSSKB(osPid()) }
+
+func (t *embeddedTarget) runtimeStats() (RuntimeStats, bool) { return readRuntime(false), true }
 
 func (t *embeddedTarget) cpu() time.Duration { return fleet.SelfUsage().CPU }
 
@@ -87,7 +87,7 @@ func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sen
 	var s sender
 	switch path {
 	case PathTopic:
-		s = topicSender{t.b}
+		s = newTopicSender(t.b, len(t.auth))
 	case PathCreq:
 		s = creqSender{t.b}
 	case PathHTTP:
@@ -111,10 +111,27 @@ type closeWith struct {
 func (c closeWith) close() { c.sender.close(); c.f() }
 
 // topicSender publishes on cmd/{id} through the broker's inline client.
-type topicSender struct{ b *broker.Broker }
+// The topics are made once: the bench's own allocations count in the
+// embedded broker's bytes per command (they share the process).
+type topicSender struct {
+	b      *broker.Broker
+	topics map[string]string // device id -> its command topic
+}
+
+func newTopicSender(b *broker.Broker, n int) topicSender {
+	s := topicSender{b: b, topics: make(map[string]string, n)}
+	for i := range n {
+		s.topics[deviceID(i)] = CommandPrefix + deviceID(i)
+	}
+	return s
+}
 
 func (s topicSender) send(id string, payload []byte) (string, error) {
-	return id, s.b.PublishCustom(BenchProductID, CommandPrefix+id, payload)
+	topic, ok := s.topics[id]
+	if !ok {
+		topic = CommandPrefix + id
+	}
+	return id, s.b.PublishCustom(BenchProductID, topic, payload)
 }
 func (s topicSender) workers() int   { return 1 }
 func (s topicSender) byDevice() bool { return true }
@@ -175,7 +192,7 @@ func RunEmbedded(ctx context.Context, o Options) (*Result, error) {
 			res.MemMethod += "; the fleet runs in the same process, so this includes its cost"
 			res.CPUMethod += "; the fleet runs in the same process, so this includes its cost"
 		}
-		res.FullGCMs = ms(t.lastGC)
+		res.FullGCMs = t.lastGC
 		if n := t.missed.Load(); n > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("the broker's event feed dropped %d events for the bench's subscriber: replies among them count as timeouts", n))
 		}

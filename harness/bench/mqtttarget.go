@@ -79,6 +79,13 @@ func (t *mqttTarget) memory() (int64, int64) {
 	return fleet.ProcRSSKB(t.pid), -1
 }
 
+func (t *mqttTarget) rss() int64 {
+	r, _ := t.memory()
+	return r
+}
+
+func (t *mqttTarget) runtimeStats() (RuntimeStats, bool) { return RuntimeStats{}, false }
+
 func (t *mqttTarget) cpu() time.Duration {
 	if t.pid == 0 {
 		return 0

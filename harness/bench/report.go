@@ -25,6 +25,9 @@ type Report struct {
 	Ratio map[string]float64 `json:"ratio_embedded_to_mosquitto,omitempty"`
 	// RatioByRate is the same for every rate both ran, keyed by rate.
 	RatioByRate map[string]map[string]float64 `json:"ratio_by_rate,omitempty"`
+	// MochiRatioByRate is the embedded broker's figure divided by bare
+	// Mochi's (what our hooks cost over Mochi's floor), keyed by rate.
+	MochiRatioByRate map[string]map[string]float64 `json:"ratio_embedded_to_mochi_by_rate,omitempty"`
 	// HighestRate is, per "broker path", the highest rate measured with
 	// p99 under 20 ms and nothing lost.
 	HighestRate map[string]float64 `json:"highest_rate_p99_under_20ms,omitempty"`
@@ -56,6 +59,16 @@ func NewReport(o Options, results []*Result) *Report {
 			r.RatioByRate = map[string]map[string]float64{}
 		}
 		r.RatioByRate[fmt.Sprint(rate)] = Ratio(e, m)
+	}
+	for _, rate := range rates(results) {
+		e, m := find(results, "embedded", PathTopic, rate), find(results, "mochi", PathTopic, rate)
+		if e == nil || m == nil {
+			continue
+		}
+		if r.MochiRatioByRate == nil {
+			r.MochiRatioByRate = map[string]map[string]float64{}
+		}
+		r.MochiRatioByRate[fmt.Sprint(rate)] = Ratio(e, m)
 	}
 	if len(rates(results)) > 1 {
 		r.HighestRate = map[string]float64{}
@@ -110,7 +123,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		if len(all) > 1 {
 			fmt.Fprintf(w, "%.0f commands/s offered\n", rate)
 		}
-		r.writeRateTable(w, all[rate], r.RatioByRate[fmt.Sprint(rate)])
+		r.writeRateTable(w, all[rate], r.RatioByRate[fmt.Sprint(rate)], r.MochiRatioByRate[fmt.Sprint(rate)])
 	}
 	for _, res := range r.Results {
 		for _, n := range res.Notes {
@@ -139,14 +152,20 @@ func (r *Report) rateRuns() map[float64][]*Result {
 	return m
 }
 
-func (r *Report) writeRateTable(w io.Writer, results []*Result, ratio map[string]float64) {
+func (r *Report) writeRateTable(w io.Writer, results []*Result, ratio, mochiRatio map[string]float64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"figure"}
 	for _, res := range results {
 		head = append(head, res.Broker+" "+string(res.Path))
 	}
+	var ratios []map[string]float64
 	if ratio != nil {
 		head = append(head, "embedded/mosquitto")
+		ratios = append(ratios, ratio)
+	}
+	if mochiRatio != nil {
+		head = append(head, "embedded/mochi")
+		ratios = append(ratios, mochiRatio)
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	row := func(name, ratioKey string, f func(*Result) string) {
@@ -154,8 +173,8 @@ func (r *Report) writeRateTable(w io.Writer, results []*Result, ratio map[string
 		for _, res := range results {
 			cells = append(cells, f(res))
 		}
-		if ratio != nil {
-			if v, ok := ratio[ratioKey]; ok && ratioKey != "" {
+		for _, rt := range ratios {
+			if v, ok := rt[ratioKey]; ok && ratioKey != "" {
 				cells = append(cells, fmt.Sprintf("%.2f", v))
 			} else {
 				cells = append(cells, "")
@@ -191,22 +210,30 @@ func (r *Report) writeRateTable(w io.Writer, results []*Result, ratio map[string
 		}
 		return num(x.HeapPerDeviceKB, 1)
 	})
-	row("KB per device (peak RSS in load)", "", func(x *Result) string { return num(x.PeakRSSPerDeviceKB, 1) })
+	row("KB per device (peak RSS in load)", "peak_rss_per_device_kb", func(x *Result) string { return num(x.PeakRSSPerDeviceKB, 1) })
+	row("peak / steady RSS", "", func(x *Result) string {
+		if x.MemPerDeviceKB <= 0 {
+			return "-"
+		}
+		return num(x.PeakRSSPerDeviceKB/x.MemPerDeviceKB, 2)
+	})
 	row("broker CPU %", "cpu_percent", func(x *Result) string { return num(x.BrokerCPUPercent, 0) })
 	row("fleet CPU %", "", func(x *Result) string { return num(x.FleetCPUPercent, 0) })
 	row("fleet KB per device (RSS)", "", func(x *Result) string { return num(x.FleetRSSPerDevKB, 1) })
-	inproc := func(f func(*Result) string) func(*Result) string {
+	goRT := func(f func(*Result) string) func(*Result) string {
 		return func(x *Result) string {
-			if x.HeapAfterLoginMB == 0 {
+			if !x.GoRuntime {
 				return "-"
 			}
 			return f(x)
 		}
 	}
-	row("GC cycles in load", "", inproc(func(x *Result) string { return fmt.Sprint(x.GCCycles) }))
-	row("heap after login MB", "", inproc(func(x *Result) string { return num(x.HeapAfterLoginMB, 0) }))
-	row("one full GC, wall ms", "", inproc(func(x *Result) string { return num(x.FullGCMs, 0) }))
-	row("GC pause max ms", "", inproc(func(x *Result) string { return num(x.GCPauseMaxMs, 2) }))
-	row("bytes allocated per command", "", inproc(func(x *Result) string { return num(x.AllocPerCommandB, 0) }))
+	row("GOGC", "", goRT(func(x *Result) string { return fmt.Sprint(x.GOGC) }))
+	row("GC cycles in load", "", goRT(func(x *Result) string { return fmt.Sprint(x.GCCycles) }))
+	row("GC CPU % (of one core)", "", goRT(func(x *Result) string { return num(x.GCCPUPercent, 1) }))
+	row("GC pause max ms", "", goRT(func(x *Result) string { return num(x.GCPauseMaxMs, 2) }))
+	row("heap after login MB", "", goRT(func(x *Result) string { return num(x.HeapAfterLoginMB, 0) }))
+	row("one full GC, wall ms", "", goRT(func(x *Result) string { return num(x.FullGCMs, 0) }))
+	row("bytes allocated per command", "alloc_per_command_bytes", goRT(func(x *Result) string { return num(x.AllocPerCommandB, 0) }))
 	tw.Flush()
 }

@@ -14,17 +14,20 @@ import (
 )
 
 // The JSON holds, for each broker measured, at least the figures the
-// issue names, and the ratio when both brokers ran the same path.
+// issue names (the GC cycles of the Go brokers even when zero), and the
+// ratios when the brokers ran the same path.
 func TestReportJSONShape(t *testing.T) {
 	needMosquitto(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	o := Options{Devices: 20, Rate: 100, Duration: 500 * time.Millisecond}
+	o := Options{Devices: 20, Rate: 100, Duration: 500 * time.Millisecond, MochiWorker: mochiWorker(t)}
 	emb, err := RunEmbedded(ctx, o)
 	require.NoError(t, err)
 	mos, err := RunMosquitto(ctx, o)
 	require.NoError(t, err)
-	rep := NewReport(o, []*Result{emb, mos})
+	bare, err := RunMochi(ctx, o, nil)
+	require.NoError(t, err)
+	rep := NewReport(o, []*Result{emb, mos, bare})
 	path := filepath.Join(t.TempDir(), "bench.json")
 	require.NoError(t, rep.WriteJSON(path))
 
@@ -34,11 +37,16 @@ func TestReportJSONShape(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &doc))
 	results, ok := doc["results"].([]any)
 	require.True(t, ok, "results is a list: %s", raw)
-	require.Len(t, results, 2)
+	require.Len(t, results, 3)
 	for i, r := range results {
 		m := r.(map[string]any)
-		for _, k := range []string{"broker", "devices", "commands", "lost", "throughput_cps", "p50_ms", "p99_ms", "mem_per_device_kb"} {
+		for _, k := range []string{"broker", "devices", "commands", "lost", "throughput_cps", "p50_ms", "p99_ms", "max_ms",
+			"mem_per_device_kb", "peak_rss_per_device_kb", "broker_cpu_percent", "gc_cycles"} {
 			assert.Contains(t, m, k, "result %d", i)
+		}
+		if m["broker"] != "mosquitto" {
+			assert.Contains(t, m, "alloc_per_command_bytes", "result %d", i)
+			assert.Equal(t, true, m["go_runtime"], "result %d", i)
 		}
 		assert.EqualValues(t, 20, m["devices"])
 		assert.EqualValues(t, 0, m["lost"])
@@ -50,10 +58,15 @@ func TestReportJSONShape(t *testing.T) {
 	ratio, ok := doc["ratio_embedded_to_mosquitto"].(map[string]any)
 	require.True(t, ok, "ratio present: %s", raw)
 	assert.InDelta(t, emb.P99ms/mos.P99ms, ratio["p99_ms"], 1e-9)
+	byRate, ok := doc["ratio_embedded_to_mochi_by_rate"].(map[string]any)
+	require.True(t, ok, "ratio to bare Mochi present: %s", raw)
+	assert.InDelta(t, emb.AllocPerCommandB/bare.AllocPerCommandB, byRate["100"].(map[string]any)["alloc_per_command_bytes"], 1e-9)
 
 	var table bytes.Buffer
 	rep.WriteTable(&table)
 	assert.Contains(t, table.String(), "embedded/mosquitto")
+	assert.Contains(t, table.String(), "embedded/mochi")
+	assert.Contains(t, table.String(), "GC cycles in load")
 	assert.Contains(t, table.String(), "round trip p99 ms")
 }
 

@@ -28,6 +28,7 @@
 package secret
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -112,7 +113,11 @@ func NewMasker(secrets ...string) *Masker {
 	for _, x := range byLength(long) {
 		pairs = append(pairs, x, Stars)
 	}
-	return &Masker{r: strings.NewReplacer(pairs...), short: byLength(short)}
+	m := &Masker{short: byLength(short)}
+	if len(pairs) > 0 { // an empty Replacer would copy every string it sees
+		m.r = strings.NewReplacer(pairs...)
+	}
+	return m
 }
 
 // byLength is s without duplicates, longest first.
@@ -128,7 +133,29 @@ func (m *Masker) Mask(s string) string {
 	if m == nil {
 		return s
 	}
-	return m.maskShort(m.r.Replace(s))
+	return m.maskShort(m.replace(s))
+}
+
+// replaceBufs are replace's scratch buffers.
+var replaceBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// replace is m.r.Replace without an allocation when s holds no long
+// secret, the common case: the broker masks every event it records.
+func (m *Masker) replace(s string) string {
+	if m.r == nil || s == "" {
+		return s
+	}
+	buf := replaceBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, _ = m.r.WriteString(buf, s)
+	out := s
+	if string(buf.Bytes()) != s { // compared without a copy
+		out = buf.String()
+	}
+	if buf.Cap() <= 64<<10 {
+		replaceBufs.Put(buf)
+	}
+	return out
 }
 
 // maskShort replaces the short secrets' forms where they stand as values.

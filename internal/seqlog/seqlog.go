@@ -21,7 +21,7 @@ type Log[T any] struct {
 	head    int
 	keep    int
 	next    int64         // the sequence number of the next item
-	changed chan struct{} // closed and replaced on every append and on Close
+	changed chan struct{} // made by a waiter, closed (and dropped) on the next append and on Close
 	err     error         // set by Close: why no more items will come
 }
 
@@ -29,31 +29,39 @@ type Log[T any] struct {
 // gets sequence number first. stamp, when not nil, writes an item's
 // sequence number into it as it is appended.
 func New[T any](keep int, first int64, stamp func(*T, int64)) *Log[T] {
-	return &Log[T]{stamp: stamp, keep: max(keep, 1), next: first, changed: make(chan struct{})}
+	return &Log[T]{stamp: stamp, keep: max(keep, 1), next: first}
 }
 
 // Append stamps v with the next sequence number, keeps it and wakes every
-// waiter. It returns v as stamped.
+// waiter. It returns v as stamped. It allocates nothing once the log is
+// full: v is stamped in its slot, and the wake-up channel is made only
+// when someone waits.
 func (l *Log[T]) Append(v T) T {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stamp != nil {
-		l.stamp(&v, l.next)
-	}
-	l.next++
+	var slot *T
 	if len(l.ring) < l.keep {
 		l.ring = append(l.ring, v)
+		slot = &l.ring[len(l.ring)-1]
 	} else {
-		l.ring[l.head] = v
+		slot = &l.ring[l.head]
+		*slot = v
 		l.head = (l.head + 1) % l.keep
 	}
+	if l.stamp != nil {
+		l.stamp(slot, l.next)
+	}
+	l.next++
 	l.wakeLocked()
-	return v
+	return *slot
 }
 
+// wakeLocked wakes the waiters, if any; the next Wait makes a new channel.
 func (l *Log[T]) wakeLocked() {
-	close(l.changed)
-	l.changed = make(chan struct{})
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 }
 
 // Mark is the sequence number the next item will get: a position to read
@@ -115,6 +123,9 @@ func (l *Log[T]) Wait(ctx context.Context, from int64, match func(T) bool) (T, i
 				l.mu.Unlock()
 				return v, from, nil
 			}
+		}
+		if l.changed == nil && l.err == nil {
+			l.changed = make(chan struct{})
 		}
 		changed, err := l.changed, l.err
 		l.mu.Unlock()
