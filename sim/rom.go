@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"cmp"
 	"compress/zlib"
 	"context"
 	"crypto/md5"
@@ -10,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/onenet-hil/hil/harness/esprom"
 )
@@ -35,6 +38,12 @@ import (
 //     own, v1.27.0);
 //   - a bootable image without it: the ROM's load lines, then nothing runs;
 //   - anything else: the ROM's boot failure output ("ets_main.c").
+//
+// The line's rate is the host's (the termios of the pty, as go.bug.st/serial,
+// pyserial or stty set it): the ROM detects it from the first SYNC after a
+// reset and keeps it; a packet sent at another rate is noise to its UART and
+// goes unanswered. Only the stub's CHANGE_BAUDRATE moves it. (A paced line,
+// Options.LineRate, keeps its own pace.)
 //
 // The ROM's own output is at 74880 baud on a real board (garbage at
 // 115200); here it is printed readable.
@@ -64,7 +73,8 @@ type romState struct {
 	stub    bool // a flasher stub "runs"
 	dec     esprom.SLIPDecoder
 	regs    map[uint32]uint32
-	baud    int
+	baud    int // the rate the UART listens at; 0 until the first SYNC
+	misrate int // packets dropped for a rate that is not the UART's
 	flash   []byte
 	factory bool // nothing written or erased yet: the board's MicroPython
 	// the write in progress (FLASH_BEGIN or FLASH_DEFL_BEGIN)
@@ -85,7 +95,7 @@ type romWrite struct {
 }
 
 func newROM(b *Board) *romState {
-	r := &romState{b: b, baud: 115200, factory: true}
+	r := &romState{b: b, factory: true}
 	r.resetRegs()
 	return r
 }
@@ -139,12 +149,15 @@ func (b *Board) FlashImage(n int) []byte {
 }
 
 func (r *romState) enter() {
-	r.b.serialOut([]byte(romDownload))
 	r.mu.Lock()
+	// The ROM's writes are made under mu, so that the line's writers (this
+	// ROM on the input relay, a boot on the resetting goroutine) follow one
+	// another.
+	r.b.serialOut([]byte(romDownload))
 	if r.flash == nil {
 		r.flash = bytes.Repeat([]byte{0xFF}, romFlashSize) // erased
 	}
-	r.active, r.stub, r.dec, r.wr, r.baud = true, false, esprom.SLIPDecoder{}, nil, 115200
+	r.active, r.stub, r.dec, r.wr, r.baud, r.misrate = true, false, esprom.SLIPDecoder{}, nil, 0, 0
 	r.resetRegs()
 	r.mu.Unlock()
 	r.b.logf("download mode: the ROM bootloader has the serial line")
@@ -160,6 +173,9 @@ func (r *romState) takes(p []byte) bool {
 	var out [][]byte
 	reboot := false
 	for _, pkt := range r.dec.Feed(p) {
+		if !r.atRate(pkt) {
+			continue
+		}
 		o, rb := r.handle(pkt)
 		out = append(out, o...)
 		if rb {
@@ -168,10 +184,10 @@ func (r *romState) takes(p []byte) bool {
 			break
 		}
 	}
-	r.mu.Unlock()
 	for _, o := range out {
 		r.b.serialOut(o)
 	}
+	r.mu.Unlock()
 	if reboot {
 		// Not on this goroutine: a reset waits for the input relay to stop.
 		go func() {
@@ -181,6 +197,45 @@ func (r *romState) takes(p []byte) bool {
 		}()
 	}
 	return true
+}
+
+// atRate tells whether the UART hears pkt: the host's rate is the one it
+// detected (the first SYNC after a reset detects it).
+func (r *romState) atRate(pkt []byte) bool {
+	host := r.b.hostBaud()
+	switch {
+	case host == 0:
+		return true // not known: taken
+	case r.baud == 0:
+		if len(pkt) > 1 && pkt[1] == esprom.CmdSync {
+			r.baud = host
+		}
+		return true
+	case host == r.baud:
+		return true
+	}
+	if r.misrate++; r.misrate == 1 {
+		r.b.logf("download mode: a packet at %d baud; the UART is at %d (the ROM detects the rate once, at the first SYNC)", host, r.baud)
+	}
+	return false
+}
+
+// hostBaud is the rate the host set on its end of the pty (0: unknown).
+func (b *Board) hostBaud() int {
+	t, err := unix.IoctlGetTermios(int(b.slave.Fd()), unix.TCGETS)
+	if err != nil {
+		return 0
+	}
+	if t.Cflag&unix.CBAUD == unix.BOTHER {
+		return int(t.Ospeed)
+	}
+	return termiosRates[t.Cflag&unix.CBAUD]
+}
+
+var termiosRates = map[uint32]int{
+	unix.B9600: 9600, unix.B19200: 19200, unix.B38400: 38400, unix.B57600: 57600, unix.B115200: 115200,
+	unix.B230400: 230400, unix.B460800: 460800, unix.B500000: 500000, unix.B576000: 576000,
+	unix.B921600: 921600, unix.B1000000: 1000000, unix.B1500000: 1500000, unix.B2000000: 2000000,
 }
 
 // handle answers one packet; reboot asks to leave the bootloader.
@@ -320,6 +375,7 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		if word(0) == 0 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
+		// Answered at the old rate; the next packet comes at the new one.
 		r.baud = int(word(0))
 		return ok(0, nil), false
 	case esprom.CmdSPIFlashMD5:
@@ -362,7 +418,7 @@ func (r *romState) fail(op, code byte) []byte {
 
 func (r *romState) readReg(addr uint32) uint32 {
 	if addr == esprom.UARTClkDivReg {
-		return uint32(mhzUART / float64(r.baud))
+		return uint32(mhzUART / float64(cmp.Or(r.baud, 115200)))
 	}
 	return r.regs[addr]
 }
@@ -438,16 +494,11 @@ func (b *Board) bootFlash(ctx context.Context, cause int) error {
 	r := b.rom
 	r.mu.Lock()
 	r.active, r.stub, r.wr = false, false, nil
-	factory := r.factory
-	var img *esprom.Image
-	var err error
-	if !factory {
-		img, err = esprom.ParseImage(r.flash)
-	}
-	r.mu.Unlock()
-	if factory {
+	if r.factory {
+		r.mu.Unlock()
 		return b.startLife(ctx, cause)
 	}
+	img, err := esprom.ParseImage(r.flash)
 	out := romBootLine
 	if img != nil {
 		for _, s := range img.Segments {
@@ -456,21 +507,25 @@ func (b *Board) bootFlash(ctx context.Context, cause int) error {
 		out += fmt.Sprintf("tail %d\r\nchksum 0x%02x\r\n", img.ChecksumAt%16, img.Checksum)
 	}
 	var ie *esprom.ImageError
+	run := false
 	switch {
 	case err == nil && img.IsMicroPython():
 		b.logf("boot: a MicroPython %s image (the VM runs it)", img.Version)
-		b.serialOut([]byte(out))
-		return b.startLife(ctx, cause)
+		run = true
 	case err == nil:
 		b.logf("boot: the image at 0 holds no MicroPython version string: loaded, nothing runs")
-		b.serialOut([]byte(out))
 	case errors.As(err, &ie) && ie.Offset == 0:
 		b.logf("boot: %v", err)
-		b.serialOut([]byte(out + "ets_main.c \r\n"))
+		out += "ets_main.c \r\n"
 	default:
 		b.logf("boot: %v", err)
 		// The ROM loads segments until its checksum disagrees.
-		b.serialOut([]byte(out + "csum err\r\nets_main.c \r\n"))
+		out += "csum err\r\nets_main.c \r\n"
+	}
+	b.serialOut([]byte(out)) // under mu: see enter
+	r.mu.Unlock()
+	if run {
+		return b.startLife(ctx, cause)
 	}
 	return nil
 }

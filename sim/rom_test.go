@@ -209,6 +209,13 @@ func TestROMStubMode(t *testing.T) {
 
 	_, err = l.Command(ctx, esprom.CmdChangeBaudrate, esprom.Words(460800, 115200), 0, time.Second)
 	require.NoError(t, err)
+	// At the old rate the stub's UART hears noise: READ_REG goes unanswered.
+	_, err = l.Command(ctx, esprom.CmdReadReg, esprom.Words(esprom.ChipMagicReg), 0, 300*time.Millisecond)
+	require.ErrorIs(t, err, esprom.ErrNoAnswer)
+	require.NoError(t, l.SetBaud(460800))
+	v, err := l.ReadReg(ctx, esprom.UARTClkDivReg)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(52000000/460800), v, "the UART's divider follows the rate")
 
 	img := esprom.SampleImage("v1.27.0", 100<<10)
 	var z bytes.Buffer

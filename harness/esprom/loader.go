@@ -414,6 +414,15 @@ func (l *Loader) SpeedUp(ctx context.Context, bauds []int) (int, error) {
 	return l.Baud, nil
 }
 
+// SetBaud moves this end of the line to baud (the port is opened again),
+// after the loader's CHANGE_BAUDRATE. A lent link cannot.
+func (l *Loader) SetBaud(baud int) error {
+	if l.path == "" {
+		return errors.New("esprom: a lent link keeps its rate")
+	}
+	return l.reopen(baud)
+}
+
 // reopen opens the port again at baud.
 func (l *Loader) reopen(baud int) error {
 	l.port.Close()

@@ -11,6 +11,7 @@ import fs from "node:fs";
 import crypto from "node:crypto";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { execFileSync } from "node:child_process";
 
 const [moduleDir, port, mode, imagePath, baud] = process.argv.slice(2);
 const { ESPLoader, Transport } = await import(pathToFileURL(path.join(moduleDir, "esptool-js", "lib", "index.js")).href);
@@ -19,7 +20,9 @@ class FileSerialPort {
   constructor(p) { this.path = p; this.readable = null; this.writable = null; }
   getInfo() { return {}; }
   async setSignals() { throw new DOMException("a pty has no modem lines", "NetworkError"); }
-  async open() {
+  async open(opts) {
+    // Web Serial sets the line's rate at open: here, the pty's termios.
+    execFileSync("stty", ["-F", this.path, String(opts.baudRate || 115200), "raw", "-echo"]);
     const fd = fs.openSync(this.path, fs.constants.O_RDWR | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK);
     this.fd = fd;
     let stopped = false;
