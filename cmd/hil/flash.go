@@ -413,13 +413,13 @@ func (f *flashFlags) boot(ctx context.Context, repl *board.REPL, watch loginWatc
 	wait := watch()
 	boot, err := board.Boot(bctx, repl, opts)
 	if err != nil {
-		return boot, fmt.Errorf("flash: %w", err)
+		return boot, err
 	}
 	if stop.why != "" {
-		return boot, fmt.Errorf("flash: the board said %q: %s", boot.Ready, stop.why)
+		return boot, fmt.Errorf("the board said %q: %s", boot.Ready, stop.why)
 	}
 	if err := wait(bctx); err != nil {
-		return boot, fmt.Errorf("flash: the board echoed %q but the broker saw no login: %w", boot.Ready, err)
+		return boot, fmt.Errorf("the board echoed %q but the broker saw no login: %w", boot.Ready, err)
 	}
 	return boot, nil
 }

@@ -46,7 +46,7 @@ func probeBoard(ctx context.Context, repl *board.REPL) (virtual bool, platform s
 	defer cancel()
 	out, err := repl.Exec(ctx, probeCode)
 	if err != nil {
-		return false, "", fmt.Errorf("flash: asking the board what it is (raw REPL, --board %s): %w", boardAuto, err)
+		return false, "", fmt.Errorf("asking the board what it is (raw REPL, --board %s): %w", boardAuto, err)
 	}
 	return parseProbe(string(out))
 }
@@ -55,7 +55,7 @@ func probeBoard(ctx context.Context, repl *board.REPL) (virtual bool, platform s
 func parseProbe(out string) (virtual bool, platform string, err error) {
 	f := strings.Fields(out)
 	if len(f) != 2 || (f[1] != "True" && f[1] != "False") {
-		return false, "", fmt.Errorf("flash: the board's answer to what it is was %q, not \"<platform> True|False\"; "+
+		return false, "", fmt.Errorf("the board's answer to what it is was %q, not \"<platform> True|False\"; "+
 			"give --board real or --board virtual", out)
 	}
 	return f[1] == "True", f[0], nil

@@ -284,11 +284,16 @@ func reportAge(t *testing.T, logPath, report string, end time.Time) time.Duratio
 
 // A failure waiting cannot mend stops the flash within 5 s of the board's
 // report, naming the fix: no Wi-Fi network given (a board taken for a real
-// one gets no network name), a broker address the board cannot reach (here
+// one gets no network name), a refused Wi-Fi password, a broker address the board cannot reach (here
 // one outside loopback, which the virtual board refuses before any packet
 // leaves), and a refused login with what its CONNACK code means in OneNET's
 // table (a wrong key against a running broker).
 func TestFlashStopsFastWithTheFix(t *testing.T) {
+	// The virtual board joins any network, so a refused password comes
+	// from firmware that reports it as the real firmware does.
+	refused := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(refused, "main.py"),
+		[]byte("import time\nprint('HIL boot fw=test id=-')\nwhile True:\n    print('HIL wifi down reason=password')\n    time.sleep(2)\n"), 0o644))
 	ext, err := broker.New(broker.Options{Registry: broker.DemoRegistry(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	require.NoError(t, err)
 	require.NoError(t, ext.Start())
@@ -302,6 +307,8 @@ func TestFlashStopsFastWithTheFix(t *testing.T) {
 	}{
 		{"no ssid", []string{"--board", "real", "--advertise", "127.0.0.1", "--listen", "127.0.0.1:0"}, nil,
 			"HIL wifi down reason=config", []string{"wifi down reason=config", "give --wifi-ssid"}},
+		{"wrong password", []string{"--advertise", "127.0.0.1", "--listen", "127.0.0.1:0", "--wifi-ssid", "lab", "--firmware", refused}, nil,
+			"HIL wifi down reason=password", []string{"wifi down reason=password", "refused the password: check $HIL_WIFI_PASSWORD"}},
 		{"unreachable", []string{"--advertise", "10.255.255.1", "--listen", "127.0.0.1:0", "--wifi-ssid", "lab"}, nil,
 			"HIL mqtt down reason=unreachable", []string{"cannot reach the broker at 10.255.255.1:", "give --advertise", "127.0.0.1 for a virtual board"}},
 		{"refused login", []string{"--broker", ext.MQTTAddr(), "--api", "http://" + ext.HTTPAddr(),
