@@ -167,9 +167,7 @@ func (b *Broker) sendNow(c *conn, cmd *command) (string, error) {
 	b.cmds.add(cmd)
 	err := b.writeCommand(c, cmd)
 	if err == nil {
-		if err := b.afterWrite(cmd, true); err != nil {
-			return "", err
-		}
+		b.afterWrite(cmd) // written: errno 0 says so, whatever the store does
 		return cmd.info.UUID, nil
 	}
 	if !cmd.keep {
@@ -281,6 +279,8 @@ func (d *devState) takeForLoginLocked() []*command {
 	for _, cmd := range d.unacked {
 		cmd.awaiting, cmd.taken = false, true
 	}
+	// Concurrent sends may have appended out of order.
+	slices.SortFunc(d.unacked, func(a, c *command) int { return cmpU64(a.seq, c.seq) })
 	merged := make([]*command, 0, len(batch)+len(d.unacked))
 	i, j := 0, 0
 	for i < len(d.unacked) || j < len(batch) {
@@ -368,6 +368,14 @@ func (b *Broker) deliverQueued(c *conn, batch []*command) {
 	d := c.dev
 	for i, cmd := range batch {
 		now := time.Now()
+		if b.cmds.status(cmd) == CmdReplied { // answered meanwhile: nothing to send
+			d.mu.Lock()
+			b.unqueueLocked(d, cmd)
+			d.mu.Unlock()
+			cmd.resolve(nil)
+			b.finish(cmd)
+			continue
+		}
 		if b.cmds.expire(cmd, now) || b.cmds.resendOver(cmd, now) {
 			d.mu.Lock()
 			b.unqueueLocked(d, cmd)
@@ -381,14 +389,13 @@ func (b *Broker) deliverQueued(c *conn, batch []*command) {
 			return
 		}
 		cmd.resolve(nil)
-		_ = b.afterWrite(cmd, false)
+		b.afterWrite(cmd)
 	}
 }
 
 // afterWrite: a command written to its device is finished, or, to be sent
-// again until it is answered, held in the device's unacked list (sync: on
-// disk before SendCommand answers, with a store).
-func (b *Broker) afterWrite(cmd *command, sync bool) error {
+// again until it is answered, held in the device's unacked list.
+func (b *Broker) afterWrite(cmd *command) {
 	d := cmd.dev
 	d.mu.Lock()
 	if cmd.resend() && b.cmds.status(cmd) == CmdSent {
@@ -398,16 +405,12 @@ func (b *Broker) afterWrite(cmd *command, sync bool) error {
 			d.unacked = append(d.unacked, cmd)
 		}
 		d.mu.Unlock()
-		if sync {
-			return b.persistSync(cmd)
-		}
 		b.persist(cmd)
-		return nil
+		return
 	}
 	b.unqueueLocked(d, cmd)
 	d.mu.Unlock()
 	b.finish(cmd)
-	return nil
 }
 
 // answered takes a command that has its reply out of the unacked list.
@@ -745,11 +748,16 @@ func (k *cmdBook) reply(deviceID, uuid string, payload []byte) (*command, []*com
 		return nil, nil, "unknown command"
 	case cmd.info.Status == CmdReplied:
 		return nil, nil, "already answered (the first $crsp wins)"
-	case cmd.info.Status != CmdSent:
-		return nil, nil, fmt.Sprintf("command not sent (status %d)", cmd.info.Status)
+	case cmd.info.Status == CmdTimedOut:
+		return nil, nil, "command timed out before it was sent"
 	}
+	// Status 1 too: the device may answer before the write returns and
+	// the command is marked sent.
 	cmd.info.Status = CmdReplied
 	cmd.info.Replied = time.Now()
+	if cmd.info.Sent.IsZero() {
+		cmd.info.Sent = cmd.info.Replied // answered before the write returned
+	}
 	if cmd.inHistory {
 		s.bytes += int64(len(payload) - len(cmd.info.Response))
 		cmd.size += int64(len(payload) - len(cmd.info.Response))
