@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/onenet-hil/hil/harness/esprom"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // The virtual board's ROM bootloader: what an ESP8266 does with GPIO0 held
@@ -31,7 +31,7 @@ import (
 // running the uploaded code.
 //
 // At every reset the board boots what the flash holds at 0, checked as the
-// ROM checks it (esprom.ParseImage: magic 0xE9, segments, checksum):
+// ROM checks it (esp8266.ParseImage: magic 0xE9, segments, checksum):
 //   - never written (the factory state): MicroPython, on the VM;
 //   - a bootable image that holds MicroPython's banner string ("MicroPython
 //     vX.Y.Z on YYYY-MM-DD"): MicroPython, on the VM (whose banner is its
@@ -71,7 +71,7 @@ type romState struct {
 
 	active  bool // download mode: the host's bytes go here
 	stub    bool // a flasher stub "runs"
-	dec     esprom.SLIPDecoder
+	dec     esp8266.SLIPDecoder
 	regs    map[uint32]uint32
 	baud    int // the rate the UART listens at; 0 until the first SYNC
 	misrate int // packets dropped for a rate that is not the UART's
@@ -102,12 +102,12 @@ func newROM(b *Board) *romState {
 
 func (r *romState) resetRegs() {
 	r.regs = map[uint32]uint32{
-		esprom.ChipMagicReg: esprom.ESP8266Magic,
-		esprom.SPIUsrReg:    0x80000064,
-		esprom.SPIUsr2Reg:   0x70000035,
+		esp8266.ChipMagicReg: esp8266.ESP8266Magic,
+		esp8266.SPIUsrReg:    0x80000064,
+		esp8266.SPIUsr2Reg:   0x70000035,
 	}
 	for i, v := range romEfuses {
-		r.regs[esprom.EfuseBase+uint32(4*i)] = v
+		r.regs[esp8266.EfuseBase+uint32(4*i)] = v
 	}
 }
 
@@ -157,7 +157,7 @@ func (r *romState) enter() {
 	if r.flash == nil {
 		r.flash = bytes.Repeat([]byte{0xFF}, romFlashSize) // erased
 	}
-	r.active, r.stub, r.dec, r.wr, r.baud, r.misrate = true, false, esprom.SLIPDecoder{}, nil, 0, 0
+	r.active, r.stub, r.dec, r.wr, r.baud, r.misrate = true, false, esp8266.SLIPDecoder{}, nil, 0, 0
 	r.resetRegs()
 	r.mu.Unlock()
 	r.b.logf("download mode: the ROM bootloader has the serial line")
@@ -207,7 +207,7 @@ func (r *romState) atRate(pkt []byte) bool {
 	case host == 0:
 		return true // not known: taken
 	case r.baud == 0:
-		if len(pkt) > 1 && pkt[1] == esprom.CmdSync {
+		if len(pkt) > 1 && pkt[1] == esp8266.CmdSync {
 			r.baud = host
 		}
 		return true
@@ -257,11 +257,11 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		return binary.LittleEndian.Uint32(data[4*i:])
 	}
 	ok := func(value uint32, body []byte) [][]byte {
-		return [][]byte{esprom.SLIPEncode(esprom.Reply(op, value, body, 0, 0))}
+		return [][]byte{esp8266.SLIPEncode(esp8266.Reply(op, value, body, 0, 0))}
 	}
 	switch op {
-	case esprom.CmdSync:
-		if !bytes.Equal(data, esprom.SyncPayload()) {
+	case esp8266.CmdSync:
+		if !bytes.Equal(data, esp8266.SyncPayload()) {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
 		// The ROM answers SYNC eight times, with a non-zero value; the
@@ -271,15 +271,15 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 			v = 0
 		}
 		for range 8 {
-			out = append(out, esprom.SLIPEncode(esprom.Reply(op, v, nil, 0, 0)))
+			out = append(out, esp8266.SLIPEncode(esp8266.Reply(op, v, nil, 0, 0)))
 		}
 		return out, false
-	case esprom.CmdReadReg:
+	case esp8266.CmdReadReg:
 		if len(data) != 4 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
 		return ok(r.readReg(word(0)), nil), false
-	case esprom.CmdWriteReg:
+	case esp8266.CmdWriteReg:
 		if len(data)%16 != 0 || len(data) == 0 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
@@ -287,8 +287,8 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 			r.writeReg(word(4*i), word(4*i+1), word(4*i+2))
 		}
 		return ok(0, nil), false
-	case esprom.CmdFlashBegin, esprom.CmdFlashDeflBegin:
-		if op == esprom.CmdFlashDeflBegin && !r.stub {
+	case esp8266.CmdFlashBegin, esp8266.CmdFlashDeflBegin:
+		if op == esp8266.CmdFlashDeflBegin && !r.stub {
 			return r.unsupported(op), false
 		}
 		if len(data) < 16 {
@@ -302,24 +302,24 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		}
 		erase := size
 		if !r.stub {
-			erase = esprom.ROMErased(offset, size) // the ROM's quirk
+			erase = esp8266.ROMErased(offset, size) // the ROM's quirk
 		}
 		r.erase(offset, erase)
-		r.wr = &romWrite{offset: offset, size: size, blocks: blocks, bsize: bsize, deflate: op == esprom.CmdFlashDeflBegin}
+		r.wr = &romWrite{offset: offset, size: size, blocks: blocks, bsize: bsize, deflate: op == esp8266.CmdFlashDeflBegin}
 		return ok(0, nil), false
-	case esprom.CmdFlashData, esprom.CmdFlashDeflData:
+	case esp8266.CmdFlashData, esp8266.CmdFlashDeflData:
 		w := r.wr
-		if op == esprom.CmdFlashDeflData && !r.stub {
+		if op == esp8266.CmdFlashDeflData && !r.stub {
 			return r.unsupported(op), false
 		}
-		if w == nil || w.deflate != (op == esprom.CmdFlashDeflData) || len(data) < 16 {
+		if w == nil || w.deflate != (op == esp8266.CmdFlashDeflData) || len(data) < 16 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
 		n, seq, body := word(0), word(1), data[16:]
 		if int(n) != len(body) || seq != w.seq || seq >= w.blocks {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
-		if uint32(esprom.Checksum(body)) != chk&0xFF {
+		if uint32(esp8266.Checksum(body)) != chk&0xFF {
 			return [][]byte{r.fail(op, 0x07)}, false
 		}
 		w.seq++
@@ -332,36 +332,36 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 			r.program(at, body)
 		}
 		return ok(0, nil), false
-	case esprom.CmdFlashEnd, esprom.CmdFlashDeflEnd:
-		if op == esprom.CmdFlashDeflEnd && !r.stub {
+	case esp8266.CmdFlashEnd, esp8266.CmdFlashDeflEnd:
+		if op == esp8266.CmdFlashDeflEnd && !r.stub {
 			return r.unsupported(op), false
 		}
 		r.wr = nil
 		stay := len(data) >= 4 && word(0) != 0
 		return ok(0, nil), !stay
-	case esprom.CmdMemBegin:
+	case esp8266.CmdMemBegin:
 		if len(data) < 16 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
 		r.memBlocks, r.memSeq = int(word(1)), 0
 		return ok(0, nil), false
-	case esprom.CmdMemData:
+	case esp8266.CmdMemData:
 		if len(data) < 16 || int(word(0)) != len(data)-16 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
-		if uint32(esprom.Checksum(data[16:])) != chk&0xFF {
+		if uint32(esp8266.Checksum(data[16:])) != chk&0xFF {
 			return [][]byte{r.fail(op, 0x07)}, false
 		}
 		r.memSeq++
 		return ok(0, nil), false
-	case esprom.CmdMemEnd:
+	case esp8266.CmdMemEnd:
 		out = ok(0, nil)
 		if len(data) >= 8 && word(0) == 0 && word(1) != 0 {
 			// Execute the upload: a flasher stub. It is not run; the board
 			// answers as the stub would from here on.
 			r.stub = true
 			r.b.logf("download mode: a flasher stub was uploaded (entry 0x%08X); answering as esptool's stub", word(1))
-			out = append(out, esprom.SLIPEncode([]byte("OHAI")))
+			out = append(out, esp8266.SLIPEncode([]byte("OHAI")))
 		}
 		return out, false
 	}
@@ -369,33 +369,33 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		return r.unsupported(op), false // not an ESP8266 ROM command
 	}
 	switch op {
-	case esprom.CmdSPIAttach, esprom.CmdSPISetParams:
+	case esp8266.CmdSPIAttach, esp8266.CmdSPISetParams:
 		return ok(0, nil), false
-	case esprom.CmdChangeBaudrate:
+	case esp8266.CmdChangeBaudrate:
 		if word(0) == 0 {
 			return [][]byte{r.fail(op, 0x05)}, false
 		}
 		// Answered at the old rate; the next packet comes at the new one.
 		r.baud = int(word(0))
 		return ok(0, nil), false
-	case esprom.CmdSPIFlashMD5:
+	case esp8266.CmdSPIFlashMD5:
 		addr, n := word(0), word(1)
 		if uint64(addr)+uint64(n) > romFlashSize {
 			return [][]byte{r.fail(op, 0x06)}, false
 		}
 		sum := md5.Sum(r.flash[addr : addr+n])
 		return ok(0, sum[:]), false
-	case esprom.CmdEraseFlash:
+	case esp8266.CmdEraseFlash:
 		r.erase(0, romFlashSize)
 		return ok(0, nil), false
-	case esprom.CmdEraseRegion:
+	case esp8266.CmdEraseRegion:
 		addr, n := word(0), word(1)
-		if addr%esprom.SectorSize != 0 || n%esprom.SectorSize != 0 || uint64(addr)+uint64(n) > romFlashSize {
+		if addr%esp8266.SectorSize != 0 || n%esp8266.SectorSize != 0 || uint64(addr)+uint64(n) > romFlashSize {
 			return [][]byte{r.fail(op, 0x06)}, false
 		}
 		r.erase(addr, n)
 		return ok(0, nil), false
-	case esprom.CmdRunUserCode:
+	case esp8266.CmdRunUserCode:
 		return nil, true
 	}
 	return r.unsupported(op), false
@@ -406,18 +406,18 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 // (opcode 0), eight times over, as Espressif's tools expect of the ROMs
 // (they tell "unsupported" from "failed" by the opcode).
 func (r *romState) unsupported(op byte) [][]byte {
-	r.b.logf("download mode: %s: not a command of the %s", esprom.CommandName(op), map[bool]string{false: "ESP8266 ROM", true: "flasher stub"}[r.stub])
-	p := esprom.SLIPEncode(esprom.Reply(0, 0, nil, 1, 0x05))
+	r.b.logf("download mode: %s: not a command of the %s", esp8266.CommandName(op), map[bool]string{false: "ESP8266 ROM", true: "flasher stub"}[r.stub])
+	p := esp8266.SLIPEncode(esp8266.Reply(0, 0, nil, 1, 0x05))
 	return [][]byte{bytes.Repeat(p, 8)}
 }
 
 func (r *romState) fail(op, code byte) []byte {
-	r.b.logf("download mode: %s refused: %s", esprom.CommandName(op), esprom.ErrorName(code))
-	return esprom.SLIPEncode(esprom.Reply(op, 0, nil, 1, code))
+	r.b.logf("download mode: %s refused: %s", esp8266.CommandName(op), esp8266.ErrorName(code))
+	return esp8266.SLIPEncode(esp8266.Reply(op, 0, nil, 1, code))
 }
 
 func (r *romState) readReg(addr uint32) uint32 {
-	if addr == esprom.UARTClkDivReg {
+	if addr == esp8266.UARTClkDivReg {
 		return uint32(mhzUART / float64(cmp.Or(r.baud, 115200)))
 	}
 	return r.regs[addr]
@@ -430,14 +430,14 @@ func (r *romState) writeReg(addr, value, mask uint32) {
 		mask = 0xFFFFFFFF
 	}
 	r.regs[addr] = r.regs[addr]&^mask | value&mask
-	if addr == esprom.SPICmdReg && r.regs[addr]&esprom.SPICmdUsr != 0 {
-		switch byte(r.regs[esprom.SPIUsr2Reg]) {
-		case esprom.FlashRDID:
-			r.regs[esprom.SPIW0Reg] = romFlashID
+	if addr == esp8266.SPICmdReg && r.regs[addr]&esp8266.SPICmdUsr != 0 {
+		switch byte(r.regs[esp8266.SPIUsr2Reg]) {
+		case esp8266.FlashRDID:
+			r.regs[esp8266.SPIW0Reg] = romFlashID
 		case 0x05, 0x35: // RDSR, RDSR2: idle, no protection
-			r.regs[esprom.SPIW0Reg] = 0
+			r.regs[esp8266.SPIW0Reg] = 0
 		}
-		r.regs[addr] &^= esprom.SPICmdUsr
+		r.regs[addr] &^= esp8266.SPICmdUsr
 	}
 }
 
@@ -446,9 +446,9 @@ func (r *romState) erase(offset, n uint32) {
 	if n == 0 {
 		return
 	}
-	start := offset / esprom.SectorSize * esprom.SectorSize
+	start := offset / esp8266.SectorSize * esp8266.SectorSize
 	end := min(uint64(offset)+uint64(n), romFlashSize)
-	end = (end + esprom.SectorSize - 1) / esprom.SectorSize * esprom.SectorSize
+	end = (end + esp8266.SectorSize - 1) / esp8266.SectorSize * esp8266.SectorSize
 	for i := uint64(start); i < end; i++ {
 		r.flash[i] = 0xFF
 	}
@@ -498,7 +498,7 @@ func (b *Board) bootFlash(ctx context.Context, cause int) error {
 		r.mu.Unlock()
 		return b.startLife(ctx, cause)
 	}
-	img, err := esprom.ParseImage(r.flash)
+	img, err := esp8266.ParseImage(r.flash)
 	out := romBootLine
 	if img != nil {
 		for _, s := range img.Segments {
@@ -506,7 +506,7 @@ func (b *Board) bootFlash(ctx context.Context, cause int) error {
 		}
 		out += fmt.Sprintf("tail %d\r\nchksum 0x%02x\r\n", img.ChecksumAt%16, img.Checksum)
 	}
-	var ie *esprom.ImageError
+	var ie *esp8266.ImageError
 	run := false
 	switch {
 	case err == nil && img.IsMicroPython():

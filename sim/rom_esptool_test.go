@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/onenet-hil/hil/harness/esprom"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // Espressif's own tools against the virtual board's ROM: what they read
@@ -49,7 +49,7 @@ func TestEsptoolJSTalksToTheROM(t *testing.T) {
 		mode := tc.mode
 		t.Run(mode+"@"+tc.baud, func(t *testing.T) {
 			b := startDownload(t)
-			img := esprom.SampleImage("v1.27.0", 96<<10)
+			img := esp8266.SampleImage("v1.27.0", 96<<10)
 			imgPath := filepath.Join(t.TempDir(), "mp.bin")
 			require.NoError(t, os.WriteFile(imgPath, img, 0o600))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -101,7 +101,7 @@ func TestEsptoolTalksToTheROM(t *testing.T) {
 		name := map[bool]string{false: "no-stub", true: "stub"}[stub]
 		t.Run(name, func(t *testing.T) {
 			b := startDownload(t)
-			img := esprom.SampleImage("v1.27.0", 96<<10)
+			img := esp8266.SampleImage("v1.27.0", 96<<10)
 			imgPath := filepath.Join(t.TempDir(), "mp.bin")
 			require.NoError(t, os.WriteFile(imgPath, img, 0o600))
 			run := func(args ...string) string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/onenet-hil/hil/harness/esprom"
 	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // startDownload starts a board in its ROM bootloader.
@@ -31,7 +32,7 @@ func startDownload(t *testing.T) *Board {
 
 func TestROMFlashesAMicroPythonImageAndBootsIt(t *testing.T) {
 	b := startDownload(t)
-	img := esprom.SampleImage("v1.27.0", 256<<10)
+	img := esp8266.SampleImage("v1.27.0", 256<<10)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var progress []int
@@ -46,7 +47,7 @@ func TestROMFlashesAMicroPythonImageAndBootsIt(t *testing.T) {
 	assert.Equal(t, 4<<20, res.Info.FlashSize)
 	assert.Equal(t, "v1.27.0", res.Image.Version)
 	assert.Equal(t, len(img), res.Write.Bytes)
-	assert.Len(t, progress, (len(img)+esprom.FlashBlockSize-1)/esprom.FlashBlockSize, "one progress call a block")
+	assert.Len(t, progress, (len(img)+esp8266.FlashBlockSize-1)/esp8266.FlashBlockSize, "one progress call a block")
 	assert.Equal(t, "v1.27.0", res.Version, "the board boots into MicroPython: %q", res.Banner)
 	assert.Equal(t, img, b.FlashImage(len(img)), "the flash holds the image")
 	assert.False(t, b.InDownloadMode())
@@ -76,7 +77,7 @@ func TestROMRefusesACorruptedImageBeforeErasing(t *testing.T) {
 		}, "holds no MicroPython banner string"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			img := tc.corrupt(esprom.SampleImage("v1.27.0", 64<<10))
+			img := tc.corrupt(esp8266.SampleImage("v1.27.0", 64<<10))
 			_, err := esprom.Flash(ctx, b.Port(), img, esprom.FlashOptions{BannerTimeout: wait})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
@@ -89,12 +90,12 @@ func TestROMRefusesACorruptedImageBeforeErasing(t *testing.T) {
 
 func TestROMBoardThatDisappearsMidWrite(t *testing.T) {
 	b := startDownload(t)
-	img := esprom.SampleImage("v1.27.0", 256<<10)
+	img := esp8266.SampleImage("v1.27.0", 256<<10)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	gone := false
 	_, err := esprom.Flash(ctx, b.Port(), img, esprom.FlashOptions{Progress: func(done, total int) {
-		if !gone && done >= 100*esprom.FlashBlockSize {
+		if !gone && done >= 100*esp8266.FlashBlockSize {
 			gone = true
 			require.NoError(t, b.Close()) // unplugged
 		}
@@ -110,11 +111,11 @@ func TestROMBoardThatDisappearsMidWrite(t *testing.T) {
 func TestROMRefusesAnotherChipByName(t *testing.T) {
 	b := startDownload(t)
 	b.rom.mu.Lock()
-	b.rom.regs[esprom.ChipMagicReg] = 0x00F01D83
+	b.rom.regs[esp8266.ChipMagicReg] = 0x00F01D83
 	b.rom.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	_, err := esprom.Flash(ctx, b.Port(), esprom.SampleImage("v1.27.0", 64<<10), esprom.FlashOptions{})
+	_, err := esprom.Flash(ctx, b.Port(), esp8266.SampleImage("v1.27.0", 64<<10), esprom.FlashOptions{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "this board is ESP32, not an ESP8266")
 	assert.Nil(t, b.FlashImage(16))
@@ -141,7 +142,7 @@ func bootImage(t *testing.T, b *Board, img []byte, want string) string {
 func TestROMBootsOnlyWhatItsChecksPass(t *testing.T) {
 	t.Run("not MicroPython: loaded, nothing runs", func(t *testing.T) {
 		b := startDownload(t)
-		img := bytes.ReplaceAll(esprom.SampleImage("v1.27.0", 64<<10), []byte("MicroPython"), []byte("MacroPython"))
+		img := bytes.ReplaceAll(esp8266.SampleImage("v1.27.0", 64<<10), []byte("MicroPython"), []byte("MacroPython"))
 		out := bootImage(t, b, img, "chksum 0x")
 		assert.Contains(t, out, "load 0x40100000, len 1536, room 16")
 		assert.False(t, b.InDownloadMode())
@@ -155,14 +156,14 @@ func TestROMBootsOnlyWhatItsChecksPass(t *testing.T) {
 	})
 	t.Run("bad checksum", func(t *testing.T) {
 		b := startDownload(t)
-		img := esprom.SampleImage("v1.27.0", 64<<10)
+		img := esp8266.SampleImage("v1.27.0", 64<<10)
 		img[30] ^= 1
 		out := bootImage(t, b, img, "ets_main.c")
 		assert.Contains(t, out, "csum err")
 	})
 	t.Run("bad magic", func(t *testing.T) {
 		b := startDownload(t)
-		img := esprom.SampleImage("v1.27.0", 64<<10)
+		img := esp8266.SampleImage("v1.27.0", 64<<10)
 		img[0] = 0
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
@@ -192,32 +193,32 @@ func TestROMStubMode(t *testing.T) {
 	require.NoError(t, l.Sync(ctx, 5))
 
 	// Commands the ESP8266 ROM lacks are refused before the stub runs.
-	_, err = l.Command(ctx, esprom.CmdSPIFlashMD5, esprom.Words(0, 16, 0, 0), 0, time.Second)
+	_, err = l.Command(ctx, esp8266.CmdSPIFlashMD5, esp8266.Words(0, 16, 0, 0), 0, time.Second)
 	var ce *esprom.CommandError
 	require.True(t, errors.As(err, &ce), "the ROM refuses SPI_FLASH_MD5: %v", err)
 
 	code := bytes.Repeat([]byte{0x12, 0x34}, 300)
-	_, err = l.Command(ctx, esprom.CmdMemBegin, esprom.Words(uint32(len(code)), 1, 0x1800, 0x4010E000), 0, time.Second)
+	_, err = l.Command(ctx, esp8266.CmdMemBegin, esp8266.Words(uint32(len(code)), 1, 0x1800, 0x4010E000), 0, time.Second)
 	require.NoError(t, err)
-	_, err = l.Command(ctx, esprom.CmdMemData, append(esprom.Words(uint32(len(code)), 0, 0, 0), code...), uint32(esprom.Checksum(code)), time.Second)
+	_, err = l.Command(ctx, esp8266.CmdMemData, append(esp8266.Words(uint32(len(code)), 0, 0, 0), code...), uint32(esp8266.Checksum(code)), time.Second)
 	require.NoError(t, err)
-	_, err = l.Command(ctx, esprom.CmdMemEnd, esprom.Words(0, 0x4010E004), 0, time.Second)
+	_, err = l.Command(ctx, esp8266.CmdMemEnd, esp8266.Words(0, 0x4010E004), 0, time.Second)
 	require.NoError(t, err)
 	ohai, err := l.ReadPacket(ctx, 5*time.Second)
 	require.NoError(t, err, "the stub says OHAI")
 	assert.Equal(t, "OHAI", string(ohai))
 
-	_, err = l.Command(ctx, esprom.CmdChangeBaudrate, esprom.Words(460800, 115200), 0, time.Second)
+	_, err = l.Command(ctx, esp8266.CmdChangeBaudrate, esp8266.Words(460800, 115200), 0, time.Second)
 	require.NoError(t, err)
 	// At the old rate the stub's UART hears noise: READ_REG goes unanswered.
-	_, err = l.Command(ctx, esprom.CmdReadReg, esprom.Words(esprom.ChipMagicReg), 0, 300*time.Millisecond)
+	_, err = l.Command(ctx, esp8266.CmdReadReg, esp8266.Words(esp8266.ChipMagicReg), 0, 300*time.Millisecond)
 	require.ErrorIs(t, err, esprom.ErrNoAnswer)
 	require.NoError(t, l.SetBaud(460800))
-	v, err := l.ReadReg(ctx, esprom.UARTClkDivReg)
+	v, err := l.ReadReg(ctx, esp8266.UARTClkDivReg)
 	require.NoError(t, err)
 	assert.Equal(t, uint32(52000000/460800), v, "the UART's divider follows the rate")
 
-	img := esprom.SampleImage("v1.27.0", 100<<10)
+	img := esp8266.SampleImage("v1.27.0", 100<<10)
 	var z bytes.Buffer
 	zw := zlib.NewWriter(&z)
 	_, err = zw.Write(img)
@@ -226,22 +227,22 @@ func TestROMStubMode(t *testing.T) {
 	comp := z.Bytes()
 	const block = 0x4000
 	blocks := (len(comp) + block - 1) / block
-	_, err = l.Command(ctx, esprom.CmdFlashDeflBegin, esprom.Words(uint32(len(img)), uint32(blocks), block, 0), 0, 3*time.Second)
+	_, err = l.Command(ctx, esp8266.CmdFlashDeflBegin, esp8266.Words(uint32(len(img)), uint32(blocks), block, 0), 0, 3*time.Second)
 	require.NoError(t, err)
 	for i := range blocks {
 		piece := comp[i*block : min(len(comp), (i+1)*block)]
-		_, err = l.Command(ctx, esprom.CmdFlashDeflData, append(esprom.Words(uint32(len(piece)), uint32(i), 0, 0), piece...), uint32(esprom.Checksum(piece)), 3*time.Second)
+		_, err = l.Command(ctx, esp8266.CmdFlashDeflData, append(esp8266.Words(uint32(len(piece)), uint32(i), 0, 0), piece...), uint32(esp8266.Checksum(piece)), 3*time.Second)
 		require.NoError(t, err, "block %d", i)
 	}
-	r, err := l.Command(ctx, esprom.CmdSPIFlashMD5, esprom.Words(0, uint32(len(img)), 0, 0), 0, 3*time.Second)
+	r, err := l.Command(ctx, esp8266.CmdSPIFlashMD5, esp8266.Words(0, uint32(len(img)), 0, 0), 0, 3*time.Second)
 	require.NoError(t, err)
 	want := md5.Sum(img)
 	assert.Equal(t, want[:], r.Data, "the stub's MD5 of what was written")
 
-	_, err = l.Command(ctx, esprom.CmdEraseRegion, esprom.Words(0x10000, 0x1000), 0, 3*time.Second)
+	_, err = l.Command(ctx, esp8266.CmdEraseRegion, esp8266.Words(0x10000, 0x1000), 0, 3*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, bytes.Repeat([]byte{0xFF}, 0x1000), b.FlashImage(0x11000)[0x10000:], "ERASE_REGION erased")
-	_, err = l.Command(ctx, esprom.CmdEraseFlash, nil, 0, 3*time.Second)
+	_, err = l.Command(ctx, esp8266.CmdEraseFlash, nil, 0, 3*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, bytes.Repeat([]byte{0xFF}, 64), b.FlashImage(64))
 

@@ -13,6 +13,7 @@ import (
 	"github.com/onenet-hil/hil/harness/esprom"
 	"github.com/onenet-hil/hil/harness/link"
 	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // micropythonFlagHelp is hil flash's and hil run's --micropython.
@@ -49,7 +50,7 @@ func flashMicroPythonImage(ctx context.Context, port, path string, stdout io.Wri
 		return "", fmt.Errorf("--micropython: %w", err)
 	}
 	// Checked before the port is touched: a wrong file erases nothing.
-	img, err := esprom.ParseImage(data)
+	img, err := esp8266.ParseImage(data)
 	if err != nil {
 		return "", fmt.Errorf("--micropython %s: refusing the image (nothing was erased): %w", path, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/onenet-hil/hil/harness/esprom"
 	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/internal/esp8266"
 	"github.com/onenet-hil/hil/sim"
 )
 
@@ -40,7 +41,7 @@ func TestFlashMicroPythonThenTheApplication(t *testing.T) {
 	t.Setenv(rig.EnvWiFiPassword, "")
 	t.Setenv(rig.EnvDeviceKey, "")
 	b := startDownloadSim(t)
-	img := writeImage(t, esprom.SampleImage("v1.27.0", 200<<10))
+	img := writeImage(t, esp8266.SampleImage("v1.27.0", 200<<10))
 	var out, errOut bytes.Buffer
 	code := runMain([]string{"flash", "--port", b.Port(), "--micropython", img, "--timeout", "45s"}, &out, &errOut)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
@@ -49,14 +50,14 @@ func TestFlashMicroPythonThenTheApplication(t *testing.T) {
 	assert.Contains(t, o, "flash: rom: chip ESP8266, MAC "+sim.ROMMAC+", flash id 0x1640EF (4 MB)")
 	assert.Contains(t, o, "flash: writing: 100% (204800 of 204800 bytes)", "plain progress lines off a terminal")
 	assert.Regexp(t, `flash: MicroPython v1\.27\.0 written \(204800 bytes in \S+, [\d.]+ kB/s at \d+ baud\); the board says: MicroPython v1\.27\.0 on`, o)
-	assert.Contains(t, o, "flash: done: 5 uploaded", "then the application, as without --micropython")
+	assert.Regexp(t, `flash: done: \d+ uploaded`, o, "then the application, as without --micropython")
 	assert.False(t, b.InDownloadMode())
 }
 
 func TestFlashMicroPythonRefusesACorruptedImageBeforeTheBoard(t *testing.T) {
 	t.Setenv(rig.EnvPort, "")
 	b := startDownloadSim(t)
-	bad := esprom.SampleImage("v1.27.0", 64<<10)
+	bad := esp8266.SampleImage("v1.27.0", 64<<10)
 	bad[40] ^= 0xFF
 	var out, errOut bytes.Buffer
 	code := runMain([]string{"flash", "--port", b.Port(), "--micropython", writeImage(t, bad)}, &out, &errOut)
@@ -71,7 +72,7 @@ func TestSimDownloadOption(t *testing.T) {
 	sc := startSimCommand(t, "--download")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := esprom.Flash(ctx, sc.path, esprom.SampleImage("v1.27.0", 64<<10), esprom.FlashOptions{BannerTimeout: 20 * time.Second})
+	res, err := esprom.Flash(ctx, sc.path, esp8266.SampleImage("v1.27.0", 64<<10), esprom.FlashOptions{BannerTimeout: 20 * time.Second})
 	require.NoError(t, err)
 	assert.Equal(t, "ESP8266", res.Info.Chip)
 	assert.Equal(t, "v1.27.0", res.Version)
@@ -82,7 +83,7 @@ func TestRunMicroPythonFlashesFirstAndNamesTheVersion(t *testing.T) {
 	t.Setenv(rig.EnvPort, "")
 	dir := runDir(t, map[string]string{"a_pass.yaml": runPass})
 	junit := filepath.Join(t.TempDir(), "j.xml")
-	img := writeImage(t, esprom.SampleImage("v1.27.0", 64<<10))
+	img := writeImage(t, esp8266.SampleImage("v1.27.0", 64<<10))
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"run", "--scenarios", dir, "--micropython", img, "--junit", junit}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())

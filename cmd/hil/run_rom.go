@@ -11,6 +11,7 @@ import (
 	"github.com/onenet-hil/hil/harness/esprom"
 	"github.com/onenet-hil/hil/harness/report"
 	"github.com/onenet-hil/hil/harness/rig"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // flashMicroPythonFirst is hil run --micropython: before any scenario the
@@ -30,7 +31,7 @@ func (f *runFlags) flashMicroPythonFirst(ctx context.Context, r *rig.Rig, stdout
 		if err != nil {
 			return fmt.Errorf("--micropython: %w", err)
 		}
-		img, err := esprom.ParseImage(data)
+		img, err := esp8266.ParseImage(data)
 		if err != nil {
 			return fmt.Errorf("--micropython %s: refusing the image (nothing was erased): %w", f.micropython, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // FlashOptions tune Flash.
@@ -28,7 +29,7 @@ type FlashOptions struct {
 // Result is what Flash did.
 type Result struct {
 	Info    Info
-	Image   *Image
+	Image   *esp8266.Image
 	Baud    int
 	Write   WriteStats
 	Banner  string // the board's banner line after the reset
@@ -47,7 +48,7 @@ var errNotMicroPython = errors.New("refusing the image (nothing was erased): it 
 // before every check has passed.
 func Flash(ctx context.Context, path string, data []byte, o FlashOptions) (Result, error) {
 	var res Result
-	img, err := ParseImage(data)
+	img, err := esp8266.ParseImage(data)
 	if err != nil {
 		return res, fmt.Errorf("refusing the image (nothing was erased): %w", err)
 	}
@@ -70,7 +71,7 @@ func FlashWith(ctx context.Context, l *Loader, data []byte, o FlashOptions) (Res
 			o.Log(format, args...)
 		}
 	}
-	img, err := ParseImage(data)
+	img, err := esp8266.ParseImage(data)
 	if err != nil {
 		return res, fmt.Errorf("refusing the image (nothing was erased): %w", err)
 	}

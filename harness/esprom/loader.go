@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/onenet-hil/hil/harness/link"
+	"github.com/onenet-hil/hil/internal/esp8266"
 )
 
 // Timeouts (Espressif, "Serial Protocol" and esptool's documented
@@ -43,9 +44,9 @@ type CommandError struct {
 
 func (e *CommandError) Error() string {
 	if e.Unsupported {
-		return fmt.Sprintf("%s: not a command of this loader", CommandName(e.Op))
+		return fmt.Sprintf("%s: not a command of this loader", esp8266.CommandName(e.Op))
 	}
-	return fmt.Sprintf("%s failed: %s", CommandName(e.Op), ErrorName(e.Code))
+	return fmt.Sprintf("%s failed: %s", esp8266.CommandName(e.Op), esp8266.ErrorName(e.Code))
 }
 
 // drain drops what arrives until the line is quiet for 50 ms (at most
@@ -57,7 +58,7 @@ func (l *Loader) drain(ctx context.Context) {
 			break
 		}
 	}
-	l.got, l.dec = nil, SLIPDecoder{}
+	l.got, l.dec = nil, esp8266.SLIPDecoder{}
 }
 
 // ErrNoAnswer means a command got no answer in time.
@@ -82,7 +83,7 @@ func (i Info) MACString() string {
 type Loader struct {
 	path string
 	port *link.Link
-	dec  SLIPDecoder
+	dec  esp8266.SLIPDecoder
 	got  [][]byte
 	// after is what the board printed behind FLASH_END's answer (its reboot).
 	after []byte
@@ -158,19 +159,19 @@ func (l *Loader) EnterBootloader(ctx context.Context) error {
 
 // send writes one command.
 func (l *Loader) send(op byte, payload []byte, checksum uint32) error {
-	_, err := l.port.Write(SLIPEncode(Request(op, payload, checksum)))
+	_, err := l.port.Write(esp8266.SLIPEncode(esp8266.Request(op, payload, checksum)))
 	return err
 }
 
 // receive waits up to timeout for the answer to op; answers to other
 // commands (the ROM's extra SYNC answers) are skipped.
-func (l *Loader) receive(ctx context.Context, op byte, timeout time.Duration) (Response, error) {
+func (l *Loader) receive(ctx context.Context, op byte, timeout time.Duration) (esp8266.Response, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		for len(l.got) > 0 {
 			p := l.got[0]
 			l.got = l.got[1:]
-			r, ok := ParseResponse(p)
+			r, ok := esp8266.ParseResponse(p)
 			switch {
 			case !ok:
 			case r.Op == op:
@@ -185,15 +186,15 @@ func (l *Loader) receive(ctx context.Context, op byte, timeout time.Duration) (R
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return Response{}, fmt.Errorf("%w to %s within %v", ErrNoAnswer, CommandName(op), timeout)
+			return esp8266.Response{}, fmt.Errorf("%w to %s within %v", ErrNoAnswer, esp8266.CommandName(op), timeout)
 		}
 		b, err := l.port.ReadSome(ctx, left)
 		if err != nil {
 			if gone := l.port.Err(); gone != nil {
-				return Response{}, gone
+				return esp8266.Response{}, gone
 			}
 			if ctx.Err() != nil {
-				return Response{}, ctx.Err()
+				return esp8266.Response{}, ctx.Err()
 			}
 			continue // the deadline check above reports it
 		}
@@ -223,9 +224,9 @@ func (l *Loader) ReadPacket(ctx context.Context, timeout time.Duration) ([]byte,
 
 // Command sends op and waits for its answer; a failure status is a
 // *CommandError.
-func (l *Loader) Command(ctx context.Context, op byte, payload []byte, checksum uint32, timeout time.Duration) (Response, error) {
+func (l *Loader) Command(ctx context.Context, op byte, payload []byte, checksum uint32, timeout time.Duration) (esp8266.Response, error) {
 	if err := l.send(op, payload, checksum); err != nil {
-		return Response{}, err
+		return esp8266.Response{}, err
 	}
 	r, err := l.receive(ctx, op, timeout)
 	if err != nil {
@@ -241,10 +242,10 @@ func (l *Loader) Command(ctx context.Context, op byte, payload []byte, checksum 
 // drops its extra answers as they come.
 func (l *Loader) Sync(ctx context.Context, attempts int) error {
 	l.port.DiscardRaw()
-	l.got, l.dec = nil, SLIPDecoder{}
+	l.got, l.dec = nil, esp8266.SLIPDecoder{}
 	var last error
 	for i := 0; i < attempts; i++ {
-		if _, last = l.Command(ctx, CmdSync, SyncPayload(), 0, SyncTimeout); last == nil {
+		if _, last = l.Command(ctx, esp8266.CmdSync, esp8266.SyncPayload(), 0, SyncTimeout); last == nil {
 			return nil
 		}
 		if l.port.Err() != nil || ctx.Err() != nil {
@@ -260,7 +261,7 @@ func (l *Loader) Sync(ctx context.Context, attempts int) error {
 
 // ReadReg reads a 32-bit register or memory word.
 func (l *Loader) ReadReg(ctx context.Context, addr uint32) (uint32, error) {
-	r, err := l.Command(ctx, CmdReadReg, Words(addr), 0, DefaultTimeout)
+	r, err := l.Command(ctx, esp8266.CmdReadReg, esp8266.Words(addr), 0, DefaultTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("READ_REG 0x%08X: %w", addr, err)
 	}
@@ -269,7 +270,7 @@ func (l *Loader) ReadReg(ctx context.Context, addr uint32) (uint32, error) {
 
 // WriteReg writes value to a register.
 func (l *Loader) WriteReg(ctx context.Context, addr, value uint32) error {
-	if _, err := l.Command(ctx, CmdWriteReg, Words(addr, value, 0xFFFFFFFF, 0), 0, DefaultTimeout); err != nil {
+	if _, err := l.Command(ctx, esp8266.CmdWriteReg, esp8266.Words(addr, value, 0xFFFFFFFF, 0), 0, DefaultTimeout); err != nil {
 		return fmt.Errorf("WRITE_REG 0x%08X: %w", addr, err)
 	}
 	return nil
@@ -279,32 +280,32 @@ func (l *Loader) WriteReg(ctx context.Context, addr, value uint32) error {
 // name), then the MAC and chip id from the efuses and the SPI flash's id.
 func (l *Loader) Identify(ctx context.Context) (Info, error) {
 	var info Info
-	magic, err := l.ReadReg(ctx, ChipMagicReg)
+	magic, err := l.ReadReg(ctx, esp8266.ChipMagicReg)
 	if err != nil {
 		return info, err
 	}
-	name, known := ChipNames[magic]
-	if magic != ESP8266Magic {
+	name, known := esp8266.ChipNames[magic]
+	if magic != esp8266.ESP8266Magic {
 		if !known {
-			name = fmt.Sprintf("an unknown chip (magic 0x%08X at 0x%08X)", magic, uint32(ChipMagicReg))
+			name = fmt.Sprintf("an unknown chip (magic 0x%08X at 0x%08X)", magic, uint32(esp8266.ChipMagicReg))
 		}
 		return info, fmt.Errorf("this board is %s, not an ESP8266: hil flashes only ESP8266 boards (TPYBoard v202)", name)
 	}
 	info.Chip = name
 	var e [4]uint32
 	for i := range e {
-		if e[i], err = l.ReadReg(ctx, EfuseBase+uint32(4*i)); err != nil {
+		if e[i], err = l.ReadReg(ctx, esp8266.EfuseBase+uint32(4*i)); err != nil {
 			return info, err
 		}
 	}
-	if info.MAC, err = MAC(e[0], e[1], e[3]); err != nil {
+	if info.MAC, err = esp8266.MAC(e[0], e[1], e[3]); err != nil {
 		return info, err
 	}
-	info.ChipID = ChipID(e[0], e[1])
+	info.ChipID = esp8266.ChipID(e[0], e[1])
 	if info.FlashID, err = l.FlashID(ctx); err != nil {
 		return info, err
 	}
-	info.FlashSize = FlashSizeFromID(info.FlashID)
+	info.FlashSize = esp8266.FlashSizeFromID(info.FlashID)
 	if info.FlashSize == 0 {
 		return info, fmt.Errorf("SPI flash id 0x%06X: unknown size (no flash chip answering?)", info.FlashID)
 	}
@@ -315,26 +316,26 @@ func (l *Loader) Identify(ctx context.Context) (Info, error) {
 // the flash controller's user-command registers: the ROM has no command
 // for it.
 func (l *Loader) FlashID(ctx context.Context) (uint32, error) {
-	return l.spiCommand(ctx, FlashRDID, 24)
+	return l.spiCommand(ctx, esp8266.FlashRDID, 24)
 }
 
 // spiCommand runs a flash command that reads bits of answer, restoring the
 // controller's registers afterwards.
 func (l *Loader) spiCommand(ctx context.Context, cmd byte, bits int) (uint32, error) {
-	usr, err := l.ReadReg(ctx, SPIUsrReg)
+	usr, err := l.ReadReg(ctx, esp8266.SPIUsrReg)
 	if err != nil {
 		return 0, err
 	}
-	usr2, err := l.ReadReg(ctx, SPIUsr2Reg)
+	usr2, err := l.ReadReg(ctx, esp8266.SPIUsr2Reg)
 	if err != nil {
 		return 0, err
 	}
 	steps := [][2]uint32{
-		{SPIUsr1Reg, uint32(bits-1) << 8}, // MISO bit length - 1 at bits 8-16
-		{SPIUsrReg, SPIUsrCommand | SPIUsrMISO},
-		{SPIUsr2Reg, 7<<28 | uint32(cmd)}, // an 8-bit command
-		{SPIW0Reg, 0},
-		{SPICmdReg, SPICmdUsr},
+		{esp8266.SPIUsr1Reg, uint32(bits-1) << 8}, // MISO bit length - 1 at bits 8-16
+		{esp8266.SPIUsrReg, esp8266.SPIUsrCommand | esp8266.SPIUsrMISO},
+		{esp8266.SPIUsr2Reg, 7<<28 | uint32(cmd)}, // an 8-bit command
+		{esp8266.SPIW0Reg, 0},
+		{esp8266.SPICmdReg, esp8266.SPICmdUsr},
 	}
 	for _, s := range steps {
 		if err := l.WriteReg(ctx, s[0], s[1]); err != nil {
@@ -343,11 +344,11 @@ func (l *Loader) spiCommand(ctx context.Context, cmd byte, bits int) (uint32, er
 	}
 	done := false
 	for range 10 {
-		v, err := l.ReadReg(ctx, SPICmdReg)
+		v, err := l.ReadReg(ctx, esp8266.SPICmdReg)
 		if err != nil {
 			return 0, err
 		}
-		if v&SPICmdUsr == 0 {
+		if v&esp8266.SPICmdUsr == 0 {
 			done = true
 			break
 		}
@@ -355,14 +356,14 @@ func (l *Loader) spiCommand(ctx context.Context, cmd byte, bits int) (uint32, er
 	if !done {
 		return 0, fmt.Errorf("SPI flash command 0x%02X did not complete", cmd)
 	}
-	v, err := l.ReadReg(ctx, SPIW0Reg)
+	v, err := l.ReadReg(ctx, esp8266.SPIW0Reg)
 	if err != nil {
 		return 0, err
 	}
-	if err := l.WriteReg(ctx, SPIUsrReg, usr); err != nil {
+	if err := l.WriteReg(ctx, esp8266.SPIUsrReg, usr); err != nil {
 		return 0, err
 	}
-	if err := l.WriteReg(ctx, SPIUsr2Reg, usr2); err != nil {
+	if err := l.WriteReg(ctx, esp8266.SPIUsr2Reg, usr2); err != nil {
 		return 0, err
 	}
 	return v & (1<<bits - 1), nil
@@ -380,7 +381,7 @@ func (l *Loader) SpeedUp(ctx context.Context, bauds []int) (int, error) {
 		if b <= l.Baud {
 			continue
 		}
-		_, err := l.Command(ctx, CmdChangeBaudrate, Words(uint32(b), 0), 0, probeTimeout)
+		_, err := l.Command(ctx, esp8266.CmdChangeBaudrate, esp8266.Words(uint32(b), 0), 0, probeTimeout)
 		if l.port.Err() != nil {
 			return l.Baud, l.port.Err()
 		}
@@ -452,15 +453,15 @@ type BlockError struct {
 }
 
 func (e *BlockError) Error() string {
-	return fmt.Sprintf("FLASH_DATA block %d of %d (flash 0x%06X-0x%06X): %v", e.Block+1, e.Blocks, e.Offset, e.Offset+FlashBlockSize-1, e.Err)
+	return fmt.Sprintf("FLASH_DATA block %d of %d (flash 0x%06X-0x%06X): %v", e.Block+1, e.Blocks, e.Offset, e.Offset+esp8266.FlashBlockSize-1, e.Err)
 }
 
 func (e *BlockError) Unwrap() error { return e.Err }
 
 // CheckImage refuses an image the ROM would not boot or that does not fit
 // the flash at offset: before anything is erased.
-func CheckImage(data []byte, offset uint32, info Info) (*Image, error) {
-	img, err := ParseImage(data)
+func CheckImage(data []byte, offset uint32, info Info) (*esp8266.Image, error) {
+	img, err := esp8266.ParseImage(data)
 	if err != nil {
 		return nil, err
 	}
@@ -478,22 +479,22 @@ func CheckImage(data []byte, offset uint32, info Info) (*Image, error) {
 // progress after each block. It does not end the session (Run does).
 func (l *Loader) WriteFlash(ctx context.Context, offset uint32, data []byte, progress func(done, total int)) (WriteStats, error) {
 	start := time.Now()
-	blocks := (len(data) + FlashBlockSize - 1) / FlashBlockSize
-	st := WriteStats{Blocks: blocks, Erased: EraseSize(offset, uint32(len(data)))}
+	blocks := (len(data) + esp8266.FlashBlockSize - 1) / esp8266.FlashBlockSize
+	st := WriteStats{Blocks: blocks, Erased: esp8266.EraseSize(offset, uint32(len(data)))}
 	erase := perMB(EraseTimeoutPerMB, len(data))
-	if _, err := l.Command(ctx, CmdFlashBegin, Words(st.Erased, uint32(blocks), FlashBlockSize, offset), 0, erase); err != nil {
+	if _, err := l.Command(ctx, esp8266.CmdFlashBegin, esp8266.Words(st.Erased, uint32(blocks), esp8266.FlashBlockSize, offset), 0, erase); err != nil {
 		return st, fmt.Errorf("FLASH_BEGIN (erase %d bytes at 0x%06X): %w", st.Erased, offset, err)
 	}
-	blockTimeout := perMB(WriteTimeoutPerMB, FlashBlockSize)
+	blockTimeout := perMB(WriteTimeoutPerMB, esp8266.FlashBlockSize)
 	for i := range blocks {
-		block := make([]byte, FlashBlockSize)
-		n := copy(block, data[i*FlashBlockSize:])
-		for j := n; j < FlashBlockSize; j++ {
+		block := make([]byte, esp8266.FlashBlockSize)
+		n := copy(block, data[i*esp8266.FlashBlockSize:])
+		for j := n; j < esp8266.FlashBlockSize; j++ {
 			block[j] = 0xFF
 		}
-		payload := append(Words(FlashBlockSize, uint32(i), 0, 0), block...)
-		if _, err := l.Command(ctx, CmdFlashData, payload, uint32(Checksum(block)), blockTimeout); err != nil {
-			return st, &BlockError{Block: i, Blocks: blocks, Offset: offset + uint32(i*FlashBlockSize), Err: err}
+		payload := append(esp8266.Words(esp8266.FlashBlockSize, uint32(i), 0, 0), block...)
+		if _, err := l.Command(ctx, esp8266.CmdFlashData, payload, uint32(esp8266.Checksum(block)), blockTimeout); err != nil {
+			return st, &BlockError{Block: i, Blocks: blocks, Offset: offset + uint32(i*esp8266.FlashBlockSize), Err: err}
 		}
 		st.Bytes += n
 		if progress != nil {
@@ -507,7 +508,7 @@ func (l *Loader) WriteFlash(ctx context.Context, offset uint32, data []byte, pro
 // Run leaves the bootloader for the flashed image: FLASH_END asking for
 // a reboot, then (on a port with modem lines) an EN pulse with GPIO0 high.
 func (l *Loader) Run(ctx context.Context) error {
-	if _, err := l.Command(ctx, CmdFlashEnd, Words(0), 0, DefaultTimeout); err != nil {
+	if _, err := l.Command(ctx, esp8266.CmdFlashEnd, esp8266.Words(0), 0, DefaultTimeout); err != nil {
 		var ce *CommandError
 		if !errors.As(err, &ce) && !errors.Is(err, ErrNoAnswer) {
 			return fmt.Errorf("FLASH_END: %w", err)

@@ -1,4 +1,4 @@
-package esprom
+package esp8266
 
 // SLIP framing (RFC 1055 as the ROM uses it): every packet starts and ends
 // with 0xC0; inside, 0xC0 is sent as 0xDB 0xDC and 0xDB as 0xDB 0xDD.

@@ -1,4 +1,4 @@
-package esprom
+package esp8266
 
 import (
 	"encoding/binary"
