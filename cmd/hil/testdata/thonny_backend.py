@@ -4,7 +4,7 @@ on its stdin and stdout (thonny/common.py: serialize_message, parse_message).
 
     python3 thonny_backend.py PORT USER_DIR
 
-Steps: connect, list the files, save main.py to the board, open it back, run
+Steps: connect, the module list Thonny parsed (its completions), list the files, save main.py to the board, open it back, run
 it, interrupt it, soft reboot (main.py runs again), interrupt, help('modules'),
 disconnect.
 Prints "STEP <name> ok" after each; on a failure "FAIL <step>: <what was
@@ -12,6 +12,7 @@ seen>" and exits 1. Every wait is bounded (STEP_TIMEOUT). Run by
 cmd/hil/thonny_test.go with Debian's thonny (/usr/bin/python3).
 """
 
+import ast
 import os
 import queue
 import subprocess
@@ -70,7 +71,9 @@ args = {
     "validate_time": False,
     "local_rtc": True,
 }
-env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", THONNY_USER_DIR=user_dir)
+# THONNY_DEBUG: the back-end logs the module list it parsed from the board
+# (its source of completions) to USER_DIR/backend.log.
+env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", THONNY_USER_DIR=user_dir, THONNY_DEBUG="1")
 proc = subprocess.Popen(
     [sys.executable, "-u", esp_back.__file__, repr(args)],
     stdin=subprocess.PIPE,
@@ -178,6 +181,28 @@ ready = wait_for(lambda m: m.get("event_type") == "ToplevelResponse" and "welcom
 if "MicroPython" not in (ready.get("welcome_text") or ""):
     fail("welcome text %r" % ready.get("welcome_text"))
 done(repr(ready["welcome_text"].strip().splitlines()[0]))
+
+step = "builtin modules"
+# What Thonny parsed at connect from the board's builtins.help('modules')
+# (bare_metal_backend.py _fetch_builtin_modules; it decides what the board
+# is): the ESP8266's table, no module of the VM's own build.
+with open(os.path.join(user_dir, "backend.log"), encoding="utf-8") as f:
+    lines = [l for l in f if "Built-in modules: " in l]
+if not lines:
+    fail("no 'Built-in modules' line in backend.log")
+modules = ast.literal_eval(lines[-1].split("Built-in modules: ", 1)[1].strip())
+if not modules:
+    fail("an empty module list")
+missing = [m for m in ("machine", "network", "esp", "umqtt.simple") if m not in modules]
+junk = [m for m in ("js", "jsffi", "pyscript", "_hil", "_hilc") if m in modules]
+if missing or junk:
+    # Known bug, checked by the Go test: Thonny asks builtins.help, which
+    # is the VM's own help (its module table), not the board's.
+    print("STEP builtin modules known-bug: missing %s, not the board's %s" % (missing, junk), flush=True)
+    seen = []
+    t_step = time.monotonic()
+else:
+    done("%d modules" % len(modules))
 
 step = "list"
 ans = inline("get_dirs_children_info", paths=["/"], node_id="root", include_hidden=False)
