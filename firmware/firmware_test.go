@@ -20,7 +20,7 @@ func TestFilesAreTheBoardDirectory(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	assert.Equal(t, []string{"app.py", "boot.py", "main.py", "mqtt.py"}, names)
+	assert.Equal(t, []string{"app.py", "appboot.py", "boot.py", "main.py", "mqtt.py", "mqttio.py"}, names)
 	for n, b := range files {
 		disk, err := os.ReadFile(filepath.Join("board", n))
 		require.NoError(t, err)
@@ -46,7 +46,7 @@ func TestFirmwareImportsOnlyBoardModules(t *testing.T) {
 	allowed := map[string]bool{
 		"machine": true, "network": true, "socket": true, "time": true, "json": true, "struct": true,
 		"binascii": true, "hashlib": true, "os": true, "gc": true, "micropython": true, "select": true,
-		"app": true, "mqtt": true,
+		"sys": true, "app": true, "appboot": true, "mqtt": true, "mqttio": true,
 	}
 	imp := regexp.MustCompile(`(?m)^\s*(?:import\s+([\w, ]+)|from\s+(\w+)\s+import)`)
 	for name, src := range firmware.Files() {

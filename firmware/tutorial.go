@@ -20,7 +20,7 @@ const (
 // mqtt.py and main.py with only the placeholders (Wi-Fi SSID and password,
 // device ID, product ID, APIKey, and TOPIC when cfg.Topic is set) replaced by
 // cfg's values, plus our MQTT client as simple.py (the module it imports in
-// place of umqtt.simple). Its server stays "183.230.40.39":6002, as in the
+// place of umqtt.simple) with its other half, mqttio.py. Its server stays "183.230.40.39":6002, as in the
 // tutorial; the virtual board maps that address to the local broker.
 func Tutorial(cfg Config) map[string][]byte {
 	src := readAll(tutorialFS, "tutorial")
@@ -29,6 +29,7 @@ func Tutorial(cfg Config) map[string][]byte {
 			"sta_if.connect("+pylit.Str(cfg.WiFiSSID)+","+pylit.Str(cfg.WiFiPassword)+")"),
 		"main.py":   src["main.py"],
 		"simple.py": Files()["mqtt.py"],
+		"mqttio.py": Files()["mqttio.py"],
 	}
 	m := src["mqtt.py"]
 	m = replace(m, tutClientID, "CLIENT_ID = "+pylit.Str(cfg.DeviceID))

@@ -5,9 +5,9 @@
 import gc
 import json
 import time
-import machine
-import network
 import select
+import sys
+import appboot
 from mqtt import MQTTClient, MQTTException
 
 VERSION = "1.0.0"
@@ -47,65 +47,16 @@ def echo(s):
 
 
 def load():
-    global cfg
-    with open("config.json") as f:
-        c = json.load(f)
-    if not isinstance(c, dict):
-        raise ValueError("config")
-    cfg = c
+    appboot.load(sys.modules[__name__])
 
 
 def boot():
     # LED off first, then the boot line, then Wi-Fi with a bounded wait.
-    global led, sta, state
-    try:
-        load()
-    except Exception:  # missing or bad config.json: main() reports it
-        pass
-    c = cfg or {}
-    led = machine.Pin(c.get("led_pin", 4), machine.Pin.OUT, value=0)
-    state = 0
-    echo("boot fw=%s id=%s" % (VERSION, c.get("device_id") or "-"))
-    sta = network.WLAN(network.STA_IF)
-    ap = network.WLAN(network.AP_IF)
-    if ap.active():
-        ap.active(False)
-    if cfg:
-        wifi()
-    else:
-        echo("wifi down reason=config")
+    appboot.boot(sys.modules[__name__])
 
 
 def wifi():
-    # Joins the configured network (bounded wait); echoes and records the result.
-    global wup
-    wup = False
-    sta.active(True)
-    if not sta.isconnected():
-        w = cfg.get("wifi") or {}
-        if not w.get("ssid"):
-            echo("wifi down reason=config")
-            return False
-        sta.connect(w["ssid"], w.get("password", ""))
-        t0 = time.ticks_ms()
-        while not sta.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > WIFI_S * 1000:
-                break
-            time.sleep_ms(100)
-    if sta.isconnected():
-        echo("wifi up ip=%s" % sta.ifconfig()[0])
-        wup = True
-        return True
-    s = sta.status()
-    r = "timeout"
-    if s == getattr(network, "STAT_WRONG_PASSWORD", -99):
-        r = "password"
-    elif s == getattr(network, "STAT_NO_AP_FOUND", -99):
-        r = "noap"
-    elif s == getattr(network, "STAT_CONNECT_FAIL", -99):
-        r = "fail"
-    echo("wifi down reason=" + r)
-    return False
+    return appboot.wifi(sys.modules[__name__])
 
 
 def txt(b):

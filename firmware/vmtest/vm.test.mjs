@@ -297,7 +297,9 @@ exec(open('boot.py').read())
 import app
 gc.collect()`, "gc.mem_alloc() - a");
   figures.heap_resident_after_boot = resident;
-  assert.ok(resident < 16 * 1024, `the firmware holds ${resident} bytes after boot`);
+  // Five modules instead of three cost about 1 KB here, and save 5 KB of
+  // compile peak (firmware/README.md).
+  assert.ok(resident < 17 * 1024, `the firmware holds ${resident} bytes after boot`);
   v.run(`
 from mqtt import MQTTClient
 socket.plan.append(${pyBytes(CONNACK(0))})
@@ -720,7 +722,9 @@ test("the tutorial's mqtt.py runs unchanged with our client uploaded as simple.p
   const files = readDir(dir);
   const tut = { "boot.py": files["boot.py"], "mqtt.py": files["mqtt.py"], "main.py": files["main.py"] };
   tut["simple.py"] = rendered ? files["simple.py"] : board["mqtt.py"];
+  tut["mqttio.py"] = rendered ? files["mqttio.py"] : board["mqttio.py"];
   assert.deepEqual(tut["simple.py"], board["mqtt.py"], "simple.py is our client");
+  assert.deepEqual(tut["mqttio.py"], board["mqttio.py"], "with its other half");
   const ids = rendered ? JSON.parse(files["config.json"])
     : { wifi: { ssid: "winnerzr", password: "12345678" }, device_id: "deviceID", product_id: "productID", key: "APIKey", topic: "TurnipRobot" };
   const v = await vm({ ...tut, ...fakes });

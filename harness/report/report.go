@@ -76,8 +76,9 @@ type Heap struct {
 	Commands int `json:"commands"`
 	// Over names the steps that held more than the heap at some point
 	// before their collection (the virtual board's VM then adds a heap
-	// area): the board would have needed a collection mid-step. Not a
-	// failure by itself; near the limit, a warning.
+	// area): the board would have needed a collection mid-step. That fails
+	// boot and login (their compiles free their scratch themselves, so a
+	// collection would not have helped); for a command it is a warning.
 	Over []string `json:"over,omitempty"`
 	// Method says how the figures were read: "peak" (the virtual board:
 	// each step's live data plus all it allocated, an upper bound of

@@ -39,10 +39,14 @@ func (r *Rig) ProbeHeap(ctx context.Context, commands int) (h report.Heap, err e
 	} else {
 		h.Method = "live"
 	}
-	// A soft reset in the raw REPL runs boot.py and not main.py.
-	p.begin()
-	if err := r.repl.EnterRaw(ctx, true); err != nil {
+	// Stop main.py first: its own request ends then, with all the garbage
+	// of its run. A soft reset in the raw REPL runs boot.py and not main.py.
+	if err := r.repl.EnterRaw(ctx, false); err != nil {
 		return h, fmt.Errorf("heap: stopping the firmware for the measurement: %w", err)
+	}
+	p.begin()
+	if err := r.repl.SoftResetRaw(ctx); err != nil {
+		return h, fmt.Errorf("heap: soft reset for the measurement: %w", err)
 	}
 	if h.Boot, _, err = p.figure(ctx, "boot.py"); err != nil {
 		return h, err
@@ -155,6 +159,11 @@ func (p heapProbe) figure(ctx context.Context, step string) (peak, live int, err
 		}
 		if hs.Exceeded {
 			return hs.Peak, hs.Live, fmt.Errorf("MemoryError in the firmware's %s: its live data outgrew the board's %d-byte heap", step, hs.Size)
+		}
+		// Boot and login compile modules: the compiler frees its scratch
+		// itself, so a collection mid-step would not have helped the board.
+		if hs.Over && (kind == "boot.py" || kind == "login") {
+			return hs.Peak, hs.Live, fmt.Errorf("MemoryError in the firmware's %s: compiling its modules needed more than the board's %d-byte heap", step, hs.Size)
 		}
 		return hs.Peak, hs.Live, nil
 	}

@@ -2,6 +2,7 @@ package rig
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -56,4 +57,22 @@ func TestHeapStepFailsALeakingFirmwareWithMemoryError(t *testing.T) {
 	assert.Contains(t, res.Reason, "MemoryError in the firmware's command")
 	require.NotNil(t, res.Heap, "the figures up to the failure are kept")
 	assert.Greater(t, res.Heap.Commands, 10, "it failed only once the leak filled the heap: %+v", *res.Heap)
+}
+
+// A firmware whose app.py grew by 6 KB of source no longer compiles on a
+// 28 KB heap: the boot step fails, as the ESP8266's import would.
+func TestHeapStepFailsAFirmwareTooBigToCompile(t *testing.T) {
+	r := newRig(t, Options{Heap: 28 * 1024})
+	r.patch = func(files map[string][]byte) {
+		var b strings.Builder
+		b.WriteString("\n\ndef unused(x):\n")
+		for i := range 200 {
+			fmt.Fprintf(&b, "    x = x + %d\n", i)
+		}
+		b.WriteString("    return x\n")
+		files["app.py"] = append(files["app.py"], b.String()...)
+	}
+	res := runHeap(t, r)
+	require.Equal(t, report.Fail, res.Status)
+	assert.Contains(t, res.Reason, "MemoryError in the firmware's boot.py: compiling its modules needed more than the board's")
 }
