@@ -77,7 +77,9 @@ func (c Credentials) Secrets() []string {
 // register adds the product, the board and the controller to reg (the
 // wrong device's keys stay unknown).
 func (c Credentials) register(reg *broker.Registry) error {
-	if err := reg.AddProduct(broker.Product{ID: c.ProductID, Name: Topic, MasterKey: c.MasterKey, AccessKey: c.AccessKey}); err != nil {
+	// The demo's thing model (led, a read-write bool): the property channel.
+	if err := reg.AddProduct(broker.Product{ID: c.ProductID, Name: Topic, MasterKey: c.MasterKey, AccessKey: c.AccessKey,
+		ThingModel: broker.DemoThingModel()}); err != nil {
 		return err
 	}
 	for _, d := range []struct {

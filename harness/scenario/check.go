@@ -86,6 +86,13 @@ func (c *Checker) checkVia(s *Sent, ev echo.Event) error {
 	if ev.Via == "" {
 		return nil
 	}
+	if s.Channel == Property || c.Platform.PropertyTopic(ev.Via) {
+		if s.Channel != Property || !c.Platform.PropertyTopic(ev.Via) {
+			return fmt.Errorf("sent via %s on %s, so it must arrive on %s, but the board got it on topic %q: %q",
+				s.Channel, c.Platform, viaName(s.Channel, c.Platform), ev.Via, ev.Line)
+		}
+		return nil
+	}
 	if (s.Channel == Topic) == c.Platform.CommandTopic(ev.Via) {
 		want := "the platform's command topic " + c.Platform.commandTopicName()
 		if s.Channel == Topic {
@@ -119,4 +126,15 @@ func (c *Checker) CheckPin(ctx context.Context, s *Sent, echoLevel int, grace ti
 		return got, fmt.Errorf("echo and pin disagree after %s: echo says ignored (LED stays %d), GPIO pin reads %d (%v)", s.Desc, s.After, got, err)
 	}
 	return got, fmt.Errorf("model expects LED=%d after %s, GPIO pin reads %d (%v)", s.After, s.Desc, got, err)
+}
+
+// viaName names the topic a send through ch arrives on.
+func viaName(ch Channel, p Platform) string {
+	switch ch {
+	case Topic:
+		return "the custom topic"
+	case Property:
+		return "the property set topic $sys/{pid}/{name}/thing/property/set"
+	}
+	return "the platform's command topic " + p.commandTopicName()
 }

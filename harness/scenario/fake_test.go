@@ -162,6 +162,9 @@ func (b *fakeBoard) Send(_ context.Context, ch Channel, payload []byte, opt Send
 		if b.platform == Studio {
 			via = "$sys/386427/503367129/cmd/request/1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 		}
+		if ch == Property {
+			via = "$sys/386427/503367129/thing/property/set"
+		}
 		if b.pushVia != "" {
 			via = b.pushVia
 		}

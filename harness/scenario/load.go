@@ -290,7 +290,7 @@ func (l *loader) top(n *yaml.Node) {
 		sc.Description, _ = l.str(v, "description")
 	}
 	if v := f["channel"]; v != nil {
-		if s, ok := l.oneOf(v, "channel", "creq", "topic", "http"); ok {
+		if s, ok := l.oneOf(v, "channel", "creq", "topic", "http", "property"); ok {
 			sc.Channel = Channel(s)
 		}
 	}
@@ -461,7 +461,7 @@ func (l *loader) stepOptions(f map[string]*yaml.Node, p *proto, timeout time.Dur
 		st.Timeout, _ = l.duration(v, "timeout")
 	}
 	if v := f["channel"]; v != nil {
-		if s, ok := l.oneOf(v, "channel", "creq", "topic", "http"); ok {
+		if s, ok := l.oneOf(v, "channel", "creq", "topic", "http", "property"); ok {
 			st.Channel = Channel(s)
 		}
 	}
@@ -702,8 +702,12 @@ func (x *expander) leaf(n *yaml.Node, st Step, burst bool) bool {
 		if st.Channel == "" {
 			st.Channel = sc.Channel
 		}
-		if st.QoS == 1 && st.Channel == Topic {
-			x.errf(n, "send: qos 1 needs channel creq or http (a command the broker keeps); a custom-topic publish is never kept for an offline device")
+		if st.QoS == 1 && (st.Channel == Topic || st.Channel == Property) {
+			x.errf(n, "send: qos 1 needs channel creq or http (a command the broker keeps); a %s send is never kept for an offline device", st.Channel)
+			return false
+		}
+		if st.Channel == Property && st.Payload != "on" && st.Payload != "off" {
+			x.errf(n, "send %s via property: only on and off (the property led is a bool, set to true or false); toggle and junk have no property value", ShowPayload(st.Payload))
 			return false
 		}
 		if burst {

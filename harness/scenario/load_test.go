@@ -264,7 +264,7 @@ func TestSuiteFiles(t *testing.T) {
 		tutorial = tutorial || sc.Profile == "tutorial"
 		wrong = wrong || sc.WrongCredentials
 	}
-	assert.Len(t, channels, 3, "every channel")
+	assert.Len(t, channels, len(Channels), "every channel")
 	assert.Len(t, faults, len(Faults), "every fault")
 	assert.True(t, tutorial, "a tutorial-profile scenario")
 	assert.True(t, wrong, "a wrong-credentials scenario")

@@ -67,6 +67,12 @@ func (p Platform) CommandTopic(via string) bool {
 	return strings.HasPrefix(via, "$creq/")
 }
 
+// PropertyTopic reports whether via is the topic a property set arrives on
+// (studio's $sys/{pid}/{name}/thing/property/set).
+func (p Platform) PropertyTopic(via string) bool {
+	return p == Studio && strings.HasPrefix(via, "$sys/") && strings.HasSuffix(via, "/thing/property/set")
+}
+
 // commandTopicName describes CommandTopic for messages.
 func (p Platform) commandTopicName() string {
 	if p == Studio {
@@ -78,6 +84,11 @@ func (p Platform) commandTopicName() string {
 // SkipReason says why sc cannot run on the platform, or "".
 func (p Platform) SkipReason(sc *Scenario) string {
 	if p != Studio {
+		for _, st := range sc.Steps {
+			if st.Kind == SendStep && st.Channel == Property {
+				return "the legacy platform has no thing model: channel property is OneNET Studio's thing/property/set (set-device-property)"
+			}
+		}
 		return ""
 	}
 	if sc.Profile == "tutorial" {

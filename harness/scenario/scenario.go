@@ -25,10 +25,13 @@ const (
 	Topic Channel = "topic"
 	// HTTP posts the command to the OneNET-style HTTP API (POST /cmds).
 	HTTP Channel = "http"
+	// Property sets the thing-model property led through OneNET Studio's
+	// API (set-device-property): on is true, off false. Studio only.
+	Property Channel = "property"
 )
 
 // Channels lists the channels in file order.
-var Channels = []Channel{Creq, Topic, HTTP}
+var Channels = []Channel{Creq, Topic, HTTP, Property}
 
 // FaultKind is a fault the runner can inject.
 type FaultKind string
