@@ -7,6 +7,9 @@
 //	HIL led state=<0|1> cmd=<on|off|toggle> via=<topic>
 //	HIL ignored payload=<quoted> via=<topic>
 //
+// (a studio property set of led is the led line of the command it amounts
+// to, via= the thing/property/set topic)
+//
 // and a Profile turns the lines of one kind of firmware (ours: "hil"; the
 // tutorial's mqtt.py: "tutorial") into typed Events.
 package echo

@@ -21,6 +21,8 @@ func TestParseHILGrammar(t *testing.T) {
 		{"HIL mqtt down reason=ECONNRESET", Event{Kind: MQTTDown, Reason: "ECONNRESET"}},
 		{"HIL led state=1 cmd=on via=$creq/7f3c", Event{Kind: LED, State: 1, Cmd: "on", Via: "$creq/7f3c"}},
 		{"HIL led state=0 cmd=toggle via=TurnipRobot", Event{Kind: LED, State: 0, Cmd: "toggle", Via: "TurnipRobot"}},
+		// OneNET Studio's property set of led (false): the command it amounts to, via the set topic
+		{"HIL led state=0 cmd=off via=$sys/386427/503367129/thing/property/set", Event{Kind: LED, State: 0, Cmd: "off", Via: "$sys/386427/503367129/thing/property/set"}},
 		{"HIL ignored payload=b'ON' via=TurnipRobot", Event{Kind: Ignored, Payload: "ON", Via: "TurnipRobot"}},
 		{`HIL ignored payload="it's \x00 odd" via=b'TurnipRobot'`, Event{Kind: Ignored, Payload: "it's \x00 odd", Via: "TurnipRobot"}},
 		{"HIL ignored payload='a b  c' via=T", Event{Kind: Ignored, Payload: "a b  c", Via: "T"}},
