@@ -52,7 +52,7 @@ import (
 const (
 	romFlashSize = 4 << 20
 	romFlashID   = 0x1640EF // RDID: manufacturer EF (Winbond), type 40, capacity 16 (4 MB)
-	romDownload  = " ets Jan  8 2013,rst cause:2, boot mode:(1,7)\r\n\r\n"
+	romDownload  = " ets Jan  8 2013,rst cause:%d, boot mode:(1,7)\r\n\r\n"
 	romBootLine  = " ets Jan  8 2013,rst cause:2, boot mode:(3,6)\r\n\r\n"
 	stubBlock    = 0x4000 // the flasher stub's write block
 	mhzUART      = 52e6   // the UART clock: a 26 MHz crystal, doubled
@@ -153,14 +153,26 @@ func (r *romState) enter() {
 	// The ROM's writes are made under mu, so that the line's writers (this
 	// ROM on the input relay, a boot on the resetting goroutine) follow one
 	// another.
-	r.b.serialOut([]byte(romDownload))
 	if r.flash == nil {
 		r.flash = bytes.Repeat([]byte{0xFF}, romFlashSize) // erased
 	}
-	r.active, r.stub, r.dec, r.wr, r.baud, r.misrate = true, false, esp8266.SLIPDecoder{}, nil, 0, 0
-	r.resetRegs()
+	r.restartLoader(causeExtROM)
 	r.mu.Unlock()
 	r.b.logf("download mode: the ROM bootloader has the serial line")
+}
+
+// The ROM's reset causes (its "rst cause:N" line): the reset pin, software.
+const (
+	causeExtROM  = 2
+	causeSoftROM = 4
+)
+
+// restartLoader starts the loader afresh (under mu): a reset into
+// download mode.
+func (r *romState) restartLoader(cause int) {
+	r.b.serialOut([]byte(fmt.Sprintf(romDownload, cause)))
+	r.active, r.stub, r.dec, r.wr, r.baud, r.misrate = true, false, esp8266.SLIPDecoder{}, nil, 0, 0
+	r.resetRegs()
 }
 
 // takes hands the host's bytes to the ROM when it has the line.
@@ -170,25 +182,27 @@ func (r *romState) takes(p []byte) bool {
 		r.mu.Unlock()
 		return false
 	}
-	var out [][]byte
-	reboot := false
+	run := false
 	for _, pkt := range r.dec.Feed(p) {
 		if !r.atRate(pkt) {
 			continue
 		}
-		o, rb := r.handle(pkt)
-		out = append(out, o...)
-		if rb {
-			reboot = true
+		out, next := r.handle(pkt)
+		for _, o := range out {
+			r.b.serialOut(o)
+		}
+		if next == romReboot {
+			r.restartLoader(causeSoftROM)
+			break // the rest was sent to a chip that was resetting
+		}
+		if next == romRun {
+			run = true
 			r.active = false
 			break
 		}
 	}
-	for _, o := range out {
-		r.b.serialOut(o)
-	}
 	r.mu.Unlock()
-	if reboot {
+	if run {
 		// Not on this goroutine: a reset waits for the input relay to stop.
 		go func() {
 			if err := r.b.restart(context.Background(), causeHard); err != nil {
@@ -238,17 +252,26 @@ var termiosRates = map[uint32]int{
 	unix.B921600: 921600, unix.B1000000: 1000000, unix.B1500000: 1500000, unix.B2000000: 2000000,
 }
 
-// handle answers one packet; reboot asks to leave the bootloader.
-func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
+// What a packet asks of the loader after its answer.
+type romNext int
+
+const (
+	romStay   romNext = iota
+	romRun            // run the user code: boot the flash (FLASH_END 1, RUN_USER_CODE)
+	romReboot         // a soft reset: the boot mode latched at reset is kept, so the ROM loader again (FLASH_END 0)
+)
+
+// handle answers one packet and says what follows.
+func (r *romState) handle(pkt []byte) (out [][]byte, next romNext) {
 	if len(pkt) < 8 || pkt[0] != 0 {
-		return nil, false // not a request: the ROM ignores it
+		return nil, romStay // not a request: the ROM ignores it
 	}
 	op := pkt[1]
 	size := int(binary.LittleEndian.Uint16(pkt[2:]))
 	chk := binary.LittleEndian.Uint32(pkt[4:])
 	data := pkt[8:]
 	if size != len(data) {
-		return [][]byte{r.fail(op, 0x05)}, false
+		return [][]byte{r.fail(op, 0x05)}, romStay
 	}
 	word := func(i int) uint32 {
 		if 4*i+4 > len(data) {
@@ -262,7 +285,7 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 	switch op {
 	case esp8266.CmdSync:
 		if !bytes.Equal(data, esp8266.SyncPayload()) {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		// The ROM answers SYNC eight times, with a non-zero value; the
 		// stub once per request as well, with 0.
@@ -273,32 +296,32 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		for range 8 {
 			out = append(out, esp8266.SLIPEncode(esp8266.Reply(op, v, nil, 0, 0)))
 		}
-		return out, false
+		return out, romStay
 	case esp8266.CmdReadReg:
 		if len(data) != 4 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
-		return ok(r.readReg(word(0)), nil), false
+		return ok(r.readReg(word(0)), nil), romStay
 	case esp8266.CmdWriteReg:
 		if len(data)%16 != 0 || len(data) == 0 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		for i := 0; i < len(data)/16; i++ {
 			r.writeReg(word(4*i), word(4*i+1), word(4*i+2))
 		}
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdFlashBegin, esp8266.CmdFlashDeflBegin:
 		if op == esp8266.CmdFlashDeflBegin && !r.stub {
-			return r.unsupported(op), false
+			return r.unsupported(op), romStay
 		}
 		if len(data) < 16 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		size, blocks, bsize, offset := word(0), word(1), word(2), word(3)
 		// The ROM's documented block is 0x400 (esprom's); esptool-js
 		// sends 0x4000 to the ROM as well, which is taken.
 		if uint64(offset)+uint64(size) > romFlashSize || (blocks > 0 && (bsize < 0x100 || bsize > stubBlock)) {
-			return [][]byte{r.fail(op, 0x06)}, false
+			return [][]byte{r.fail(op, 0x06)}, romStay
 		}
 		erase := size
 		if !r.stub {
@@ -306,54 +329,64 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 		}
 		r.erase(offset, erase)
 		r.wr = &romWrite{offset: offset, size: size, blocks: blocks, bsize: bsize, deflate: op == esp8266.CmdFlashDeflBegin}
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdFlashData, esp8266.CmdFlashDeflData:
 		w := r.wr
 		if op == esp8266.CmdFlashDeflData && !r.stub {
-			return r.unsupported(op), false
+			return r.unsupported(op), romStay
 		}
 		if w == nil || w.deflate != (op == esp8266.CmdFlashDeflData) || len(data) < 16 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		n, seq, body := word(0), word(1), data[16:]
 		if int(n) != len(body) || seq != w.seq || seq >= w.blocks {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		if uint32(esp8266.Checksum(body)) != chk&0xFF {
-			return [][]byte{r.fail(op, 0x07)}, false
+			return [][]byte{r.fail(op, 0x07)}, romStay
 		}
 		w.seq++
 		if w.deflate {
 			if !r.inflate(w, body) {
-				return [][]byte{r.fail(op, 0x0B)}, false
+				return [][]byte{r.fail(op, 0x0B)}, romStay
 			}
 		} else {
 			at := w.offset + seq*w.bsize
 			r.program(at, body)
 		}
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdFlashEnd, esp8266.CmdFlashDeflEnd:
 		if op == esp8266.CmdFlashDeflEnd && !r.stub {
-			return r.unsupported(op), false
+			return r.unsupported(op), romStay
 		}
 		r.wr = nil
-		stay := len(data) >= 4 && word(0) != 0
-		return ok(0, nil), !stay
+		// One word: 0 reboots; otherwise the ROM runs the user code
+		// (Espressif's protocol) and the stub stays (it has
+		// RUN_USER_CODE for that). A reboot keeps the boot mode latched
+		// at the last reset: the loader again, as esptool's --after
+		// no_reset expects.
+		switch {
+		case len(data) >= 4 && word(0) == 0:
+			return ok(0, nil), romReboot
+		case r.stub:
+			return ok(0, nil), romStay
+		}
+		return ok(0, nil), romRun
 	case esp8266.CmdMemBegin:
 		if len(data) < 16 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		r.memBlocks, r.memSeq = int(word(1)), 0
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdMemData:
 		if len(data) < 16 || int(word(0)) != len(data)-16 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		if uint32(esp8266.Checksum(data[16:])) != chk&0xFF {
-			return [][]byte{r.fail(op, 0x07)}, false
+			return [][]byte{r.fail(op, 0x07)}, romStay
 		}
 		r.memSeq++
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdMemEnd:
 		out = ok(0, nil)
 		if len(data) >= 8 && word(0) == 0 && word(1) != 0 {
@@ -363,42 +396,42 @@ func (r *romState) handle(pkt []byte) (out [][]byte, reboot bool) {
 			r.b.logf("download mode: a flasher stub was uploaded (entry 0x%08X); answering as esptool's stub", word(1))
 			out = append(out, esp8266.SLIPEncode([]byte("OHAI")))
 		}
-		return out, false
+		return out, romStay
 	}
 	if !r.stub {
-		return r.unsupported(op), false // not an ESP8266 ROM command
+		return r.unsupported(op), romStay // not an ESP8266 ROM command
 	}
 	switch op {
 	case esp8266.CmdSPIAttach, esp8266.CmdSPISetParams:
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdChangeBaudrate:
 		if word(0) == 0 {
-			return [][]byte{r.fail(op, 0x05)}, false
+			return [][]byte{r.fail(op, 0x05)}, romStay
 		}
 		// Answered at the old rate; the next packet comes at the new one.
 		r.baud = int(word(0))
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdSPIFlashMD5:
 		addr, n := word(0), word(1)
 		if uint64(addr)+uint64(n) > romFlashSize {
-			return [][]byte{r.fail(op, 0x06)}, false
+			return [][]byte{r.fail(op, 0x06)}, romStay
 		}
 		sum := md5.Sum(r.flash[addr : addr+n])
-		return ok(0, sum[:]), false
+		return ok(0, sum[:]), romStay
 	case esp8266.CmdEraseFlash:
 		r.erase(0, romFlashSize)
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdEraseRegion:
 		addr, n := word(0), word(1)
 		if addr%esp8266.SectorSize != 0 || n%esp8266.SectorSize != 0 || uint64(addr)+uint64(n) > romFlashSize {
-			return [][]byte{r.fail(op, 0x06)}, false
+			return [][]byte{r.fail(op, 0x06)}, romStay
 		}
 		r.erase(addr, n)
-		return ok(0, nil), false
+		return ok(0, nil), romStay
 	case esp8266.CmdRunUserCode:
-		return nil, true
+		return nil, romRun
 	}
-	return r.unsupported(op), false
+	return r.unsupported(op), romStay
 }
 
 // unsupported is the answer to a command the loader does not have: an

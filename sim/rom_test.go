@@ -246,7 +246,16 @@ func TestROMStubMode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, bytes.Repeat([]byte{0xFF}, 64), b.FlashImage(64))
 
-	// The erased board boots nothing: the ROM says so.
+	// FLASH_END with 0 reboots the chip, which keeps the boot mode latched
+	// at its last reset: the ROM loader again, without the stub.
+	_, err = l.Command(ctx, esp8266.CmdFlashEnd, esp8266.Words(0), 0, time.Second)
+	require.NoError(t, err)
+	require.True(t, b.InDownloadMode())
+	require.NoError(t, l.Sync(ctx, 5))
+	_, err = l.Command(ctx, esp8266.CmdSPIFlashMD5, esp8266.Words(0, 16, 0, 0), 0, time.Second)
+	require.True(t, errors.As(err, &ce), "the ROM again, not the stub: %v", err)
+
+	// FLASH_END with 1 runs the user code; the erased board has none.
 	require.NoError(t, l.Run(ctx))
 	_, _, err = l.WaitBanner(ctx, 10*time.Second)
 	require.Error(t, err)

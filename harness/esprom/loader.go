@@ -505,10 +505,12 @@ func (l *Loader) WriteFlash(ctx context.Context, offset uint32, data []byte, pro
 	return st, nil
 }
 
-// Run leaves the bootloader for the flashed image: FLASH_END asking for
-// a reboot, then (on a port with modem lines) an EN pulse with GPIO0 high.
+// Run leaves the bootloader for the flashed image: FLASH_END asking to run
+// the user code (1; 0 would reboot, which keeps the boot mode latched at
+// the last reset: the loader again), then, on a port with modem lines, an
+// EN pulse with GPIO0 high: a clean boot.
 func (l *Loader) Run(ctx context.Context) error {
-	if _, err := l.Command(ctx, esp8266.CmdFlashEnd, esp8266.Words(0), 0, DefaultTimeout); err != nil {
+	if _, err := l.Command(ctx, esp8266.CmdFlashEnd, esp8266.Words(1), 0, DefaultTimeout); err != nil {
 		var ce *CommandError
 		if !errors.As(err, &ce) && !errors.Is(err, ErrNoAnswer) {
 			return fmt.Errorf("FLASH_END: %w", err)
