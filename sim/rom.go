@@ -112,8 +112,9 @@ func (r *romState) resetRegs() {
 }
 
 // EnterDownloadMode resets the board with GPIO0 low: its ROM bootloader
-// then owns the serial line until the next reset (FLASH_END asking for a
-// reboot, RUN_USER_CODE, PowerCycle).
+// then owns the serial line until it runs the user code (FLASH_END with 1
+// from the ROM, RUN_USER_CODE from the stub) or PowerCycle; a reboot
+// (FLASH_END with 0) comes back to it.
 func (b *Board) EnterDownloadMode() error {
 	b.cycleMu.Lock()
 	defer b.cycleMu.Unlock()
