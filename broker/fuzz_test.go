@@ -82,9 +82,9 @@ func stripTimes(ps []Product) []Product {
 var (
 	knownErrno = map[int]bool{ErrnoOK: true, ErrnoInternal: true, ErrnoNoAPIKey: true, ErrnoAuthFailed: true, ErrnoInvalid: true,
 		ErrnoRequired: true, ErrnoNotFound: true, ErrnoNotOnline: true, ErrnoQueueFull: true,
-		ErrnoBadJSON: true, ErrnoTooLarge: true, ErrnoNoBody: true}
+		ErrnoBadJSON: true, ErrnoTooLarge: true, ErrnoNoBody: true, SyncErrnoNotFound: true, SyncErrnoTimeout: true}
 	knownStudioCode = map[int]bool{StudioOK: true, StudioBadRequest: true, StudioAuthFailed: true, StudioNotFound: true,
-		StudioTimeout: true, StudioNotOnline: true, StudioQueueFull: true, StudioInternal: true}
+		StudioTimeout: true, StudioNotOnline: true, StudioQueueFull: true, StudioInternal: true, StudioDeviceError: true}
 )
 
 // FuzzHTTPAPI sends fuzzed methods, paths, queries, keys, headers and
@@ -113,6 +113,9 @@ func FuzzHTTPAPI(f *testing.F) {
 	f.Add(uint8(0), "/mqtt/topic_device", "topic=a_b&page=1&per_page=10", uint8(1), "", "", []byte{})
 	f.Add(uint8(0), "/mqtt/device_topic/"+DemoDeviceID, "", uint8(2), "", "", []byte{})
 	f.Add(uint8(1), "/datapoint/synccmds", "product_id="+DemoProductID+"&device_name="+DemoDeviceID+"&timeout=1", uint8(0), "authorization", "version=2018-10-31&res=products%2F386427&et=9999999999&method=md5&sign=x", []byte("on"))
+	f.Add(uint8(1), "/v1/synccmds", "device_id="+DemoDeviceID+"&timeout=5", uint8(1), "", "", []byte("on"))
+	f.Add(uint8(1), "/thingmodel/set-device-property", "", uint8(0), "authorization", "version=2022-05-01&res=userid%2F386427001&et=9999999999&method=md5&sign=x", []byte(`{"product_id":"386427","device_name":"503367129","params":{"led":true}}`))
+	f.Add(uint8(0), "/thingmodel/query-device-property", "product_id=386427&device_name=503367129", uint8(0), "authorization", "", []byte{})
 	f.Add(uint8(2), "//cmds/../devices/./status", "%zz", uint8(3), "api-key", "", []byte{0xff})
 	f.Fuzz(func(t *testing.T, method uint8, path, query string, keySel uint8, hname, hval string, body []byte) {
 		methods := []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT"}
