@@ -51,8 +51,9 @@ func TestTutorialSubstitutesOnlyThePlaceholders(t *testing.T) {
 		DeviceID: "503367129", ProductID: "386427", Key: `k'ey"\1`, Topic: "TurnipRobot/led",
 	}
 	files := firmware.Tutorial(cfg)
-	require.Len(t, files, 4)
+	require.Len(t, files, 5)
 	assert.Equal(t, firmware.Files()["mqtt.py"], files["simple.py"], "our client goes in as simple.py")
+	assert.Equal(t, firmware.Files()["mqttio.py"], files["mqttio.py"], "with its other half")
 	orig, err := os.ReadFile(filepath.Join("tutorial", "main.py"))
 	require.NoError(t, err)
 	assert.Equal(t, orig, files["main.py"])
