@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,7 +140,8 @@ func BenchmarkCommandRoundTrip(b *testing.B) {
 }
 
 // The per-command path, with -benchmem: `go test -run '^$' -bench
-// 'CommandPath|ClientHeap' -benchmem ./broker`. A fleet of 100 simulated
+// CommandPath -benchmem -benchtime 20000x ./broker` (and `-bench
+// ClientHeap -benchtime 2x` for the memory per client). A fleet of 100 simulated
 // devices (harness/fleet: real TCP connections that allocate nothing per
 // message) answers each command; one command is in flight at a time, so
 // B/op and allocs/op are the broker's cost of one command and its reply
@@ -149,13 +151,21 @@ func BenchmarkCommandRoundTrip(b *testing.B) {
 
 const benchFleet = 100
 
-func benchDevices(reg *Registry) []fleet.Device {
-	devs := make([]fleet.Device, benchFleet)
+// fleetDevices registers n devices in products of a hundred (a product
+// holds at most maxProductTopics topics, and each device subscribes to its
+// own), when reg is not nil, and returns them as a fleet.
+func fleetDevices(b *testing.B, reg *Registry, n int) []fleet.Device {
+	devs := make([]fleet.Device, n)
 	for i := range devs {
-		devs[i] = fleet.Device{ID: fmt.Sprintf("6%08d", i), ProductID: DemoProductID, Password: fmt.Sprintf("a%d", i)}
-		if reg != nil {
-			_ = reg.AddDevice(DemoProductID, Device{ID: devs[i].ID, AuthInfo: devs[i].Password})
+		pid := strconv.Itoa(700001 + i/maxProductTopics)
+		devs[i] = fleet.Device{ID: fmt.Sprintf("6%08d", i), ProductID: pid, Password: fmt.Sprintf("auth-%d", i)}
+		if reg == nil {
+			continue
 		}
+		if i%maxProductTopics == 0 {
+			require.NoError(b, reg.AddProduct(Product{ID: pid, Name: "bench", MasterKey: "bench-key-" + pid}))
+		}
+		require.NoError(b, reg.AddDevice(pid, Device{ID: devs[i].ID, AuthInfo: devs[i].Password}))
 	}
 	return devs
 }
@@ -174,7 +184,7 @@ var benchCmds = [][]byte{[]byte("on"), []byte("toggle"), []byte("off")}
 func BenchmarkCommandPath(b *testing.B) {
 	b.Run("path=topic", func(b *testing.B) {
 		reg := DemoRegistry()
-		devs := benchDevices(reg)
+		devs := fleetDevices(b, reg, benchFleet)
 		br := startFleetBroker(b, reg)
 		startFleet(b, br.MQTTAddr(), devs)
 		topics := make([]string, len(devs))
@@ -188,7 +198,7 @@ func BenchmarkCommandPath(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if err := br.PublishCustom(DemoProductID, topics[i%len(devs)], benchCmds[i%3]); err != nil {
+			if err := br.PublishCustom(devs[i%len(devs)].ProductID, topics[i%len(devs)], benchCmds[i%3]); err != nil {
 				b.Fatal(err)
 			}
 			awaitEvent(b, events, timeout, isReply)
@@ -196,7 +206,7 @@ func BenchmarkCommandPath(b *testing.B) {
 	})
 	b.Run("mochi=bare", func(b *testing.B) {
 		srv, addr, _ := startBareMochi(b)
-		devs := benchDevices(nil)
+		devs := fleetDevices(b, nil, benchFleet)
 		startFleet(b, addr, devs)
 		replies := make(chan struct{}, 1024)
 		require.NoError(b, srv.Subscribe("rsp/+", 1, func(*mqtt.Client, packets.Subscription, packets.Packet) {
@@ -296,11 +306,7 @@ func BenchmarkClientHeap(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				reg := DemoRegistry()
-				devs := make([]fleet.Device, n)
-				for j := range devs {
-					devs[j] = fleet.Device{ID: fmt.Sprintf("7%08d", j), ProductID: DemoProductID, Password: fmt.Sprintf("a%d", j)}
-					require.NoError(b, reg.AddDevice(DemoProductID, Device{ID: devs[j].ID, AuthInfo: devs[j].Password}))
-				}
+				devs := fleetDevices(b, reg, n)
 				var addr string
 				var stop func()
 				if kind == "mochi=bare" {

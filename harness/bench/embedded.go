@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,7 @@ import (
 // hooks on. Devices log in with their own auth_info.
 type embeddedTarget struct {
 	b       *broker.Broker
-	key     string
+	keys    []string // each product's master key, by product index
 	auth    []string
 	missed  atomic.Int64 // events the collector's feed subscription dropped
 	stopped chan struct{}
@@ -33,7 +34,7 @@ func (t *embeddedTarget) inProcess() bool { return true }
 func (t *embeddedTarget) devices(n int) []fleet.Device {
 	d := make([]fleet.Device, n)
 	for i := range d {
-		d[i] = fleet.Device{ID: deviceID(i), ProductID: BenchProductID, Password: t.auth[i]}
+		d[i] = fleet.Device{ID: deviceID(i), ProductID: embeddedProduct(i), Password: t.auth[i]}
 	}
 	return d
 }
@@ -91,10 +92,7 @@ func (t *embeddedTarget) connect(ctx context.Context, path Path, l *ledger) (sen
 	case PathCreq:
 		s = creqSender{t.b}
 	case PathHTTP:
-		s = &httpSender{&onenet.Client{BaseURL: "http://" + t.b.HTTPAddr(), APIKey: t.key, HTTP: &http.Client{
-			Timeout:   10 * time.Second,
-			Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64},
-		}}}
+		s = newHTTPSender(t.b.HTTPAddr(), t.keys)
 	}
 	return closeWith{s, func() {
 		cancel()
@@ -115,23 +113,25 @@ func (c closeWith) close() { c.sender.close(); c.f() }
 // embedded broker's bytes per command (they share the process).
 type topicSender struct {
 	b      *broker.Broker
-	topics map[string]string // device id -> its command topic
+	topics map[string]productTopic // device id -> its product and command topic
 }
 
+type productTopic struct{ pid, topic string }
+
 func newTopicSender(b *broker.Broker, n int) topicSender {
-	s := topicSender{b: b, topics: make(map[string]string, n)}
+	s := topicSender{b: b, topics: make(map[string]productTopic, n)}
 	for i := range n {
-		s.topics[deviceID(i)] = CommandPrefix + deviceID(i)
+		s.topics[deviceID(i)] = productTopic{embeddedProduct(i), CommandPrefix + deviceID(i)}
 	}
 	return s
 }
 
 func (s topicSender) send(id string, payload []byte) (string, error) {
-	topic, ok := s.topics[id]
+	t, ok := s.topics[id]
 	if !ok {
-		topic = CommandPrefix + id
+		return id, fmt.Errorf("device %s is not in the fleet", id)
 	}
-	return id, s.b.PublishCustom(BenchProductID, topic, payload)
+	return id, s.b.PublishCustom(t.pid, t.topic, payload)
 }
 func (s topicSender) workers() int   { return 1 }
 func (s topicSender) byDevice() bool { return true }
@@ -147,29 +147,63 @@ func (s creqSender) workers() int   { return 1 }
 func (s creqSender) byDevice() bool { return false }
 func (s creqSender) close()         {}
 
-// httpSender posts OneNET's POST /cmds; several requests run at once, as
-// an application server's would. Each is bounded by the client's timeout.
-type httpSender struct{ c *onenet.Client }
+// httpSender posts OneNET's POST /cmds with the device's product key;
+// several requests run at once, as an application server's would. Each is
+// bounded by the client's timeout.
+type httpSender struct {
+	hc      *http.Client
+	clients map[string]*onenet.Client // device id -> a client with its product's key
+}
+
+func newHTTPSender(addr string, keys []string) *httpSender {
+	s := &httpSender{hc: &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}}, clients: map[string]*onenet.Client{}}
+	for p, key := range keys {
+		c := &onenet.Client{BaseURL: "http://" + addr, APIKey: key, HTTP: s.hc}
+		for i := p * embeddedProductSize; i < (p+1)*embeddedProductSize; i++ {
+			s.clients[deviceID(i)] = c
+		}
+	}
+	return s
+}
 
 func (s *httpSender) send(id string, payload []byte) (string, error) {
-	return s.c.SendCommand(context.Background(), id, payload, 0)
+	c, ok := s.clients[id]
+	if !ok {
+		return "", fmt.Errorf("device %s is not in the fleet", id)
+	}
+	return c.SendCommand(context.Background(), id, payload, 0)
 }
 func (s *httpSender) workers() int   { return 16 }
 func (s *httpSender) byDevice() bool { return false }
-func (s *httpSender) close()         { s.c.HTTP.CloseIdleConnections() }
+func (s *httpSender) close()         { s.hc.CloseIdleConnections() }
 
-// RunEmbedded starts the OneNET stand-in on loopback with a product of
-// o.Devices devices (each with its own auth_info), measures it and stops
-// it.
+// embeddedProductSize: devices per product on our broker. A OneNET
+// product holds at most 100 custom topics (the broker enforces it), and
+// each device subscribes to its own command topic.
+const embeddedProductSize = 100
+
+// embeddedProduct is device i's product on our broker: BenchProductID for
+// the first hundred, then the next ids.
+func embeddedProduct(i int) string {
+	return strconv.Itoa(100001 + i/embeddedProductSize)
+}
+
+// RunEmbedded starts the OneNET stand-in on loopback with o.Devices devices
+// (each with its own auth_info) in products of a hundred, measures it and
+// stops it.
 func RunEmbedded(ctx context.Context, o Options) (*Result, error) {
 	reg := broker.NewRegistry()
-	t := &embeddedTarget{key: randomSecret(), auth: make([]string, o.Devices)}
-	if err := reg.AddProduct(broker.Product{ID: BenchProductID, Name: "bench", MasterKey: t.key}); err != nil {
-		return nil, err
-	}
+	t := &embeddedTarget{auth: make([]string, o.Devices)}
 	for i := range o.Devices {
+		if i%embeddedProductSize == 0 {
+			t.keys = append(t.keys, randomSecret())
+			if err := reg.AddProduct(broker.Product{ID: embeddedProduct(i), Name: "bench", MasterKey: t.keys[len(t.keys)-1]}); err != nil {
+				return nil, err
+			}
+		}
 		t.auth[i] = randomSecret()
-		if err := reg.AddDevice(BenchProductID, broker.Device{ID: deviceID(i), Title: "bench", AuthInfo: t.auth[i]}); err != nil {
+		if err := reg.AddDevice(embeddedProduct(i), broker.Device{ID: deviceID(i), Title: "bench", AuthInfo: t.auth[i]}); err != nil {
 			return nil, err
 		}
 	}
