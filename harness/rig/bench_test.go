@@ -60,3 +60,38 @@ func BenchmarkEchoLatency(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFirmwareHeap is the firmware's heap on the virtual board (issue
+// 16's budget: boot, log in and serve 10,000 commands on a 28 KB heap): one
+// heap step per iteration, b.N commands, on both platforms. It reports the
+// step figures in bytes (harness/rig/heap.go):
+//
+//	go test -run XXX -bench FirmwareHeap -benchtime 10000x ./harness/rig
+func BenchmarkFirmwareHeap(b *testing.B) {
+	for _, p := range []scenario.Platform{scenario.Legacy, scenario.Studio} {
+		b.Run(string(p)+"/28K", func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			r, err := New(ctx, Options{Heap: 28 * 1024, Platform: p})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			if err := r.Begin(ctx, scenario.Setup{Profile: "hil"}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			h, err := r.ProbeHeap(ctx, b.N)
+			b.StopTimer()
+			if err != nil {
+				b.Fatalf("%v (%s)", err, h)
+			}
+			b.ReportMetric(float64(h.Size), "heap-B")
+			b.ReportMetric(float64(h.Boot), "boot-B")
+			b.ReportMetric(float64(h.Login), "login-B")
+			b.ReportMetric(float64(h.Command), "command-B")
+			b.ReportMetric(float64(h.Live), "live-B")
+			b.Logf("%d commands: %s", b.N, h)
+		})
+	}
+}
