@@ -261,3 +261,21 @@ func TestROMStubMode(t *testing.T) {
 	require.Error(t, err)
 	assert.Regexp(t, regexp.MustCompile(`found no bootable image .*boot mode:\(3,6\).*ets_main\.c`), err.Error())
 }
+
+// A board running MicroPython, not its bootloader: the flasher says so and
+// names the way in, and leaves the REPL usable.
+func TestROMFlashToABoardNotInDownloadMode(t *testing.T) {
+	b, err := Start(context.Background(), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, err = esprom.Flash(ctx, b.Port(), esp8266.SampleImage("v1.27.0", 64<<10), esprom.FlashOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the board answered as MicroPython (its REPL), not as its ROM bootloader")
+	assert.Contains(t, err.Error(), "hil sim --download")
+	assert.Nil(t, b.FlashImage(16))
+	c := openPort(t, b.Port())
+	c.write("print(6*7)\r\n")
+	c.expect("42\r\n>>> ")
+}

@@ -87,6 +87,8 @@ type Loader struct {
 	got  [][]byte
 	// after is what the board printed behind FLASH_END's answer (its reboot).
 	after []byte
+	// heard is the last bytes received, for a SYNC nobody answered.
+	heard []byte
 	// Baud is the line's current rate.
 	Baud int
 	// Log gets a line for each step (nil: none).
@@ -198,6 +200,9 @@ func (l *Loader) receive(ctx context.Context, op byte, timeout time.Duration) (e
 			}
 			continue // the deadline check above reports it
 		}
+		if l.heard = append(l.heard, b...); len(l.heard) > 512 {
+			l.heard = l.heard[len(l.heard)-512:]
+		}
 		l.got = append(l.got, l.dec.Feed(b)...)
 	}
 }
@@ -242,7 +247,7 @@ func (l *Loader) Command(ctx context.Context, op byte, payload []byte, checksum 
 // drops its extra answers as they come.
 func (l *Loader) Sync(ctx context.Context, attempts int) error {
 	l.port.DiscardRaw()
-	l.got, l.dec = nil, esp8266.SLIPDecoder{}
+	l.got, l.dec, l.heard = nil, esp8266.SLIPDecoder{}, nil
 	var last error
 	for i := 0; i < attempts; i++ {
 		if _, last = l.Command(ctx, esp8266.CmdSync, esp8266.SyncPayload(), 0, SyncTimeout); last == nil {
@@ -252,11 +257,15 @@ func (l *Loader) Sync(ctx context.Context, attempts int) error {
 			return last
 		}
 	}
-	seen := link.Render(l.port.TakeRaw())
-	if len(seen) > 120 {
-		seen = seen[len(seen)-120:]
+	heard := append(l.heard, l.port.TakeRaw()...)
+	why := ""
+	// A ROM never echoes; MicroPython's REPL echoes SYNC's 0x55 bytes as typing.
+	if bytes.Contains(heard, bytes.Repeat([]byte{0x55}, 16)) || bytes.Contains(heard, []byte(">>>")) || bytes.Contains(heard, []byte("MicroPython")) {
+		why = ": the board answered as MicroPython (its REPL), not as its ROM bootloader"
+		l.port.Write([]byte{3, 3}) // clear the SYNC bytes its REPL took as typing
 	}
-	return fmt.Errorf("the ROM bootloader did not answer SYNC (%d tries at %d baud; last: %v; the port gave %q)", attempts, l.Baud, last, seen)
+	return fmt.Errorf("the ROM bootloader did not answer SYNC (%d tries at %d baud; last: %v; the port gave \"%s\")%s",
+		attempts, l.Baud, last, tail(heard, 120), why)
 }
 
 // ReadReg reads a 32-bit register or memory word.
@@ -554,7 +563,7 @@ func (l *Loader) ReadUntil(ctx context.Context, want string, timeout time.Durati
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return string(seen), fmt.Errorf("no %q within %v after the reset (the board printed %q)", want, timeout, tail(seen, 200))
+			return string(seen), fmt.Errorf("no %q within %v after the reset (the board printed \"%s\")", want, timeout, tail(seen, 200))
 		}
 		b, err := l.port.ReadSome(ctx, left)
 		seen = append(seen, b...)
@@ -582,7 +591,7 @@ func (l *Loader) WaitBanner(ctx context.Context, timeout time.Duration) (banner,
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return "", "", fmt.Errorf("no MicroPython banner within %v after the reset (the board printed %q)", timeout, tail(seen, 200))
+			return "", "", fmt.Errorf("no MicroPython banner within %v after the reset (the board printed \"%s\")", timeout, tail(seen, 200))
 		}
 		wait := left
 		if !nudge.IsZero() {
@@ -594,7 +603,7 @@ func (l *Loader) WaitBanner(ctx context.Context, timeout time.Duration) (banner,
 			return string(m[0]), string(m[1]), nil
 		}
 		if m := romFailure.Find(seen); m != nil {
-			return "", "", fmt.Errorf("the board's ROM found no bootable image (%q): the write did not take", tail(seen, 200))
+			return "", "", fmt.Errorf("the board's ROM found no bootable image (\"%s\"): the write did not take", tail(seen, 200))
 		}
 		if rerr != nil {
 			if gone := l.port.Err(); gone != nil {
