@@ -184,8 +184,15 @@ steps:
 	assert.Contains(t, rout.String(), "**** **** ****", "the failure shows the pattern, masked")
 	// Both platforms (hil run's default on the virtual board): the leaky
 	// scenario fails once on each, everything else passes or is skipped
-	// with its reason (studio has no tutorial and no offline qos 1).
-	assert.Contains(t, rout.String(), fmt.Sprintf("%d passed, 2 failed, 2 skipped", 2*len(files)-2), "every other scenario passed")
+	// with its reason (a scenario one platform lacks, such as studio's
+	// tutorial and offline qos 1, or legacy's thing-model property).
+	m := regexp.MustCompile(`(\d+) passed, 2 failed, (\d+) skipped of (\d+)`).FindStringSubmatch(rout.String())
+	if assert.NotNil(t, m, "the run's totals line") {
+		passed, skipped, all := atoiOr(m[1], -1), atoiOr(m[2], -1), atoiOr(m[3], -1)
+		assert.Equal(t, 2*(len(files)+1), all, "every scenario and the leaky one, on both platforms")
+		assert.Equal(t, all-2, passed+skipped, "every other scenario passed or was skipped")
+		assert.LessOrEqual(t, skipped, len(files)/2, "most scenarios run on both platforms")
+	}
 	art["hil run stdout"], art["hil run stderr"] = rout.String(), rerr.String()
 	for _, p := range []string{junit, js, html, slog} {
 		art["hil run "+filepath.Base(p)] = readFile(t, p)
