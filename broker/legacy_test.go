@@ -58,7 +58,7 @@ func readToClose(t *testing.T, c net.Conn) []byte {
 }
 
 func TestServerClosesWithoutDisconnectPacket(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBrokerOpts(t, Options{Limits: Limits{StreamsPerDevice: 1}})
 	cases := []struct {
 		name string
 		end  func(t *testing.T, c net.Conn)
@@ -69,6 +69,15 @@ func TestServerClosesWithoutDisconnectPacket(t *testing.T) {
 		}},
 		{"QoS 1 publish to $SYS", func(t *testing.T, c net.Conn) {
 			_, err := c.Write(rawPublishQoS1("$SYS/x", []byte("x")))
+			require.NoError(t, err)
+		}},
+		{"refused $dp (no PUBACK either)", func(t *testing.T, c net.Conn) {
+			_, err := c.Write(rawPublishQoS1("$dp", []byte{3, 0, 50, '{'}))
+			require.NoError(t, err)
+		}},
+		{"$dp past the datastream bound", func(t *testing.T, c net.Conn) {
+			body := `{"a":1,"b":2}`
+			_, err := c.Write(rawPublishQoS1("$dp", dpPayload(3, body)))
 			require.NoError(t, err)
 		}},
 		{"payload over the limit", func(t *testing.T, c net.Conn) {
@@ -84,6 +93,15 @@ func TestServerClosesWithoutDisconnectPacket(t *testing.T) {
 			require.NoError(t, b.Restart(ctx))
 		}},
 	}
+	t.Run("control: a stored $dp is acknowledged", func(t *testing.T) {
+		c := rawLogin(t, b, DemoDeviceID)
+		_, err := c.Write(rawPublishQoS1("$dp", dpPayload(3, `{"a":1}`)))
+		require.NoError(t, err)
+		ack := make([]byte, 4)
+		_, err = io.ReadFull(c, ack)
+		require.NoError(t, err)
+		assert.Equal(t, []byte{0x40, 0x02, 0x00, 0x01}, ack, "PUBACK of packet 1")
+	})
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			c := rawLogin(t, b, DemoDeviceID)
