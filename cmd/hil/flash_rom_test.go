@@ -5,9 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -92,4 +94,41 @@ func TestRunMicroPythonFlashesFirstAndNamesTheVersion(t *testing.T) {
 	x, err := os.ReadFile(junit)
 	require.NoError(t, err)
 	assert.Contains(t, string(x), `name="flash MicroPython v1.27.0 (esp8266-v1.27.0.bin)"`)
+}
+
+func TestROMProgressBarOnATerminalLinesElsewhere(t *testing.T) {
+	m, tty, err := pty.Open()
+	require.NoError(t, err)
+	defer m.Close()
+	defer tty.Close()
+	p := newROMProgress(tty, 8192)
+	require.NotNil(t, p.bar, "a terminal gets a bar")
+	for done := 1024; done <= 8192; done += 1024 {
+		p.update(done, 8192)
+	}
+	p.finish(nil)
+	tty.Close()
+	var seen bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(seen.String(), "|") {
+		require.NoError(t, m.SetReadDeadline(time.Now().Add(5*time.Second)))
+		n, err := m.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	assert.Regexp(t, `\rflash: writing +\d+% \|█+ *\|`, seen.String(), "a bar drawn in place")
+
+	var plain bytes.Buffer
+	p = newROMProgress(&plain, 8192)
+	assert.Nil(t, p.bar, "a pipe or file gets lines")
+	for done := 1024; done <= 8192; done += 1024 {
+		p.update(done, 8192)
+	}
+	p.finish(nil)
+	lines := strings.Split(strings.TrimSpace(plain.String()), "\n")
+	assert.Len(t, lines, 10, "a line each tenth: %q", plain.String())
+	assert.Equal(t, "flash: writing:  10% (1024 of 8192 bytes)", lines[0])
+	assert.Equal(t, "flash: writing: 100% (8192 of 8192 bytes)", lines[9])
 }
