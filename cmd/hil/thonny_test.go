@@ -22,12 +22,13 @@ import (
 // back-end runs on the python3 that has it).
 const debianPython = "/usr/bin/python3"
 
-// requireThonny skips the test when Debian's thonny is not installed.
-func requireThonny(t *testing.T) {
+// requireThonny skips the test when Debian's thonny is not installed (or
+// the modules of it the test uses do not import).
+func requireThonny(t *testing.T, modules ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, debianPython, "-c", "import thonny.plugins.esp.esp_back").CombinedOutput()
+	out, err := exec.CommandContext(ctx, debianPython, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput()
 	if err != nil {
 		t.Skipf("Debian's thonny is not installed (apt-get install thonny): %s: %v %s", debianPython, err, strings.TrimSpace(string(out)))
 	}
@@ -52,7 +53,7 @@ const thonnyModulesBug = true
 // saved main.py is on the board's flash (the host directory), not on the
 // host's own file system.
 func TestThonnyBackendWorkflow(t *testing.T) {
-	requireThonny(t)
+	requireThonny(t, "thonny.plugins.esp.esp_back")
 	rootMain := "/main.py"
 	_, statErr := os.Stat(rootMain)
 	hadRootMain := statErr == nil
@@ -118,7 +119,7 @@ func TestBoardModulesInAClassBody(t *testing.T) {
 // path of theirs where hil sim --link puts its link to the pty. Making the
 // /dev link needs root; skipped otherwise.
 func TestThonnyListsTheLinkedPort(t *testing.T) {
-	requireThonny(t)
+	requireThonny(t, "thonny.plugins.micropython.mp_front")
 	devLink := fmt.Sprintf("/dev/ttyUSB-hil-test%d", os.Getpid())
 	userLink := filepath.Join(t.TempDir(), "ttyUSB-hil0")
 	if err := os.Symlink(userLink, devLink); err != nil {
