@@ -105,6 +105,12 @@ func (r *Registry) AddProduct(p Product) error {
 		r.mu.Unlock()
 		return fmt.Errorf("product %s: already registered", p.ID)
 	}
+	for _, e := range r.devices {
+		if p.MasterKey != "" && e.APIKey == p.MasterKey {
+			r.mu.Unlock()
+			return fmt.Errorf("product %s: master_key is already device %s's api_key", p.ID, e.ID)
+		}
+	}
 	devs := p.Devices
 	p.Devices = nil
 	r.products[p.ID] = &p
