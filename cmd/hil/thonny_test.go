@@ -48,10 +48,10 @@ const thonnyModulesBug = true
 // back-end (Debian's thonny 4) runs as a subprocess, as the IDE starts it,
 // on hil sim's --link, and is driven through its message protocol by
 // testdata/thonny_backend.py: connect, list the files, save main.py to the
-// board, open it back, run, interrupt, soft reboot, help('modules'),
-// disconnect. The
-// saved main.py is on the board's flash (the host directory), not on the
-// host's own file system.
+// board, open it back, download it, upload a folder, run, interrupt, soft
+// reboot, import the uploaded module, help('modules'), disconnect. The
+// saved and uploaded files are on the board's flash (the host directory),
+// not on the host's own file system.
 func TestThonnyBackendWorkflow(t *testing.T) {
 	requireThonny(t, "thonny.plugins.esp.esp_back")
 	rootMain := "/main.py"
@@ -71,7 +71,8 @@ func TestThonnyBackendWorkflow(t *testing.T) {
 	} else {
 		assert.Contains(t, string(out), "STEP builtin modules ok")
 	}
-	for _, step := range []string{"connect", "list", "save main.py", "open main.py", "run", "interrupt", "soft reboot", "help modules", "disconnect"} {
+	for _, step := range []string{"connect", "list", "save main.py", "open main.py", "download", "upload", "run", "interrupt",
+		"soft reboot", "import uploaded", "help modules", "disconnect"} {
 		assert.Contains(t, string(out), "STEP "+step+" ok", "driver output:\n%s", out)
 	}
 	t.Logf("Thonny's back-end on %s:\n%s", sc.path, out)
@@ -90,6 +91,9 @@ func TestThonnyBackendWorkflow(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "main.py saved by Thonny reaches the board's flash within 10 s")
 	assert.Contains(t, string(got), "print('hello from main.py')")
+	got, err = os.ReadFile(filepath.Join(flash, "lib", "util.py"))
+	require.NoError(t, err, "the folder uploaded by Thonny is on the board's flash")
+	assert.Equal(t, "def answer():\n    return 42\n", string(got))
 	if !hadRootMain {
 		_, err := os.Stat(rootMain)
 		assert.True(t, os.IsNotExist(err), "Thonny's save wrote nothing to the host's root directory")

@@ -4,9 +4,10 @@ on its stdin and stdout (thonny/common.py: serialize_message, parse_message).
 
     python3 thonny_backend.py PORT USER_DIR
 
-Steps: connect, the module list Thonny parsed (its completions), list the files, save main.py to the board, open it back, run
-it, interrupt it, soft reboot (main.py runs again), interrupt, help('modules'),
-disconnect.
+Steps: connect, the module list Thonny parsed (its completions), list the
+files, save main.py to the board, open it back, download it, upload a folder,
+run main.py, interrupt it, soft reboot (main.py runs again), interrupt, import
+the uploaded module, help('modules'), disconnect.
 Prints "STEP <name> ok" after each; on a failure "FAIL <step>: <what was
 seen>" and exits 1. Every wait is bounded (STEP_TIMEOUT). Run by
 cmd/hil/thonny_test.go with Debian's thonny (/usr/bin/python3).
@@ -41,6 +42,8 @@ MAIN_PY = (
     "    n += 1\n"
     "    time.sleep_ms(20)\n"
 )
+
+UTIL_PY = "def answer():\n    return 42\n"
 
 port, user_dir = sys.argv[1], sys.argv[2]
 step = "start"
@@ -228,6 +231,31 @@ if ans.get("content_bytes") != MAIN_PY.encode():
     fail("read back %r" % ans.get("content_bytes"))
 done()
 
+step = "download"
+# The Files pane's Download: the board's main.py to this machine.
+local = os.path.join(user_dir, "main-downloaded.py")
+ans = inline("download", items=[{"kind": "file", "source_path": "/main.py", "target_path": local, "size": len(MAIN_PY)}])
+if ans.get("errors"):
+    fail("download: %r" % ans["errors"])
+with open(local, "rb") as f:
+    if f.read() != MAIN_PY.encode():
+        fail("the downloaded main.py differs")
+done()
+
+step = "upload"
+# The Files pane's Upload: a folder of this machine's to the board's /lib.
+src = os.path.join(user_dir, "lib")
+os.makedirs(src, exist_ok=True)
+with open(os.path.join(src, "util.py"), "w") as f:
+    f.write(UTIL_PY)
+ans = inline("upload", items=[
+    {"kind": "dir", "source_path": src, "target_path": "/lib"},
+    {"kind": "file", "source_path": os.path.join(src, "util.py"), "target_path": "/lib/util.py", "size": len(UTIL_PY)},
+], make_shebang_scripts_executable=False)
+if ans.get("errors"):
+    fail("upload: %r" % ans["errors"])
+done()
+
 step = "run"
 send(ToplevelCommand("Run", argv=["-c", "$EDITOR_CONTENT"], cmd_line="%Run -c $EDITOR_CONTENT", source=MAIN_PY))
 output_until("hello from main.py", "the program's output")
@@ -247,6 +275,13 @@ if "soft reboot" not in out:
     fail("no soft reboot line in %r" % out)
 send(ImmediateCommand("interrupt"))
 out = output_until_prompt("the prompt after Ctrl-C")
+done()
+
+step = "import uploaded"
+send(ToplevelCommand("execute_source", source="import util\nprint(util.answer())\n", cmd_line="import util"))
+out = output_until_prompt("the uploaded module's answer")
+if "42" not in out:
+    fail("no 42 in %r" % out)
 done()
 
 step = "help modules"
