@@ -43,7 +43,7 @@ func TestShort(t *testing.T) {
 	assert.Zero(t, res.Mismatches, "%s", res)
 	assert.Greater(t, res.Applied, 20, "%s", res)
 	assert.Greater(t, res.Ignored, 0, "%s", res)
-	for _, ch := range scenario.Channels {
+	for _, ch := range channels {
 		assert.Positive(t, res.ByChan[ch], "channel %s used", ch)
 	}
 	faults := 0
@@ -75,7 +75,7 @@ func TestCountsOfflineCommandsLost(t *testing.T) {
 	assert.True(t, s.subscribedAt(s.br.Events().Mark()), "logged in and subscribed to the custom topic")
 	require.NoError(t, r.Fault(ctx, scenario.WifiDown))
 	assert.False(t, s.subscribedAt(s.br.Events().Mark()), "offline: no subscription")
-	for _, ch := range scenario.Channels {
+	for _, ch := range channels {
 		mark := s.br.Events().Mark()
 		online := s.br.Online(o.Device)
 		s.res.Commands++
