@@ -289,9 +289,11 @@ func closeOnce(srv *mqtt.Server) func() error { return sync.OnceValue(srv.Close)
 
 // BenchmarkClientHeap: the live Go heap and stacks one connected device
 // costs (after a full collection), ours as hil bench runs it against bare
-// Mochi's: heap-B/client and stack-B/client, each including the fleet's
-// own device (one goroutine and its buffers, the same on both sides); the
-// op is one whole fleet login.
+// Mochi's: heap-B/client and stack-B/client after the login, and
+// stack-after-cmd-B/client once every device has had one command and
+// answered it (a client's goroutines grow their stacks on the first
+// message); each includes the fleet's own device (one goroutine and its
+// buffers, the same on both sides). The op is one whole fleet login.
 func BenchmarkClientHeap(b *testing.B) {
 	const n = 1000
 	live := func() (heap, stack float64) {
@@ -302,21 +304,36 @@ func BenchmarkClientHeap(b *testing.B) {
 	}
 	for _, kind := range []string{"broker=ours", "mochi=bare"} {
 		b.Run(kind, func(b *testing.B) {
-			var heap, stack float64
+			var heap, stack, stackCmd float64
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				reg := DemoRegistry()
 				devs := fleetDevices(b, reg, n)
 				var addr string
 				var stop func()
+				var command func(d fleet.Device) error
+				replies := make(chan struct{}, n)
 				if kind == "mochi=bare" {
-					_, a, done := startBareMochi(b)
+					srv, a, done := startBareMochi(b)
 					addr, stop = a, func() { _ = done() }
+					require.NoError(b, srv.Subscribe("rsp/+", 1, func(*mqtt.Client, packets.Subscription, packets.Packet) {
+						replies <- struct{}{}
+					}))
+					command = func(d fleet.Device) error { return srv.Publish("cmd/"+d.ID, benchCmds[0], false, 0) }
 				} else {
 					br := startFleetBroker(b, reg)
 					addr, stop = br.MQTTAddr(), func() { _ = br.Close() }
+					events, cancel := br.Events().SubscribeN(n)
+					b.Cleanup(cancel)
+					go func() {
+						for e := range events {
+							if isReply(e) {
+								replies <- struct{}{}
+							}
+						}
+					}()
+					command = func(d fleet.Device) error { return br.PublishCustom(d.ProductID, "cmd/"+d.ID, benchCmds[0]) }
 				}
-				// The fleet's own devices are measured too: count them apart.
 				heap0, stack0 := live()
 				b.StartTimer()
 				f, err := fleet.Start(context.Background(), fleet.Options{Addr: addr, Devices: devs,
@@ -333,11 +350,24 @@ func BenchmarkClientHeap(b *testing.B) {
 					require.NoError(b, pprof.Lookup("heap").WriteTo(pf, 0))
 					pf.Close()
 				}
+				timeout := time.NewTimer(waitBound)
+				for j, d := range devs {
+					require.NoError(b, command(d))
+					select {
+					case <-replies:
+					case <-timeout.C:
+						b.Fatalf("%d of %d commands answered within %v", j, n, waitBound)
+					}
+				}
+				timeout.Stop()
+				_, stack2 := live()
+				stackCmd += (stack2 - stack0) / n
 				_ = f.Close()
 				stop()
 			}
 			b.ReportMetric(heap/float64(b.N), "heap-B/client")
 			b.ReportMetric(stack/float64(b.N), "stack-B/client")
+			b.ReportMetric(stackCmd/float64(b.N), "stack-after-cmd-B/client")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

@@ -506,6 +506,10 @@ func (m *measurement) gcFigures(b *baseline, ld loadResult) {
 		res.GCPauseMaxMs = max(res.GCPauseMaxMs, ms(time.Duration(st1.PauseNs[i%256])))
 	}
 	res.GCCPUPercent = 100 * (st1.GCCPUSec - st0.GCCPUSec) / wall
+	mb := func(kb int64) float64 { return float64(kb) / 1024 }
+	res.Notes = append(res.Notes, fmt.Sprintf("Go memory after the load (before, after the login): heap in use %.0f MB (%.0f), heap free not yet returned %.0f MB (%.0f), stacks %.0f MB (%.0f), all the runtime holds %.0f MB (%.0f), RSS %.0f MB (%.0f)",
+		mb(st1.HeapInuseKB), mb(st0.HeapInuseKB), mb(st1.HeapFreeKB), mb(st0.HeapFreeKB), mb(st1.StackKB), mb(st0.StackKB),
+		mb(st1.SysKB), mb(st0.SysKB), mb(st1.RSSKB), mb(st0.RSSKB)))
 	c, _, _ := m.l.snapshot()
 	if c > 0 {
 		res.AllocPerCommandB = float64(st1.AllocBytes-st0.AllocBytes) / float64(c)

@@ -46,6 +46,10 @@ type RuntimeStats struct {
 	// PauseNs is runtime.MemStats' ring of the last 256 stop-the-world
 	// pauses (cycle i at i%256).
 	PauseNs [256]uint64 `json:"pause_ns"`
+	// Where the resident memory is, in KiB: heap spans in use, heap
+	// spans free but not returned to the OS, goroutine stacks, and all
+	// the runtime holds from the OS less what it returned.
+	HeapInuseKB, HeapFreeKB, StackKB, SysKB int64
 	// FullGCMs is the wall time of the forced collection ("mem" only).
 	FullGCMs float64 `json:"full_gc_ms,omitempty"`
 	GOGC     int     `json:"gogc"`
@@ -71,6 +75,8 @@ func readRuntime(full bool) RuntimeStats {
 	st.RSSKB = fleet.ProcRSSKB(os.Getpid())
 	st.HeapKB = int64(m.HeapAlloc+m.StackInuse) / 1024
 	st.GCCycles, st.AllocBytes, st.HeapAlloc, st.NextGC, st.PauseNs = m.NumGC, m.TotalAlloc, m.HeapAlloc, m.NextGC, m.PauseNs
+	st.HeapInuseKB, st.HeapFreeKB = int64(m.HeapInuse>>10), int64((m.HeapIdle-m.HeapReleased)>>10)
+	st.StackKB, st.SysKB = int64(m.StackInuse>>10), int64((m.Sys-m.HeapReleased)>>10)
 	st.GOGC = gcPercent()
 	return st
 }
