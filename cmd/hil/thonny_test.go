@@ -34,16 +34,6 @@ func requireThonny(t *testing.T, modules ...string) {
 	}
 }
 
-// thonnyModulesBug marks a known bug of the virtual board: Thonny reads the
-// module table through builtins.help('modules'), and an attribute of the
-// builtins module is the VM's own (MicroPython stores builtins.help = ... in
-// an override dict that only bare names see; sim/runtime/rom/_boot.py sets
-// it), so Thonny gets the table of the VM's build (js, jsffi, pyscript; no
-// machine or network) where help('modules') typed in the shell shows the
-// ESP8266's. The test expects the bug while this is true and fails once it
-// is fixed, so that the mark is removed.
-const thonnyModulesBug = true
-
 // Thonny's workflow on the virtual board, headless: Thonny's own ESP8266
 // back-end (Debian's thonny 4) runs as a subprocess, as the IDE starts it,
 // on hil sim's --link, and is driven through its message protocol by
@@ -66,11 +56,9 @@ func TestThonnyBackendWorkflow(t *testing.T) {
 	cmd := exec.CommandContext(ctx, debianPython, filepath.Join("testdata", "thonny_backend.py"), sc.path, t.TempDir())
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "the Thonny driver failed (%v):\n%s", ctx.Err(), out)
-	if thonnyModulesBug {
-		assert.Contains(t, string(out), "STEP builtin modules known-bug", "the known bug is fixed: set thonnyModulesBug false")
-	} else {
-		assert.Contains(t, string(out), "STEP builtin modules ok")
-	}
+	// The module table Thonny reads through builtins.help('modules') is the
+	// board's (sim/runtime/rom/_boot.py).
+	assert.Contains(t, string(out), "STEP builtin modules ok")
 	for _, step := range []string{"connect", "list", "save main.py", "open main.py", "download", "upload", "run", "interrupt",
 		"soft reboot", "import uploaded", "help modules", "disconnect"} {
 		assert.Contains(t, string(out), "STEP "+step+" ok", "driver output:\n%s", out)

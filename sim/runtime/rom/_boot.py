@@ -3,7 +3,7 @@
 # in __main__.
 def _hil_boot(limit):
     import sys, os, builtins
-    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys, _micropython
+    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys, _micropython, _builtins
     for n, m in (("time", _time), ("os", _os), ("gc", _gc), ("sys", _sys), ("select", select), ("socket", socket),
                  ("micropython", _micropython)):
         m.__name__ = n
@@ -33,3 +33,14 @@ def _hil_boot(limit):
         return _hilc.c("input", str(prompt))
 
     builtins.input = input
+
+    # An attribute of the builtins module stays the VM's own after
+    # builtins.x = ... (that reaches bare names only), so `import builtins`
+    # gets a copy with the board's open, help and input: Thonny calls
+    # builtins.help('modules') and builtins.open.
+    for n in dir(builtins):
+        if n[:2] != "__":
+            setattr(_builtins, n, getattr(builtins, n))
+    _builtins.open, _builtins.help, _builtins.input = wrapped, help, input
+    _builtins.__name__ = "builtins"
+    sys.modules["builtins"] = _builtins
