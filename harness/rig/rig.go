@@ -191,6 +191,12 @@ func New(ctx context.Context, opts Options) (_ *Rig, err error) {
 	if opts, err = settle(opts, kind.Sandboxed); err != nil {
 		return nil, err
 	}
+	// A secret too short to mask would leak into every log and report.
+	for _, s := range []struct{ env, v string }{{EnvWiFiPassword, opts.WiFiPassword}, {EnvDeviceKey, opts.AuthInfo}, {EnvAPIKey, opts.APIKey}} {
+		if err := secret.Check(s.env, s.v); err != nil {
+			return nil, fmt.Errorf("rig: %w", err)
+		}
+	}
 	r := &Rig{opts: opts, intruder: map[uint64]bool{}, platform: opts.Platform}
 	if r.creds, err = newCredentials(opts.AuthInfo, opts.APIKey, time.Now().Add(tokenTTL)); err != nil {
 		return nil, fmt.Errorf("rig: %w", err)

@@ -311,3 +311,14 @@ func TestBoardKindFromEnv(t *testing.T) {
 	_, err = New(context.Background(), o)
 	assert.ErrorContains(t, err, `unknown board kind "jtag" (known: serial, virtual)`)
 }
+
+// A secret too short to mask safely is refused before anything starts,
+// without being shown.
+func TestNewRefusesSecretsTooShortToMask(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, err := New(ctx, Options{WiFiPassword: "x7q"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), EnvWiFiPassword+" has 3 character(s)")
+	assert.NotContains(t, err.Error(), "x7q")
+}
