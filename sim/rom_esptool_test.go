@@ -81,10 +81,13 @@ func TestEsptoolJSTalksToTheROM(t *testing.T) {
 	}
 }
 
-// esptoolCommand is Espressif's esptool (Debian's package installs it as
-// esptool; pip's as esptool.py), or "".
+// esptoolCommand is Espressif's esptool: $HIL_ESPTOOL (an executable),
+// else esptool (Debian's package) or esptool.py (pip's) on the PATH, or "".
 func esptoolCommand() string {
-	for _, name := range []string{"esptool", "esptool.py"} {
+	for _, name := range []string{os.Getenv("HIL_ESPTOOL"), "esptool", "esptool.py"} {
+		if name == "" {
+			continue
+		}
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
@@ -95,7 +98,7 @@ func esptoolCommand() string {
 func TestEsptoolTalksToTheROM(t *testing.T) {
 	tool := esptoolCommand()
 	if tool == "" {
-		t.Skip("Espressif's esptool is not installed (apt-get install esptool, where the distribution has it; pip install esptool)")
+		t.Skip("Espressif's esptool is not installed (apt-get install esptool, where the distribution has it; pip install esptool; or HIL_ESPTOOL=an executable)")
 	}
 	for _, stub := range []bool{false, true} {
 		name := map[bool]string{false: "no-stub", true: "stub"}[stub]
