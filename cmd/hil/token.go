@@ -30,20 +30,24 @@ func init() {
 
 func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hil token", flag.ContinueOnError)
-	product := fs.String("product", "", "product ID (required)")
+	product := fs.String("product", "", "product ID (required unless --user)")
+	user := fs.String("user", "", "account (user) ID: an application API token, res=userid/{id}, version 2022-05-01, signed with the account's access key")
 	device := fs.String("device", "", "device name; omit for a product-level token (res=products/{pid}, product access key)")
 	key := fs.String("key", "", "base64 device key (or product access key); default $"+keyEnv)
 	method := fs.String("method", "sha256", "signature method: md5, sha1 or sha256")
 	expires := fs.String("expires", "8760h", "expiry: a duration from now (8760h), an RFC 3339 time or unix seconds")
-	if err := parseFlags(fs, args, stderr, "usage: hil token --product P [--device D] [--key K | $"+keyEnv+"] [--method sha256] [--expires 8760h]",
+	if err := parseFlags(fs, args, stderr, "usage: hil token (--product P [--device D] | --user U) [--key K | $"+keyEnv+"] [--method sha256] [--expires 8760h]",
 		"Prints a token for config.json's \"token\" (studio platform). The key is never printed."); err != nil {
 		return err
 	}
 	var errs []error
-	if *product == "" {
-		errs = append(errs, errors.New("--product is required"))
+	switch {
+	case *user != "" && (*product != "" || *device != ""):
+		errs = append(errs, errors.New("--user makes an account token: no --product or --device with it"))
+	case *user == "" && *product == "":
+		errs = append(errs, errors.New("--product (or --user) is required"))
 	}
-	for _, f := range []struct{ name, v string }{{"product", *product}, {"device", *device}} {
+	for _, f := range []struct{ name, v string }{{"product", *product}, {"device", *device}, {"user", *user}} {
 		if strings.ContainsAny(f.v, "/ \t\r\n") {
 			errs = append(errs, fmt.Errorf("--%s %q: no '/' or spaces in an ID", f.name, f.v))
 		}
@@ -66,8 +70,13 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if *device != "" {
 		res += "/devices/" + *device
 	}
-	// MakeToken's errors name the method or the base64 position, never the key.
-	tok, err := broker.MakeToken(res, k, *method, et)
+	// The errors name the method or the base64 position, never the key.
+	var tok string
+	if *user != "" {
+		tok, err = broker.MakeUserToken(*user, k, *method, et)
+	} else {
+		tok, err = broker.MakeToken(res, k, *method, et)
+	}
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/onenet-hil/hil/broker"
 )
 
 // The vectors below were computed with Python alone, not with our code:
@@ -121,7 +123,9 @@ func TestTokenBadInput(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"nothing", nil, []string{"--product is required", "a key is required", "$" + keyEnv}},
+		{"nothing", nil, []string{"--product (or --user) is required", "a key is required", "$" + keyEnv}},
+		{"user and product", []string{"--user", "42", "--product", "1", "--key", secret}, []string{"no --product or --device with it"}},
+		{"slash in user", []string{"--user", "4/2", "--key", secret}, []string{`--user "4/2"`}},
 		{"bad method", []string{"--product", "1", "--key", secret, "--method", "sha512"}, []string{`"sha512"`, "md5, sha1 or sha256"}},
 		{"key not base64", []string{"--product", "1", "--key", secret + "!"}, []string{"key is not base64"}},
 		{"bad expiry", []string{"--product", "1", "--key", secret, "--expires", "next year"}, []string{`"next year"`, "RFC 3339", "unix seconds"}},
@@ -160,4 +164,16 @@ func TestTokenRegistered(t *testing.T) {
 	stdout.Reset()
 	assert.Equal(t, 1, runMain([]string{"token", "--product", "1"}, &stdout, &stderr))
 	assert.Empty(t, stdout.String())
+}
+
+// --user makes the application API's account token (res=userid/{id},
+// version 2022-05-01), the one broker.MakeUserToken makes and the broker
+// accepts.
+func TestTokenForAnAccount(t *testing.T) {
+	out, _, err := runTokenCmd(t, nil, "--user", "420042", "--key", tokKey, "--expires", "1924992000")
+	require.NoError(t, err)
+	want, err := broker.MakeUserToken("420042", tokKey, "sha256", time.Unix(1924992000, 0))
+	require.NoError(t, err)
+	assert.Equal(t, want+"\n", out)
+	assert.True(t, strings.HasPrefix(out, "version=2022-05-01&res=userid%2F420042&et=1924992000&method=sha256&sign="), out)
 }
