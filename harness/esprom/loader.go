@@ -311,6 +311,12 @@ func (l *Loader) Identify(ctx context.Context) (Info, error) {
 		return info, err
 	}
 	info.ChipID = esp8266.ChipID(e[0], e[1])
+	// The ESP8266's ROM has no SPI_ATTACH: a FLASH_BEGIN of nothing
+	// attaches the flash chip (and erases nothing) before it is asked
+	// its id.
+	if _, err := l.Command(ctx, esp8266.CmdFlashBegin, esp8266.Words(0, 0, esp8266.FlashBlockSize, 0), 0, DefaultTimeout); err != nil {
+		return info, fmt.Errorf("FLASH_BEGIN of nothing (to attach the flash): %w", err)
+	}
 	if info.FlashID, err = l.FlashID(ctx); err != nil {
 		return info, err
 	}
