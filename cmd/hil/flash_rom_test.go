@@ -132,3 +132,20 @@ func TestROMProgressBarOnATerminalLinesElsewhere(t *testing.T) {
 	assert.Equal(t, "flash: writing:  10% (1024 of 8192 bytes)", lines[0])
 	assert.Equal(t, "flash: writing: 100% (8192 of 8192 bytes)", lines[9])
 }
+
+func TestRunMicroPythonRefusesACorruptedImageAndReportsIt(t *testing.T) {
+	t.Setenv(rig.EnvPlatform, "legacy")
+	t.Setenv(rig.EnvPort, "")
+	dir := runDir(t, map[string]string{"a_pass.yaml": runPass})
+	junit := filepath.Join(t.TempDir(), "j.xml")
+	bad := esp8266.SampleImage("v1.27.0", 64<<10)
+	bad[0] = 0xFF
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"run", "--scenarios", dir, "--micropython", writeImage(t, bad), "--junit", junit}, &stdout, &stderr)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	assert.Contains(t, stderr.String(), "refusing the image (nothing was erased): not a bootable ESP8266 image: at offset 0x0: magic byte 0xFF, want 0xE9 (0xFF: erased flash)")
+	x, err := os.ReadFile(junit)
+	require.NoError(t, err)
+	assert.Regexp(t, `<testcase name="flash MicroPython \(esp8266-v1\.27\.0\.bin\)"[^>]*>\s*<failure message="--micropython`, string(x))
+	assert.NotContains(t, string(x), `name="on and off"`, "no scenario ran")
+}
