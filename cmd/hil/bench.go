@@ -105,7 +105,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	fs.StringVar(&f.product, "product", bench.BenchProductID, "with HOST:PORT: the devices' product ID (their MQTT user name)")
 	fs.StringVar(&f.ctrlUser, "controller-user", "hil-bench", "with HOST:PORT: the user that publishes cmd/# and subscribes rsp/+")
 	fs.IntVar(&f.brokerPID, "broker-pid", 0, "with HOST:PORT: the broker's process id, to measure its memory and CPU")
-	fs.IntVar(&f.gogc, "gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own); 0 = as hil broker runs it (400, or $GOGC), -1 = off")
+	fs.IntVar(&f.gogc, "gogc", 0, "set this process's GOGC (the embedded broker's; the fleet keeps its own); 0 = as hil broker runs it (broker.ServeGOGC, 100, or $GOGC), -1 = off; bare Mochi gets the same")
 	fs.StringVar(&f.memLimit, "gomemlimit", "", "set this process's soft memory limit (GOMEMLIMIT syntax: 1GiB, 512MiB)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the embedded broker's) to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile of this process at the end to this file")
