@@ -21,6 +21,7 @@ type reply struct {
 	Err  *int   `json:"err,omitempty"`
 	Intr int    `json:"intr,omitempty"`
 	Exit int    `json:"exit,omitempty"` // raise SystemExit (machine.soft_reset)
+	EOF  int    `json:"eof,omitempty"`  // raise EOFError (input() read Ctrl-D)
 }
 
 func ok(v any) reply    { return reply{T: "ret", V: v} }
@@ -189,8 +190,8 @@ func (l *life) stdin(n int) reply {
 
 // input is input(): the prompt, then a line typed on the serial line with
 // its echo; Enter ends it, Backspace removes a character, Ctrl-C is
-// KeyboardInterrupt and Ctrl-D on an empty line EOFError (as SystemExit
-// stands in for it here).
+// KeyboardInterrupt and Ctrl-D on an empty line EOFError (as readline.c and
+// builtins.input have it).
 func (l *life) input(prompt string) reply {
 	l.outStr(prompt)
 	var line []byte
@@ -211,7 +212,7 @@ func (l *life) input(prompt string) reply {
 					l.outStr("\x08\x1b[K")
 				}
 			case c == 4 && len(line) == 0:
-				return reply{T: "ret", Exit: 1}
+				return reply{T: "ret", EOF: 1}
 			case c >= 32:
 				line = append(line, c)
 				l.out([]byte{c})
@@ -552,22 +553,23 @@ func parsePollSpec(s string) [][2]int {
 	return out
 }
 
-// helpText is the ESP8266 port's help() (ports/esp8266/help.c).
+// helpText is the ESP8266 port's help() (ports/esp8266/help.c, esp_help_text, as of v1.27.0).
 const helpText = `Welcome to MicroPython!
 
-For online docs please visit http://docs.micropython.org/en/latest/esp8266/ .
+For online docs please visit http://docs.micropython.org/
+
 For diagnostic information to include in bug reports execute 'import port_diag'.
 
 Basic WiFi configuration:
 
 import network
-sta_if = network.WLAN(network.STA_IF); sta_if.active(True)
+sta_if = network.WLAN(network.WLAN.IF_STA); sta_if.active(True)
 sta_if.scan()                             # Scan for available access points
-sta_if.connect("<AP_name>", "<password>") # Connect to an AP
+sta_if.connect("<AP_name>", "<key>") # Connect to an AP
 sta_if.isconnected()                      # Check for successful connection
 # Change name/password of ESP8266's AP:
-ap_if = network.WLAN(network.AP_IF)
-ap_if.config(ssid="<AP_NAME>", security=network.AUTH_WPA_WPA2_PSK, key="<password>")
+ap_if = network.WLAN(network.WLAN.IF_AP)
+ap_if.config(ssid="<AP_NAME>", security=network.AUTH_WPA_WPA2_PSK, key="<key>")
 
 Control commands:
   CTRL-A        -- on a blank line, enter raw REPL mode

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,8 +158,12 @@ func (l *life) boot() error {
 	if err != nil {
 		return err
 	}
-	done, err := l.request(map[string]any{"t": "boot", "heap": l.b.opts.Heap, "files": files, "rom": romModules(),
-		"romCost": romCost.Load()})
+	dirs, err := flashDirs(l.b.flash)
+	if err != nil {
+		return err
+	}
+	done, err := l.request(map[string]any{"t": "boot", "heap": l.b.opts.Heap, "files": files, "dirs": dirs,
+		"rom": romModules(), "romCost": romCost.Load()})
 	if err != nil {
 		return fmt.Errorf("sim: the VM did not boot: %w", err)
 	}
@@ -165,6 +171,28 @@ func (l *life) boot() error {
 	l.heap = heapState{limit: done.Limit, rom: done.Rom}
 	l.b.heap.boot(done.Limit, done.Rom)
 	return nil
+}
+
+// flashDirs lists every directory below the flash directory (empty ones
+// too: os.mkdir on the board makes one that must outlive a reset), by its
+// slash-separated path.
+func flashDirs(dir string) ([]string, error) {
+	dirs := []string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir || !d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, filepath.ToSlash(rel))
+		return nil
+	})
+	return dirs, err
 }
 
 // bootFiles runs boot.py, then main.py when the REPL is friendly, as the
@@ -249,6 +277,11 @@ func (l *life) step() (bool, error) {
 	if r.Raw {
 		l.raw = true
 	}
+	if r.Exc == "SystemExit" {
+		// The VM's pyexec returned PYEXEC_FORCED_EXIT (sys.exit(), or Ctrl-D on
+		// an empty line it saw as such): the board soft-reboots.
+		l.rebootAfter = true
+	}
 	return l.takeReboot(), nil
 }
 
@@ -323,6 +356,12 @@ func (l *life) rawExec(src string) error {
 		return err
 	}
 	l.inRawExec = false
+	if r.Exc == "SystemExit" {
+		// pyexec.c: an unhandled SystemExit is PYEXEC_FORCED_EXIT; the raw REPL
+		// returns it and ports/esp8266/main.c soft-reboots (boot.py runs, the
+		// raw REPL starts again). Both EOF markers come first.
+		l.rebootAfter = true
+	}
 	if l.rebootAfter {
 		l.outStr("\x04\x04")
 		return nil

@@ -7,7 +7,8 @@
 // Protocol: one JSON object per line, Go -> here on fd 0, here -> Go on fd 1
 // (fd 2: diagnostics). Bytes travel as strings of code points 0..255.
 //
-//   Go -> VM  {t:"boot", heap, files:{path:data}, modules}   start the VM
+//   Go -> VM  {t:"boot", heap, files:{path:data}, dirs:[path], modules}   start the VM
+//                                      (dirs: every directory of the flash, empty ones too)
 //             {t:"exec", src}          run src as the raw REPL does
 //             {t:"file", path}         run a flash file as boot.py/main.py run
 //             {t:"char", c}            one byte into the friendly REPL
@@ -16,6 +17,7 @@
 //             {t:"call", op, a}        a hardware call; the VM blocks until
 //                                      Go answers {t:"ret", v} / {t:"ret", err} / {t:"ret", intr:1}
 //             {t:"fs", w:[[p,d]...], rm:[p...], dirs:[p...]}  flash changes to keep
+//                                      (rm: removed files, then removed directories, deepest first)
 //             {t:"done", exc, raw}     the request ended: exc = the exception's type, "" when none;
 //                                      raw = the REPL is now in raw mode
 //
@@ -90,6 +92,19 @@ function put(c) {
 function putText(s) {
   for (const c of encoder.encode(s)) putByte(c);
 }
+// putRaw sends bytes as they are: sys.stdout.buffer's writes, which the
+// board's HAL does not cook (mp_hal_stdout_tx_strn, not _cooked). mpremote's
+// mount protocol is binary on that stream.
+function putRaw(hex) {
+  flush();
+  let s = "";
+  for (let i = 0; i + 1 < hex.length; i += 2) s += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+  if (s === "") return;
+  lastOut = s.charCodeAt(s.length - 1);
+  stripLead = false;
+  recent = (recent + s).slice(-64);
+  send({ t: "out", d: s });
+}
 // romFrame is a traceback line of the ESP8266 modules' doubles: the board's
 // modules are C and add no frames.
 const romFrame = /^  File "\/rom\/[^"]*", line \d+, in [^\r\n]*\r?\n/gm;
@@ -135,6 +150,7 @@ function banner(run, noLead) {
 const FLASH = "/flash";
 let mp;
 let snapshot = new Map(); // path -> data of the files Go has
+let dirSnapshot = new Set(); // the directories Go has (empty ones too)
 
 function walk(dir, files, dirs) {
   for (const name of mp.FS.readdir(dir)) {
@@ -195,7 +211,14 @@ function syncFlash() {
       snapshot.delete(rel);
     }
   }
-  if (w.length || rm.length) send({ t: "fs", w, rm, dirs });
+  // A directory removed on the flash goes too (after its files, the deepest
+  // first: Go removes each as an empty directory).
+  const now = new Set(dirs);
+  const gone = [...dirSnapshot].filter((d) => !now.has(d)).sort().reverse();
+  const added = dirs.some((d) => !dirSnapshot.has(d));
+  rm.push(...gone);
+  dirSnapshot = now;
+  if (w.length || rm.length || added) send({ t: "fs", w, rm, dirs });
 }
 
 // ---- hardware calls
@@ -204,6 +227,10 @@ function syncFlash() {
 // goes on. The Python side (esp8266.py) turns {err} into OSError and
 // {intr} into KeyboardInterrupt.
 function call(op, ...args) {
+  if (op === "raw") {
+    putRaw(String(args[0]));
+    return "=";
+  }
   flush();
   if (op === "flash") {
     syncFlash();
@@ -217,6 +244,7 @@ function call(op, ...args) {
     if (m.t !== "ret") continue; // nothing else can arrive while the VM waits
     if (m.intr) return "^";
     if (m.exit) return "~";
+    if (m.eof) return "E";
     if (m.err !== undefined && m.err !== null) return "!" + m.err;
     if (typeof m.v === "number") return m.v;
     return "=" + (m.v ?? "");
@@ -302,9 +330,13 @@ function runFile(path) {
 
 let raw = false;
 let replReady = false; // the VM's friendly REPL has been started (replInit)
+// replChar reports a forced exit of the VM's REPL (PYEXEC_FORCED_EXIT: an
+// unhandled SystemExit, or Ctrl-D on an empty line), after which the board
+// soft-reboots (ports/esp8266/main.c).
 function replChar(c) {
+  let ret = 0;
   try {
-    mp.replProcessChar(c);
+    ret = mp.replProcessChar(c);
   } catch (err) {
     pyError(err);
   }
@@ -312,6 +344,7 @@ function replChar(c) {
   // Ctrl-A on an empty line: the VM's REPL has entered raw mode; the raw
   // REPL itself is Go's (it has raw-paste, which this build lacks).
   if (c === 1 && recent.endsWith("raw REPL; CTRL-B to exit\r\n>")) raw = true;
+  return ret & 0x100 ? "SystemExit" : "";
 }
 
 // The globals through which code could reach the host: gone while board
@@ -355,6 +388,7 @@ async function boot(m) {
     romCost = scratch.globals.get("_cost");
   }
   snapshot = new Map();
+  dirSnapshot = new Set(m.dirs || []);
   raw = false;
   replReady = false;
   // One VM per process: the loader needs the globals, and a process where
@@ -372,7 +406,7 @@ async function boot(m) {
   mp.registerJsModule("_hil", { call });
   mp.FS.mkdir(FLASH);
   const dirs = Object.keys(m.files).map((p) => p.split("/").slice(0, -1).join("/")).filter((d) => d);
-  for (const d of [...new Set(dirs)].sort()) {
+  for (const d of [...new Set([...dirs, ...(m.dirs || [])])].sort()) {
     let acc = FLASH;
     for (const part of d.split("/")) {
       acc += "/" + part;
@@ -423,7 +457,7 @@ async function main() {
         break;
       case "char":
         raw = false;
-        replChar(m.c);
+        exc = replChar(m.c);
         break;
       case "replinit":
         // After a soft reboot the banner follows "MPY: soft reboot" on its

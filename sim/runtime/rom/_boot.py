@@ -3,12 +3,14 @@
 # in __main__.
 def _hil_boot(limit):
     import sys, os, builtins
-    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys, _micropython, _builtins
+    import _hilc, machine, network, socket, select, esp, _time, _os, _gc, _sys, _micropython, _builtins, _vfs
     for n, m in (("time", _time), ("os", _os), ("gc", _gc), ("sys", _sys), ("select", select), ("socket", socket),
                  ("micropython", _micropython)):
         m.__name__ = n
         sys.modules[n] = m
         sys.modules["u" + n] = m
+    _vfs.__name__ = "vfs"
+    sys.modules["vfs"] = _vfs  # no uvfs on the board
     _open = builtins.open
     wrapped = _os._w(_open)
     builtins.open = wrapped

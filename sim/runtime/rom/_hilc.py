@@ -92,4 +92,6 @@ def c(op, *a):
         raise KeyboardInterrupt
     if k == "~":
         raise SystemExit
+    if k == "E":
+        raise EOFError
     raise OSError(int(r[1:]))

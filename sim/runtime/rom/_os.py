@@ -1,6 +1,8 @@
 # os as the ESP8266 has it: the flash at /, MicroPython's errno numbers
 # (the VM's file system speaks WASI's), uname, statvfs of a 4 MB flash.
 import os as _o
+import random as _random  # here: at call time, import would search sys.path (a mounted host dir)
+import vfs as _vfs
 from micropython import const
 
 sep = "/"
@@ -52,7 +54,22 @@ open = None  # set at boot: builtins.open
 
 def statvfs(path):
     stat(path)
+    if type(_mountof(path)) is not VfsPosix:
+        # Another file system mounted there (mpremote mount's RemoteFS): its
+        # own statvfs, as on the board.
+        return _w(_o.statvfs)(path)
     return (4096, 4096, 759, 700, 700, 0, 0, 0, 0, 255)
+
+
+def _mountof(path):
+    # The file system that holds path: the longest mount point above it.
+    if path[:1] != "/":
+        path = getcwd().rstrip("/") + "/" + path
+    best, fs = "", None
+    for m, p in _vfs.mount():
+        if (path == p or path.startswith(p.rstrip("/") + "/")) and len(p) >= len(best):
+            best, fs = p, m
+    return fs
 
 
 class _Uname(tuple):
@@ -74,5 +91,4 @@ def dupterm(*a):
 
 
 def urandom(n):
-    import random
-    return bytes(random.getrandbits(8) for _ in range(n))
+    return bytes(_random.getrandbits(8) for _ in range(n))

@@ -1,5 +1,6 @@
 from _hilc import c
 from micropython import const
+import binascii as _ba
 
 PWRON_RESET = const(0)
 WDT_RESET = const(1)
@@ -83,8 +84,7 @@ def reset_cause():
 
 
 def unique_id():
-    import binascii
-    return binascii.unhexlify(c("unique_id"))
+    return _ba.unhexlify(c("unique_id"))
 
 
 def freq(*f):
