@@ -251,6 +251,7 @@ func TestROMStubMode(t *testing.T) {
 	_, err = l.Command(ctx, esp8266.CmdFlashEnd, esp8266.Words(0), 0, time.Second)
 	require.NoError(t, err)
 	require.True(t, b.InDownloadMode())
+	require.NoError(t, l.SetBaud(115200)) // the ROM detects the rate again at the next SYNC
 	require.NoError(t, l.Sync(ctx, 5))
 	_, err = l.Command(ctx, esp8266.CmdSPIFlashMD5, esp8266.Words(0, 16, 0, 0), 0, time.Second)
 	require.True(t, errors.As(err, &ce), "the ROM again, not the stub: %v", err)

@@ -538,6 +538,9 @@ func (l *Loader) Run(ctx context.Context) error {
 	}
 	l.got = nil
 	if l.Baud != ROMBaud {
+		// What came before the port closes is kept; MicroPython's banner
+		// comes at 115200 well after its VM starts.
+		l.after = append(l.after, l.port.TakeRaw()...)
 		if err := l.reopen(ROMBaud); err != nil { // MicroPython talks at 115200
 			return err
 		}
