@@ -204,7 +204,10 @@ func (l *life) bootFiles(power bool) bool {
 	if err != nil || l.takeReboot() {
 		return err == nil
 	}
-	if !l.raw && r.Exc != "SystemExit" {
+	// ports/esp8266/main.c runs main.py when pyexec_file_if_exists("boot.py") is
+	// non-zero: boot.py ran to its end, or raised SystemExit (PYEXEC_FORCED_EXIT);
+	// any other exception out of boot.py skips main.py.
+	if !l.raw && (r.Exc == "" || r.Exc == "SystemExit") {
 		if _, err := l.request(map[string]any{"t": "file", "path": "main.py"}); err != nil || l.takeReboot() {
 			return err == nil
 		}

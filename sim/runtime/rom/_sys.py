@@ -23,6 +23,8 @@ class _Bin(_io.IOBase):
     # are, where the text streams turn "\n" into "\r\n" (mpremote's mount
     # protocol is binary on it).
     def read(self, n=-1):
+        if n == 0:
+            return b""
         return _ba.unhexlify(_c("stdin", n if n > 0 else 256))
 
     def readinto(self, buf, n=-1):
