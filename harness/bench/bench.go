@@ -612,26 +612,27 @@ type job struct {
 	cmd string
 }
 
-// Ratio divides each figure of a by b's.
+// Ratio divides each figure of a by b's; a figure b does not have (zero,
+// such as Mosquitto's bytes per command) is left out.
 func Ratio(a, b *Result) map[string]float64 {
-	div := func(x, y float64) float64 {
-		if y == 0 {
-			return 0
+	out := map[string]float64{}
+	for k, v := range map[string][2]float64{
+		"logins_per_s":            {a.LoginsPS, b.LoginsPS},
+		"throughput_cps":          {a.ThroughputCPS, b.ThroughputCPS},
+		"p50_ms":                  {a.P50ms, b.P50ms},
+		"p90_ms":                  {a.P90ms, b.P90ms},
+		"p99_ms":                  {a.P99ms, b.P99ms},
+		"max_ms":                  {a.MaxMs, b.MaxMs},
+		"mem_per_device_kb":       {a.MemPerDeviceKB, b.MemPerDeviceKB},
+		"peak_rss_per_device_kb":  {a.PeakRSSPerDeviceKB, b.PeakRSSPerDeviceKB},
+		"cpu_percent":             {a.BrokerCPUPercent, b.BrokerCPUPercent},
+		"alloc_per_command_bytes": {a.AllocPerCommandB, b.AllocPerCommandB},
+	} {
+		if v[1] != 0 {
+			out[k] = v[0] / v[1]
 		}
-		return x / y
 	}
-	return map[string]float64{
-		"logins_per_s":            div(a.LoginsPS, b.LoginsPS),
-		"throughput_cps":          div(a.ThroughputCPS, b.ThroughputCPS),
-		"p50_ms":                  div(a.P50ms, b.P50ms),
-		"p90_ms":                  div(a.P90ms, b.P90ms),
-		"p99_ms":                  div(a.P99ms, b.P99ms),
-		"max_ms":                  div(a.MaxMs, b.MaxMs),
-		"mem_per_device_kb":       div(a.MemPerDeviceKB, b.MemPerDeviceKB),
-		"peak_rss_per_device_kb":  div(a.PeakRSSPerDeviceKB, b.PeakRSSPerDeviceKB),
-		"alloc_per_command_bytes": div(a.AllocPerCommandB, b.AllocPerCommandB),
-		"cpu_percent":             div(a.BrokerCPUPercent, b.BrokerCPUPercent),
-	}
+	return out
 }
 
 func sortedKeys(m map[string]int64) []string {

@@ -58,6 +58,7 @@ func TestReportJSONShape(t *testing.T) {
 	ratio, ok := doc["ratio_embedded_to_mosquitto"].(map[string]any)
 	require.True(t, ok, "ratio present: %s", raw)
 	assert.InDelta(t, emb.P99ms/mos.P99ms, ratio["p99_ms"], 1e-9)
+	assert.NotContains(t, ratio, "alloc_per_command_bytes", "Mosquitto has no such figure: no ratio")
 	byRate, ok := doc["ratio_embedded_to_mochi_by_rate"].(map[string]any)
 	require.True(t, ok, "ratio to bare Mochi present: %s", raw)
 	assert.InDelta(t, emb.AllocPerCommandB/bare.AllocPerCommandB, byRate["100"].(map[string]any)["alloc_per_command_bytes"], 1e-9)
