@@ -4,11 +4,33 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"weak"
 )
+
+// rtcOffsets holds what machine.RTC was set to, per board: the seconds it runs
+// ahead of the host's clock (time.time(), time.localtime() and RTC.datetime()
+// follow it). The ESP8266 keeps it in RTC memory, which every reset keeps; a
+// new Board starts at the host's time. Weak keys: a board's entry goes with it.
+var rtcOffsets sync.Map // weak.Pointer[Board] -> int64
+
+func (b *Board) rtcOffset() int64 {
+	if v, ok := rtcOffsets.Load(weak.Make(b)); ok {
+		return v.(int64)
+	}
+	return 0
+}
+
+func (b *Board) setRTCOffset(off int64) {
+	k := weak.Make(b)
+	if _, loaded := rtcOffsets.Swap(k, off); !loaded {
+		runtime.AddCleanup(b, func(k weak.Pointer[Board]) { rtcOffsets.Delete(k) }, k)
+	}
+}
 
 // The board's hardware as the VM's ESP8266 modules (runtime/rom) reach it:
 // one handler per bridge call. A handler that blocks (sleep, recv, poll)
@@ -89,7 +111,13 @@ func (l *life) call(m vmMsg) reply {
 		}
 		return l.sleep(0)
 	case "time":
-		return ok(time.Now().Unix())
+		return ok(time.Now().Unix() + b.rtcOffset())
+	case "rtc_set":
+		// machine.RTC().datetime((y, m, d, wd, h, mi, s, sub)), the weekday ignored
+		// as on the board.
+		set := time.Date(a.int(0), time.Month(a.int(1)), a.int(2), a.int(3), a.int(4), a.int(5), 0, time.UTC)
+		b.setRTCOffset(set.Unix() - time.Now().Unix())
+		return ok(nil)
 	case "pin":
 		n, v := a.int(0), a.int(1)
 		if v < 0 {

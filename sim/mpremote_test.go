@@ -440,6 +440,7 @@ func TestMpremote(t *testing.T) {
 	assert.Contains(t, mp("mount", "mnt", "exec", "import app", "+", "umount", "+", "exec", "import os; print(os.getcwd())"),
 		"app 42\n/\n")
 	assert.Contains(t, mp("mount", "mnt", "run", "mnt/app.py"), "app 42\n")
+	assert.Contains(t, mp("rtc", "--set", "+", "rtc"), "("+strconv.Itoa(time.Now().Year())+", ")
 	mp("exec", "kept = 5")
 	assert.Equal(t, "5\n", mp("resume", "exec", "print(kept)"))
 	assert.Equal(t, "False\n", mp("exec", "kept = 5", "+", "soft-reset", "+", "exec", "print('kept' in globals())"))
@@ -453,4 +454,27 @@ func TestMpremote(t *testing.T) {
 	<-c.done
 	assert.Equal(t, "False 4\n", mp("resume", "exec", "import machine; print('kept' in globals(), machine.reset_cause())"),
 		"machine.reset() is the ESP8266's SOFT_RESET (system_restart)")
+}
+
+// mpremote rtc --set: machine.RTC().datetime(8-tuple), then rtc reads it back; the setting holds
+// across soft reboots and resets (the ESP8266's RTC memory) and time.localtime() follows it.
+func TestRTCSetAsMpremote(t *testing.T) {
+	b, c := startBoard(t, Options{})
+	c.expect(banner)
+	c.mpremoteEnter()
+	year := strconv.Itoa(time.Now().UTC().Year())
+	assert.True(t, strings.HasPrefix(c.mustExec("import machine\nprint(machine.RTC().datetime())"), "("+year+", "),
+		"an RTC never set runs at the host's time")
+	c.mustExec("import machine")
+	c.mustExec("machine.RTC().datetime((2031, 5, 6, 0, 7, 8, 9, 123456))")
+	assert.Regexp(t, `^\(2031, 5, 6, 1, 7, 8, (9|10), 0\)\r\n$`, c.mustExec("import machine\nprint(machine.RTC().datetime())"),
+		"2031-05-06 is a Tuesday (weekday 1): the one given is ignored")
+	c.mpremoteEnter()
+	assert.Regexp(t, `^\(2031, 5, 6, 7, 8, (9|10), 1, 126\)\r\n$`, c.mustExec("import time\nprint(time.localtime())"))
+	_, errOut, _ := c.execPaste("import machine\nmachine.RTC().datetime((2031, 5, 6))")
+	assert.Contains(t, errOut, "ValueError: requested length 8 but object has length 3")
+	require.NoError(t, b.PowerCycle())
+	c.expect(banner)
+	c.enterRaw()
+	assert.Equal(t, "2031\r\n", c.mustExec("import time\nprint(time.localtime()[0])"), "the reset line keeps the RTC")
 }

@@ -8,8 +8,14 @@ ticks_us = _t.ticks_us
 ticks_cpu = _t.ticks_cpu
 ticks_diff = _t.ticks_diff
 ticks_add = _t.ticks_add
-localtime = _t.localtime
-gmtime = _t.gmtime
+
+
+def localtime(secs=None):
+    # The board's clock is its RTC (machine.RTC().datetime sets it); no time zone.
+    return _t.localtime(time() if secs is None else secs)
+
+
+gmtime = localtime
 mktime = _t.mktime
 
 

@@ -66,6 +66,10 @@ class RTC:
     def datetime(self, *t):
         import time
         if t:
+            t = t[0]
+            if len(t) != 8:
+                raise ValueError("requested length 8 but object has length %d" % len(t))
+            c("rtc_set", t[0], t[1], t[2], t[4], t[5], t[6])
             return None
         y, m, d, hh, mm, ss, wd, _ = time.localtime()
         return (y, m, d, wd, hh, mm, ss, 0)
