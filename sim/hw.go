@@ -42,8 +42,7 @@ type reply struct {
 	V    any    `json:"v,omitempty"`
 	Err  *int   `json:"err,omitempty"`
 	Intr int    `json:"intr,omitempty"`
-	Exit int    `json:"exit,omitempty"` // raise SystemExit (machine.soft_reset)
-	EOF  int    `json:"eof,omitempty"`  // raise EOFError (input() read Ctrl-D)
+	EOF  int    `json:"eof,omitempty"` // raise EOFError (input() read Ctrl-D)
 }
 
 func ok(v any) reply    { return reply{T: "ret", V: v} }
@@ -131,10 +130,6 @@ func (l *life) call(m vmMsg) reply {
 		go b.restartFrom(l, causeSoft)
 		<-l.stop
 		return l.interrupted()
-	case "soft_reset":
-		// As the board: SystemExit ends the running code, then the soft reboot.
-		l.rebootAfter = true
-		return reply{T: "ret", Exit: 1}
 	case "cause":
 		return ok(l.cause)
 	case "unique_id":

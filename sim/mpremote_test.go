@@ -478,3 +478,17 @@ func TestRTCSetAsMpremote(t *testing.T) {
 	c.enterRaw()
 	assert.Equal(t, "2031\r\n", c.mustExec("import time\nprint(time.localtime()[0])"), "the reset line keeps the RTC")
 }
+
+// machine.soft_reset is sys.exit on the ESP8266 (extmod/modmachine.c): the REPL soft-reboots on
+// its SystemExit, main.py's ends the program (ports/esp8266/main.c ignores main.py's result), and
+// a caught one is nothing.
+func TestMachineSoftResetIsSysExit(t *testing.T) {
+	flash := t.TempDir()
+	writeFlash(t, flash, map[string]string{"main.py": "print('main')\nimport machine\nmachine.soft_reset()\nprint('not reached')\n"})
+	_, c := startBoard(t, Options{FlashDir: flash})
+	assert.Equal(t, "main\r\n\r\n"+banner, string(c.expect(banner)), "no soft reboot out of main.py")
+	c.enterRaw()
+	assert.Equal(t, "caught\r\n", c.mustExec("import machine\ntry:\n    machine.soft_reset()\nexcept SystemExit:\n    print('caught')"))
+	c.write("machine.soft_reset()\x04")
+	assert.Equal(t, "OK\x04\x04MPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>", string(c.expect("raw REPL; CTRL-B to exit\r\n>")))
+}

@@ -40,7 +40,8 @@ type life struct {
 	inRawExec  bool        // a raw-REPL block is running
 	promptIdle bool        // the friendly REPL shows ">>> " and nothing has been typed since
 	hung       atomic.Bool // the host ended a loop that ignored Ctrl-C (set by the hang timer)
-	// rebootAfter: machine.soft_reset() was called; the soft reboot follows
+	// rebootAfter: a REPL request ended in an unhandled SystemExit (sys.exit(),
+	// machine.soft_reset(), which is sys.exit on the ESP8266); the soft reboot follows
 	// the end of the running code.
 	rebootAfter bool
 	wdt         *time.Timer
@@ -288,7 +289,7 @@ func (l *life) step() (bool, error) {
 	return l.takeReboot(), nil
 }
 
-// takeReboot reports (once) a soft reboot that machine.soft_reset() asked for,
+// takeReboot reports (once) a soft reboot that a SystemExit asked for,
 // printing what the board prints.
 func (l *life) takeReboot() bool {
 	if !l.rebootAfter {

@@ -15,7 +15,7 @@
 //             {t:"replinit"}           print the banner and the first prompt
 //   VM -> Go  {t:"out", d}             serial output
 //             {t:"call", op, a}        a hardware call; the VM blocks until
-//                                      Go answers {t:"ret", v} / {t:"ret", err} / {t:"ret", intr:1}
+//                                      Go answers {t:"ret", v} / {t:"ret", err} / {t:"ret", intr:1} / {t:"ret", eof:1}
 //             {t:"fs", w:[[p,d]...], rm:[p...], dirs:[p...]}  flash changes to keep
 //                                      (rm: removed files, then removed directories, deepest first)
 //             {t:"done", exc, raw}     the request ended: exc = the exception's type, "" when none;
@@ -236,14 +236,13 @@ function call(op, ...args) {
     syncFlash();
     return "";
   }
-  if (op === "reset" || op === "soft_reset") syncFlash();
+  if (op === "reset") syncFlash();
   else syncFlashSoon();
   send({ t: "call", op, a: args.map((a) => (a === undefined ? null : a)) });
   for (;;) {
     const m = readMsg();
     if (m.t !== "ret") continue; // nothing else can arrive while the VM waits
     if (m.intr) return "^";
-    if (m.exit) return "~";
     if (m.eof) return "E";
     if (m.err !== undefined && m.err !== null) return "!" + m.err;
     if (typeof m.v === "number") return m.v;

@@ -79,8 +79,10 @@ def reset():
     c("reset")
 
 
-def soft_reset():
-    c("soft_reset")
+def soft_reset(*a):
+    # sys.exit, as ports/esp8266 (extmod/modmachine.c) has it: the REPL soft-reboots
+    # on the SystemExit; out of main.py it ends the program, caught it is nothing.
+    raise SystemExit(*a)
 
 
 def reset_cause():
