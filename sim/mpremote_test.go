@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,6 +292,11 @@ func TestSysExitSoftReboots(t *testing.T) {
 	c.write("x\r")
 	assert.Contains(t, string(c.expect(">>> ")), "NameError: name 'x' isn't defined", "the soft reboot cleared globals")
 
+	// Ctrl-D on a line emptied by Backspace: the VM's readline sees the empty line, pyexec returns
+	// PYEXEC_FORCED_EXIT (the host's own empty-prompt check does not see it).
+	c.write("a\x08\x04")
+	assert.Equal(t, "a\x08\x1b[K\r\nMPY: soft reboot\r\nboot ran\r\nmain ran\r\n"+banner, string(c.expect(banner)))
+
 	c.write("input('q? ')\r")
 	c.expect("\r\nq? ")
 	c.write("\x04")
@@ -491,4 +497,26 @@ func TestMachineSoftResetIsSysExit(t *testing.T) {
 	assert.Equal(t, "caught\r\n", c.mustExec("import machine\ntry:\n    machine.soft_reset()\nexcept SystemExit:\n    print('caught')"))
 	c.write("machine.soft_reset()\x04")
 	assert.Equal(t, "OK\x04\x04MPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>", string(c.expect("raw REPL; CTRL-B to exit\r\n>")))
+}
+
+// The flash's errors are MicroPython's numbers, another mount's (mpremote mount's RemoteFS) its
+// own; open takes keyword arguments; littlefs removes a file or an empty directory with either call.
+func TestOSErrorsPerMount(t *testing.T) {
+	_, c := startBoard(t, Options{})
+	c.expect(banner)
+	c.enterRaw()
+	c.mustExec("import os, vfs\nclass FS:\n def mount(self, r, m):\n  pass\n def umount(self):\n  pass\n" +
+		" def chdir(self, p):\n  pass\n def getcwd(self):\n  return '/'\n" +
+		" def stat(self, p):\n  raise OSError(2)\n def open(self, p, m):\n  raise OSError(2)\n def remove(self, p):\n  raise OSError(21)\n" +
+		"vfs.mount(FS(), '/remote')")
+	probe := "def e(f, *a):\n try:\n  f(*a)\n except OSError as x:\n  return x.errno\nprint(%s)"
+	assert.Equal(t, "2 2 21 2 2\r\n", c.mustExec(fmt.Sprintf(probe,
+		"e(os.stat, '/remote/x'), e(open, '/remote/x'), e(os.remove, '/remote/x'), e(os.stat, 'nope'), e(open, 'nope')")))
+	c.mustExec("os.chdir('/remote')")
+	assert.Equal(t, "2 2\r\n", c.mustExec(fmt.Sprintf(probe, "e(os.stat, 'x'), e(open, 'x', 'rb')")))
+	c.mustExec("os.chdir('/')\nvfs.umount('/remote')")
+
+	assert.Equal(t, "x\r\n", c.mustExec("f = open('kw.txt', mode='w')\nf.write('x')\nf.close()\nprint(open('kw.txt', mode='r').read())"))
+	assert.Equal(t, "[]\r\n", c.mustExec("os.mkdir('d')\nos.remove('d')\nos.rmdir('kw.txt')\nprint(os.listdir())"))
+	assert.Equal(t, "39 2\r\n", c.mustExec("os.mkdir('d')\nopen('d/f', 'w').close()\nprint(e(os.remove, 'd'), e(os.rmdir, 'nope'))"))
 }

@@ -15,11 +15,15 @@ _E = {44: 2, 20: 17, 54: 20, 31: 21, 55: 39, 28: 22, 2: 13, 8: 9, 29: 5, 51: 28,
 
 
 def _w(f):
-    def g(*a):
+    # Errors of the flash (the VM's VfsPosix) get MicroPython's numbers; another
+    # mounted file system (mpremote mount's) raises its own, which stay as they are.
+    def g(*a, **k):
         try:
-            return f(*a)
+            return f(*a, **k)
         except OSError as e:
             n = e.errno
+            if type(_mountof(a[0] if a and type(a[0]) is str else ".")) is not VfsPosix:
+                raise
             raise OSError(_E.get(n, n))
     return g
 
@@ -44,8 +48,23 @@ def ilistdir(path="."):
 
 
 mkdir = _w(_o.mkdir)
-rmdir = _w(_o.rmdir)
-remove = _w(_o.remove)
+
+
+def _lfs(first, other, errno):
+    # littlefs removes whatever the path names with one call (lfs_remove): on the
+    # board's flash os.remove takes an empty directory and os.rmdir a file.
+    def g(path):
+        try:
+            return first(path)
+        except OSError as e:
+            if e.errno != errno or type(_mountof(path)) is not VfsPosix:
+                raise
+        return other(path)
+    return g
+
+
+rmdir = _lfs(_w(_o.rmdir), _w(_o.remove), 20)  # ENOTDIR: a file
+remove = _lfs(_w(_o.remove), _w(_o.rmdir), 21)  # EISDIR: a directory
 unlink = remove
 rename = _w(_o.rename)
 chdir = _w(_o.chdir)
