@@ -592,7 +592,7 @@ func (b *Broker) storeReply(deviceID, productID, id string, payload []byte) bool
 	}
 	b.answered(cmd)
 	b.persist(cmd)
-	b.emit(Event{Kind: CommandReplied, DeviceID: cmd.dev.id, ProductID: cmd.dev.pid, Topic: "$crsp/" + cmd.info.UUID,
+	b.emit(Event{Kind: CommandReplied, DeviceID: cmd.dev.id, ProductID: cmd.dev.pid, topicPrefix: "$crsp/", // Topic: $crsp/{uuid}
 		Payload: payload, CmdUUID: cmd.info.UUID})
 	return true
 }

@@ -62,6 +62,11 @@ type Event struct {
 	Code       byte
 	Reason     string
 	CmdUUID    string
+
+	// topicPrefix, when set, makes the feed's copy of the event have the
+	// Topic topicPrefix+CmdUUID, built in the copy (not one string more
+	// per command). The feed's events never have it.
+	topicPrefix string
 }
 
 func (e Event) String() string {
@@ -96,6 +101,12 @@ func (e Event) String() string {
 // The copies share one allocation (the strings are never written again;
 // Payload's capacity ends at its length, so an append cannot reach them).
 func (e Event) detached() Event {
+	var pre string
+	if e.topicPrefix != "" && e.Topic == "" {
+		pre = e.topicPrefix
+		e.Topic = e.CmdUUID // the prefix goes in front of it in the copy
+	}
+	e.topicPrefix = ""
 	fields := [...]struct {
 		s   *string
 		max int
@@ -107,7 +118,7 @@ func (e Event) detached() Event {
 		}
 		p = e.Payload[:min(len(e.Payload), eventPayloadMax)]
 	}
-	n := len(p)
+	n := len(p) + len(pre)
 	for _, f := range fields {
 		k, cut := clipAt(*f.s, f.max)
 		n += len(k) + len(cut)
@@ -115,12 +126,14 @@ func (e Event) detached() Event {
 	buf := make([]byte, 0, n)
 	for _, f := range fields {
 		k, cut := clipAt(*f.s, f.max)
-		if len(k)+len(cut) == 0 {
-			continue
-		}
 		start := len(buf)
+		if f.s == &e.Topic {
+			buf = append(buf, pre...)
+		}
 		buf = append(append(buf, k...), cut...)
-		*f.s = unsafe.String(&buf[start], len(buf)-start)
+		if len(buf) > start {
+			*f.s = unsafe.String(&buf[start], len(buf)-start)
+		}
 	}
 	if e.Payload != nil {
 		start := len(buf)

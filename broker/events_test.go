@@ -69,3 +69,15 @@ func TestEmitAllocatesOnce(t *testing.T) {
 	b.emit(Event{Kind: Published, DeviceID: DemoDeviceID, Topic: "led/state", Payload: []byte("key=" + DemoMasterKey)})
 	assert.Equal(t, "key=****", string(b.Events().Since(mark)[0].Payload))
 }
+
+// A command reply's topic is made in the event's copy ($crsp/ and the
+// uuid), not as one more string per reply.
+func TestReplyTopicIsBuiltInTheCopy(t *testing.T) {
+	b := startBroker(t, nil)
+	mark := b.Events().Mark()
+	b.emit(Event{Kind: CommandReplied, DeviceID: DemoDeviceID, CmdUUID: "5b1f7a2e", topicPrefix: "$crsp/", Payload: []byte("1")})
+	e := b.Events().Since(mark)[0]
+	assert.Equal(t, "$crsp/5b1f7a2e", e.Topic)
+	assert.Equal(t, "5b1f7a2e", e.CmdUUID)
+	assert.Empty(t, e.topicPrefix, "the feed's events compare as before")
+}

@@ -298,6 +298,10 @@ func isCrsp(topic string) bool {
 	return strings.HasPrefix(topic, "$crsp/") && len(topic) > len("$crsp/")
 }
 
+// errSuccessIgnore is packets.CodeSuccessIgnore made an error once: a
+// Code struct converted at each return would be an allocation per message.
+var errSuccessIgnore error = packets.CodeSuccessIgnore
+
 func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		h.b.accountFanout(pk.TopicName, len(pk.Payload))
@@ -309,7 +313,7 @@ func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	switch {
 	case isStudio(cl) && strings.HasPrefix(pk.TopicName, "@$"):
 		h.b.studioPublish(c, cl, pid, pk)
-		return pk, packets.CodeSuccessIgnore
+		return pk, errSuccessIgnore
 	case isStudio(cl):
 	case pk.TopicName == "$dp":
 		if err := h.b.storeDatapoints(c, cl.ID, pid, pk.Payload); err != nil {
@@ -321,10 +325,10 @@ func (h *onenetHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 			cl.Stop(errors.New(reason))
 			return pk, packets.ErrRejectPacket
 		}
-		return pk, packets.CodeSuccessIgnore // acknowledged, never forwarded
+		return pk, errSuccessIgnore // acknowledged, never forwarded
 	case isCrsp(pk.TopicName):
 		h.b.storeReply(cl.ID, pid, pk.TopicName[len("$crsp/"):], pk.Payload)
-		return pk, packets.CodeSuccessIgnore
+		return pk, errSuccessIgnore
 	}
 	h.b.emit(Event{Kind: Published, DeviceID: cl.ID, ProductID: pid, Topic: pk.TopicName, Payload: pk.Payload})
 	pk.TopicName = productTopic(pid, pk.TopicName)
