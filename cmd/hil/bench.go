@@ -27,7 +27,7 @@ import (
 func init() {
 	register(command{
 		name:    "bench",
-		summary: "measure the broker under a simulated fleet, side by side with Mosquitto",
+		summary: "measure the broker under a simulated fleet, side by side with bare Mochi and Mosquitto",
 		run:     runBench,
 	})
 }
