@@ -167,7 +167,7 @@ func (b *Broker) sendNow(c *conn, cmd *command) (string, error) {
 	b.cmds.add(cmd)
 	err := b.writeCommand(c, cmd)
 	if err == nil {
-		b.afterWrite(cmd) // written: errno 0 says so, whatever the store does
+		b.afterWrite(c, cmd) // written: errno 0 says so, whatever the store does
 		return cmd.info.UUID, nil
 	}
 	if !cmd.keep {
@@ -389,23 +389,35 @@ func (b *Broker) deliverQueued(c *conn, batch []*command) {
 			return
 		}
 		cmd.resolve(nil)
-		b.afterWrite(cmd)
+		b.afterWrite(c, cmd)
 	}
 }
 
-// afterWrite: a command written to its device is finished, or, to be sent
-// again until it is answered, held in the device's unacked list.
-func (b *Broker) afterWrite(cmd *command) {
+// afterWrite: a command written to its device over c is finished, or, to
+// be sent again until it is answered, held in the device's unacked list.
+// If the device logged in again while it was written to c, that login
+// already took the unacked list: the command goes to the new session.
+func (b *Broker) afterWrite(c *conn, cmd *command) {
 	d := cmd.dev
 	d.mu.Lock()
 	if cmd.resend() && b.cmds.status(cmd) == CmdSent {
 		cmd.taken = false
-		if !cmd.awaiting {
+		again := d.conn != nil && d.conn != c
+		if again {
+			i := slices.IndexFunc(d.queue, func(q *command) bool { return q.seq > cmd.seq })
+			if i < 0 {
+				i = len(d.queue)
+			}
+			d.queue = slices.Insert(d.queue, i, cmd)
+		} else if !cmd.awaiting {
 			cmd.awaiting = true
 			d.unacked = append(d.unacked, cmd)
 		}
 		d.mu.Unlock()
 		b.persist(cmd)
+		if again {
+			b.redeliver(d, c)
+		}
 		return
 	}
 	b.unqueueLocked(d, cmd)
