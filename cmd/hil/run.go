@@ -235,6 +235,10 @@ func loadScenarios(fl *flag.FlagSet, dir string) ([]*scenario.Scenario, error) {
 	return scenario.LoadDir(dir)
 }
 
+// maxHeap bounds --heap: far beyond any ESP8266 (38 KB), and a size the
+// VM can always get.
+const maxHeap = 1 << 20
+
 // parseHeap reads a heap size: bytes, or KB with a K suffix.
 func parseHeap(s string) (int, error) {
 	mul := 1
@@ -242,8 +246,8 @@ func parseHeap(s string) (int, error) {
 		s, mul = t, 1024
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n*mul < 4096 {
-		return 0, fmt.Errorf("%q: want a size of 4096 bytes or more, like 38K or 28672", s)
+	if err != nil || n < 4096/mul || n > maxHeap/mul {
+		return 0, fmt.Errorf("%q: want a size from 4096 bytes to 1 MB, like 38K or 28672", s)
 	}
 	return n * mul, nil
 }

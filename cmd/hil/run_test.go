@@ -144,3 +144,15 @@ func TestRunRealBoardNeedsEnvironment(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "a real board needs HIL_WIFI_SSID, HIL_WIFI_PASSWORD and HIL_BROKER_HOST")
 }
+
+func TestParseHeap(t *testing.T) {
+	for in, want := range map[string]int{"38K": 38 * 1024, "28k": 28 * 1024, "28672": 28672, "4096": 4096, "1024K": 1 << 20} {
+		got, err := parseHeap(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "K", "4095", "3K", "1025K", "9007199254740993K", "-1", "38M"} {
+		_, err := parseHeap(in)
+		assert.Error(t, err, in)
+	}
+}

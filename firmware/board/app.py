@@ -96,7 +96,7 @@ def on_msg(topic, msg):
         if topic.startswith(req):
             m.publish(rsp + memoryview(topic)[len(req):], RSP[state])
         if i is not None:
-            m.publish(pst + b"_reply", '{"id":"%s","code":200}' % i)
+            m.publish(pst + b"_reply", '{"id":%s,"code":200}' % json.dumps(i))
         if st:
             n += 1
             m.publish(dpt, TPP % (n, ("false", "true")[state]))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/onenet-hil/hil/harness/board"
 	"github.com/onenet-hil/hil/harness/echo"
@@ -23,6 +24,9 @@ import (
 // allocated (an upper bound of what the ESP8266 needs, since it collects
 // mid-step when it must); on a real board it is gc.mem_alloc() after a
 // collection, and the board raises its own MemoryError.
+
+// cleanupTimeout bounds the soft reboot after a failed measurement.
+const cleanupTimeout = 10 * time.Second
 
 // heapCommands are sent in turn; the LED model follows them.
 var heapCommands = []string{"on", "toggle", "off", "toggle", "toggle"}
@@ -44,6 +48,17 @@ func (r *Rig) ProbeHeap(ctx context.Context, commands int) (h report.Heap, err e
 	if err := r.repl.EnterRaw(ctx, false); err != nil {
 		return h, fmt.Errorf("heap: stopping the firmware for the measurement: %w", err)
 	}
+	rebooted := false
+	defer func() {
+		// A failed measurement leaves main.py stopped (and maybe a session
+		// open): best effort, the firmware runs again, on a bound of its own
+		// since ctx may be what ended.
+		if err != nil && !rebooted {
+			cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			defer cancel()
+			_ = r.repl.SoftReboot(cctx)
+		}
+	}()
 	p.begin()
 	if err := r.repl.SoftResetRaw(ctx); err != nil {
 		return h, fmt.Errorf("heap: soft reset for the measurement: %w", err)
@@ -91,6 +106,7 @@ func (r *Rig) ProbeHeap(ctx context.Context, commands int) (h report.Heap, err e
 		return h, err
 	}
 	r.markScenario()
+	rebooted = true
 	if err := r.repl.SoftReboot(ctx); err != nil {
 		return h, fmt.Errorf("heap: restarting the firmware: %w", err)
 	}

@@ -68,8 +68,9 @@ type Capabilities struct {
 // HeapProber measures the firmware's heap one step at a time (a heap
 // step): boot, login, then commands commands, each its own request to the
 // board, with the LED checked after each. It ends with the firmware
-// running and logged in again, the LED off. A MemoryError fails it with
-// that reason.
+// running and logged in again, the LED off (after a failure: running
+// again, as far as the board lets it). A MemoryError fails it with that
+// reason.
 type HeapProber interface {
 	ProbeHeap(ctx context.Context, commands int) (report.Heap, error)
 }

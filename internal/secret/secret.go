@@ -80,7 +80,7 @@ const ValueLen = 8
 // is no secret and passes. The error holds the secret's length, never the
 // secret.
 func Check(what, s string) error {
-	if s == "" || len(s) >= MinLen {
+	if s == "" || utf8.RuneCountInString(s) >= MinLen {
 		return nil
 	}
 	return fmt.Errorf("%s has %d character(s): a secret shorter than %d cannot be masked safely in logs and reports "+

@@ -48,15 +48,15 @@ def heapnow(c):
     # nothing.
     global hi, grew
     if c:
+        a = max(hi, g.mem_alloc())
+        if grew:
+            a = -a  # the request outgrew the heap before any collection
+        hi = grew = 0  # before the flush: a Ctrl-C there must not carry them on
+        g.collect()
         try:
             flush()
         except OSError:
             pass
-        a = max(hi, g.mem_alloc())
-        if grew:
-            a = -a  # the request outgrew the heap before any collection
-        hi = grew = 0
-        g.collect()
         return a
     return g.mem_alloc()
 
