@@ -95,7 +95,7 @@ func (b *Broker) postSyncCmd(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	if _, err := b.feed.WaitAfter(ctx, mark, ForCommand(CommandReplied, id)); err != nil {
+	if !b.awaitReply(ctx, mark, id) {
 		writeStudio(w, StudioTimeout, "command timeout", map[string]string{"cmd_uuid": id})
 		return
 	}
