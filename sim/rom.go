@@ -457,11 +457,17 @@ func (r *romState) readReg(addr uint32) uint32 {
 	return r.regs[addr]
 }
 
+// romMaxRegs bounds the registers a host can create by writing them.
+const romMaxRegs = 4096
+
 // writeReg stores a register; the SPI controller's command register runs
 // a user command on the flash chip at once.
 func (r *romState) writeReg(addr, value, mask uint32) {
 	if mask == 0 {
 		mask = 0xFFFFFFFF
+	}
+	if _, known := r.regs[addr]; !known && len(r.regs) >= romMaxRegs {
+		return // a host writing all over the address space: bounded, dropped
 	}
 	r.regs[addr] = r.regs[addr]&^mask | value&mask
 	if addr == esp8266.SPICmdReg && r.regs[addr]&esp8266.SPICmdUsr != 0 {
@@ -503,6 +509,9 @@ func (r *romState) program(at uint32, p []byte) {
 // inflate takes the next piece of a compressed write: everything so far is
 // inflated again and what is new is written.
 func (r *romState) inflate(w *romWrite, piece []byte) bool {
+	if len(w.comp)+len(piece) > romFlashSize {
+		return false // no image compresses to more than the flash
+	}
 	w.comp = append(w.comp, piece...)
 	zr, err := zlib.NewReader(bytes.NewReader(w.comp))
 	if err != nil {
