@@ -179,15 +179,7 @@ func (b *Broker) postDatapoints(r *http.Request, p apiKey) (any, error) {
 	if len(body) == 0 {
 		return nil, fail(ErrnoNoBody, "entity data required")
 	}
-	var doc struct {
-		Datastreams []struct {
-			ID         string `json:"id"`
-			Datapoints []struct {
-				At    string `json:"at"`
-				Value any    `json:"value"`
-			} `json:"datapoints"`
-		} `json:"datastreams"`
-	}
+	var doc type1Doc
 	if err := decodeJSON(body, &doc); err != nil {
 		return nil, fail(ErrnoBadJSON, "invalid JSON")
 	}
@@ -208,9 +200,9 @@ func (b *Broker) postDatapoints(r *http.Request, p apiKey) (any, error) {
 			}
 			rec := DPRecord{Stream: ds.ID, Value: jsonValue(dp.Value)}
 			if dp.At != "" {
-				t, err := time.ParseInLocation(apiTimeParseForm, dp.At, cst)
+				t, err := apiTime("at", dp.At)
 				if err != nil {
-					return nil, fail(ErrnoInvalid, "invalid parameter at: %q (want 2006-01-02T15:04:05)", shorten([]byte(dp.At), 40))
+					return nil, err
 				}
 				rec.At = t
 			}
@@ -283,9 +275,9 @@ func (b *Broker) getDatapoints(r *http.Request, p apiKey) (any, error) {
 		t    *time.Time
 	}{{"start", &start}, {"end", &end}} {
 		if s := q.Get(f.name); s != "" {
-			t, err := time.ParseInLocation(apiTimeParseForm, s, cst)
+			t, err := apiTime(f.name, s)
 			if err != nil {
-				return nil, fail(ErrnoInvalid, "invalid parameter %s: %q (want 2006-01-02T15:04:05)", f.name, s)
+				return nil, err
 			}
 			*f.t = t
 		}
@@ -432,14 +424,14 @@ func (b *Broker) cmdHistory(r *http.Request, p apiKey, deviceID string) (any, er
 	if q.Get("start") == "" {
 		return nil, fail(ErrnoRequired, "parameter required: start")
 	}
-	start, err := time.ParseInLocation(apiTimeParseForm, q.Get("start"), cst)
+	start, err := apiTime("start", q.Get("start"))
 	if err != nil {
-		return nil, fail(ErrnoInvalid, "invalid parameter start: %q (want 2006-01-02T15:04:05)", q.Get("start"))
+		return nil, err
 	}
 	end := time.Now()
 	if s := q.Get("end"); s != "" {
-		if end, err = time.ParseInLocation(apiTimeParseForm, s, cst); err != nil {
-			return nil, fail(ErrnoInvalid, "invalid parameter end: %q (want 2006-01-02T15:04:05)", s)
+		if end, err = apiTime("end", s); err != nil {
+			return nil, err
 		}
 	}
 	pg, err := intParam(r, "page", 1, 1, 1<<20)
@@ -542,8 +534,8 @@ func (b *Broker) getTopicDevices(r *http.Request, p apiKey) (any, error) {
 	if topic == "" {
 		return nil, fail(ErrnoRequired, "parameter required: topic")
 	}
-	if !validTopic(topic) {
-		return nil, fail(ErrnoInvalid, "invalid parameter topic: %q (letters, digits, '/', '_' and '-' only)", topic)
+	if err := checkTopic(topic); err != nil {
+		return nil, err
 	}
 	pg, err := intParam(r, "page", 1, 1, 1<<20)
 	if err != nil {
@@ -567,4 +559,22 @@ func (b *Broker) getTopicDevices(r *http.Request, p apiKey) (any, error) {
 		}
 	}
 	return map[string]any{"total_count": len(ids), "page": pg, "per_page": per, "devices": devs}, nil
+}
+
+// apiTime reads parameter name, a time in the API's form (China Standard
+// Time), or says what it wants.
+func apiTime(name, s string) (time.Time, error) {
+	t, err := time.ParseInLocation(apiTimeParseForm, s, cst)
+	if err != nil {
+		return t, fail(ErrnoInvalid, "invalid parameter %s: %q (want 2006-01-02T15:04:05)", name, shorten([]byte(s), 40))
+	}
+	return t, nil
+}
+
+// checkTopic refuses a topic name OneNET would not take.
+func checkTopic(topic string) error {
+	if !validTopic(topic) {
+		return fail(ErrnoInvalid, "invalid parameter topic: %q (letters, digits, '/', '_' and '-' only)", topic)
+	}
+	return nil
 }

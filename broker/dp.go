@@ -188,17 +188,21 @@ func parseAt(s string) (time.Time, error) {
 	return t, nil
 }
 
-// type 1: {"datastreams":[{"id":"t","datapoints":[{"at":"...","value":1}]}]}
+// type1Doc is the type 1 JSON, in $dp and in POST /devices/{id}/datapoints:
+// {"datastreams":[{"id":"t","datapoints":[{"at":"...","value":1}]}]}
+type type1Doc struct {
+	Datastreams []struct {
+		ID         string `json:"id"`
+		Datapoints []struct {
+			At    string `json:"at"`
+			Value any    `json:"value"`
+		} `json:"datapoints"`
+	} `json:"datastreams"`
+}
+
+// parseType1 reads a $dp of type 1.
 func parseType1(body []byte) ([]DPRecord, error) {
-	var doc struct {
-		Datastreams []struct {
-			ID         string `json:"id"`
-			Datapoints []struct {
-				At    string `json:"at"`
-				Value any    `json:"value"`
-			} `json:"datapoints"`
-		} `json:"datastreams"`
-	}
+	var doc type1Doc
 	if err := decodeJSON(body, &doc); err != nil {
 		return nil, err
 	}

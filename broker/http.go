@@ -290,8 +290,8 @@ func (b *Broker) postMQTT(r *http.Request, p apiKey) (any, error) {
 	if topic == "" {
 		return nil, fail(ErrnoRequired, "topic required")
 	}
-	if !validTopic(topic) {
-		return nil, fail(ErrnoInvalid, "invalid parameter topic: %q (letters, digits, '/', '_' and '-' only)", topic)
+	if err := checkTopic(topic); err != nil {
+		return nil, err
 	}
 	body, err := readBody(r)
 	if err != nil {
