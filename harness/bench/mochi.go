@@ -22,6 +22,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/onenet-hil/hil/harness/fleet"
+	"github.com/onenet-hil/hil/internal/child"
 )
 
 // Bare Mochi is the floor under our broker: the same Mochi module with its
@@ -148,18 +149,8 @@ func startMochi(ctx context.Context, argv, env []string) (*mochiProc, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("bare mochi: no worker command (Options.MochiWorker)")
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	cmd, in, out, err := child.Start(argv, env)
 	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bare mochi: %w", err)
 	}
 	p := &mochiProc{cmd: cmd, in: in, out: bufio.NewScanner(out)}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/onenet-hil/hil/internal/child"
 )
 
 // The fleet can run in a child process so that a broker measured in the
@@ -170,17 +172,8 @@ func StartRemote(ctx context.Context, argv []string, opts Options) (*Remote, err
 	if len(argv) == 0 {
 		return nil, errors.New("fleet: no worker command")
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	cmd, stdin, stdout, err := child.Start(argv, nil)
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("fleet: starting worker: %w", err)
 	}
 	r := &Remote{cmd: cmd, stdin: stdin, usage: make(chan report, 1), acks: make(chan report, 1), ended: make(chan struct{}), done: make(chan error, 1)}
